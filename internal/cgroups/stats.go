@@ -1,5 +1,27 @@
 // Package cgroups reads container resource usage from cgroup v1 or v2.
+//
+// It reads the cgroup files directly instead of going through
+// github.com/containerd/cgroups: crid only needs a handful of counters, and
+// the library's v1 loader fails when any expected subsystem is absent (this
+// host has no hugetlb hierarchy) and drags ebpf/dbus code into the binary.
 package cgroups
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
 
 // Stats is a snapshot of one cgroup's usage.
 type Stats struct {
@@ -13,9 +35,331 @@ type Stats struct {
 	OOMKills         uint64 // memory.events oom_kill (v2) or memory.oom_control oom_kill (v1)
 }
 
+// cgroupRoot is where both v1 hierarchies and the v2 unified tree live.
+const cgroupRoot = "/sys/fs/cgroup"
+
 // Read returns the usage of the cgroup at cgroupsPath (as given in the OCI
 // spec, cgroupfs driver). errdefs.ErrNotFound if the cgroup is gone.
-func Read(cgroupsPath string) (*Stats, error) { panic("not implemented") }
+func Read(cgroupsPath string) (*Stats, error) {
+	if err := checkPath(cgroupsPath); err != nil {
+		return nil, err
+	}
+	if Unified() {
+		return readV2(filepath.Join(cgroupRoot, cgroupsPath))
+	}
+	mounts, err := v1Mounts()
+	if err != nil {
+		return nil, err
+	}
+	return readV1(mounts, cgroupsPath)
+}
 
 // Unified reports whether the host runs pure cgroup v2.
-func Unified() bool { panic("not implemented") }
+func Unified() bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(cgroupRoot, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+// Remove deletes the cgroup at cgroupsPath (and any sub-cgroups a
+// container created under it) from every hierarchy: each v1 controller,
+// the v1 named hierarchies and, on hybrid hosts, the v2 tree runc also
+// joins. A cgroup that does not exist is not an error; one that still has
+// processes is (EBUSY).
+func Remove(cgroupsPath string) error {
+	if err := checkPath(cgroupsPath); err != nil {
+		return err
+	}
+	var roots []string
+	if Unified() {
+		roots = []string{cgroupRoot}
+	} else {
+		infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+		if err != nil {
+			return fmt.Errorf("read cgroup mounts: %w", err)
+		}
+		seen := map[string]bool{}
+		for _, m := range infos {
+			if !seen[m.Mountpoint] {
+				seen[m.Mountpoint] = true
+				roots = append(roots, m.Mountpoint)
+			}
+		}
+	}
+	var errs []error
+	for _, root := range roots {
+		if err := removeTree(filepath.Join(root, cgroupsPath)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkPath refuses paths that would address a hierarchy's root or leave it:
+// Remove on "/" would try to delete every container's cgroup.
+func checkPath(p string) error {
+	if filepath.Clean("/"+p) == "/" || slices.Contains(strings.Split(p, "/"), "..") {
+		return fmt.Errorf("cgroups path %q: %w", p, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// removeTree removes dir and its sub-cgroups deepest first. cgroupfs
+// directories cannot be removed with RemoveAll: their control files refuse
+// unlink, only rmdir of the directory itself works.
+func removeTree(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove cgroup %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removeTree(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove cgroup %s: %w", dir, err)
+	}
+	return nil
+}
+
+// v1Mounts maps each v1 controller (and named hierarchy, e.g.
+// "name=systemd") to its mount point, from /proc/self/mountinfo, so
+// co-mounted controllers like "cpu,cpuacct" are found wherever they are.
+func v1Mounts() (map[string]string, error) {
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	if err != nil {
+		return nil, fmt.Errorf("read cgroup mounts: %w", err)
+	}
+	out := map[string]string{}
+	for _, m := range infos {
+		for _, opt := range strings.Split(m.VFSOptions, ",") {
+			if opt == "rw" || opt == "ro" || opt == "" {
+				continue
+			}
+			if _, ok := out[opt]; !ok {
+				out[opt] = m.Mountpoint
+			}
+		}
+	}
+	return out, nil
+}
+
+func readV1(mounts map[string]string, p string) (*Stats, error) {
+	dir := func(ctl string) string {
+		mp, ok := mounts[ctl]
+		if !ok {
+			return ""
+		}
+		return filepath.Join(mp, p)
+	}
+	memDir, cpuDir, pidsDir := dir("memory"), dir("cpuacct"), dir("pids")
+	found := false
+	for _, d := range []string{memDir, cpuDir, pidsDir} {
+		if d != "" && isDir(d) {
+			found = true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("cgroup %s: %w", p, errdefs.ErrNotFound)
+	}
+	var s Stats
+	var err error
+	if s.CPUUsageNanos, err = readUint(cpuDir, "cpuacct.usage"); err != nil {
+		return nil, err
+	}
+	if s.MemoryUsage, err = readUint(memDir, "memory.usage_in_bytes"); err != nil {
+		return nil, err
+	}
+	// The total_* keys include sub-cgroups, which matters for pod cgroups.
+	ms, err := readKV(memDir, "memory.stat")
+	if err != nil {
+		return nil, err
+	}
+	s.MemoryRSS = ms["total_rss"]
+	s.PageFaults = ms["total_pgfault"]
+	s.MajorPageFaults = ms["total_pgmajfault"]
+	s.MemoryWorkingSet = workingSet(s.MemoryUsage, ms["total_inactive_file"])
+	oom, err := readKV(memDir, "memory.oom_control")
+	if err != nil {
+		return nil, err
+	}
+	s.OOMKills = oom["oom_kill"]
+	if s.Pids, err = readUint(pidsDir, "pids.current"); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func readV2(dir string) (*Stats, error) {
+	if !isDir(dir) {
+		return nil, fmt.Errorf("cgroup %s: %w", dir, errdefs.ErrNotFound)
+	}
+	var s Stats
+	cpu, err := readKV(dir, "cpu.stat")
+	if err != nil {
+		return nil, err
+	}
+	s.CPUUsageNanos = cpu["usage_usec"] * 1000
+	if s.MemoryUsage, err = readUint(dir, "memory.current"); err != nil {
+		return nil, err
+	}
+	ms, err := readKV(dir, "memory.stat")
+	if err != nil {
+		return nil, err
+	}
+	s.MemoryRSS = ms["anon"]
+	s.PageFaults = ms["pgfault"]
+	s.MajorPageFaults = ms["pgmajfault"]
+	s.MemoryWorkingSet = workingSet(s.MemoryUsage, ms["inactive_file"])
+	ev, err := readKV(dir, "memory.events")
+	if err != nil {
+		return nil, err
+	}
+	s.OOMKills = ev["oom_kill"]
+	if s.Pids, err = readUint(dir, "pids.current"); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func workingSet(usage, inactiveFile uint64) uint64 {
+	if inactiveFile > usage {
+		return 0
+	}
+	return usage - inactiveFile
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// readUint reads a single-number file. A controller that is not mounted
+// (dir "") or a file the kernel does not provide reads as 0: stats are best
+// effort per counter, only a missing cgroup is an error.
+func readUint(dir, name string) (uint64, error) {
+	if dir == "" {
+		return 0, nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("read %s: %w", filepath.Join(dir, name), err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "max" {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", filepath.Join(dir, name), err)
+	}
+	return v, nil
+}
+
+// readKV reads a flat-keyed file ("key value" per line), like memory.stat.
+func readKV(dir, name string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	if dir == "" {
+		return out, nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return out, nil
+		}
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, name), err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			continue // non-numeric fields are not counters we use
+		}
+		out[k] = n
+	}
+	return out, nil
+}
+
+// HugetlbAvailable reports whether the hugetlb controller can be used, so
+// spec generation can leave hugepage limits out where runc would reject
+// them (kubelet sends a zero limit for every page size on every container).
+func HugetlbAvailable() bool {
+	if Unified() {
+		return v2ControllerEnabled("hugetlb")
+	}
+	m, err := v1Mounts()
+	if err != nil {
+		return false
+	}
+	_, ok := m["hugetlb"]
+	return ok
+}
+
+// SwapAvailable reports whether memory+swap limits can be set (swap
+// accounting compiled in and enabled).
+func SwapAvailable() bool {
+	if Unified() {
+		own, err := ownV2Path()
+		if err != nil {
+			return false
+		}
+		if own == "/" {
+			// The root cgroup has no memory.swap.max; the controller
+			// being enabled is the best available signal.
+			return v2ControllerEnabled("memory")
+		}
+		_, err = os.Stat(filepath.Join(cgroupRoot, own, "memory.swap.max"))
+		return err == nil
+	}
+	m, err := v1Mounts()
+	if err != nil {
+		return false
+	}
+	mp, ok := m["memory"]
+	if !ok {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(mp, "memory.memsw.limit_in_bytes"))
+	return err == nil
+}
+
+func v2ControllerEnabled(name string) bool {
+	b, err := os.ReadFile(filepath.Join(cgroupRoot, "cgroup.controllers"))
+	if err != nil {
+		return false
+	}
+	for _, c := range strings.Fields(string(b)) {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
+func ownV2Path() (string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no cgroup v2 entry in /proc/self/cgroup")
+}

@@ -1,0 +1,240 @@
+package cgroups
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+)
+
+// testCgroup removes cgroup name from every hierarchy when the test ends,
+// whatever state the test left it in.
+func testCgroup(t *testing.T, name string) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := Remove(name); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+}
+
+// startInCgroup starts a shell that waits for a line on stdin, moves it
+// into the given cgroup directories, then lets it run script. It returns
+// after the script printed "ready" (the shell then sleeps until killed).
+func startInCgroup(t *testing.T, dirs []string, script string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", "read go; "+script+"; echo ready; exec sleep 60")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	for _, d := range dirs {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+			t.Fatalf("join %s: %v", d, err)
+		}
+	}
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("child did not get ready: %q %v", line, err)
+	}
+	return cmd
+}
+
+func killAndWait(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+}
+
+func TestReadV1(t *testing.T) {
+	if Unified() {
+		t.Fatal("this test is for the v1/hybrid hosts crid is developed on; /sys/fs/cgroup is cgroup2")
+	}
+	mounts, err := v1Mounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("/crid-test-%d", os.Getpid())
+	testCgroup(t, name)
+	var dirs []string
+	for _, ctl := range []string{"cpuacct", "memory", "pids"} {
+		mp, ok := mounts[ctl]
+		if !ok {
+			t.Fatalf("controller %s not mounted", ctl)
+		}
+		d := filepath.Join(mp, name)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, d)
+	}
+	// Burn some CPU and touch memory (1 MiB dd buffer, 4 MiB of page cache).
+	tmp := t.TempDir()
+	cmd := startInCgroup(t, dirs, "dd if=/dev/zero of=/dev/null bs=1M count=300 2>/dev/null; dd if=/dev/zero of="+tmp+"/f bs=1M count=4 2>/dev/null")
+
+	st, err := Read(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stats: %+v", *st)
+	if st.CPUUsageNanos == 0 {
+		t.Error("cpu usage is 0")
+	}
+	if st.MemoryUsage < 4<<20 {
+		t.Errorf("memory usage %d, want >= 4MiB (page cache written)", st.MemoryUsage)
+	}
+	if st.MemoryWorkingSet == 0 || st.MemoryWorkingSet > st.MemoryUsage {
+		t.Errorf("working set %d not in (0, usage %d]", st.MemoryWorkingSet, st.MemoryUsage)
+	}
+	if st.PageFaults == 0 {
+		t.Error("page faults is 0")
+	}
+	if st.Pids != 1 {
+		t.Errorf("pids %d, want 1 (the sleeping shell)", st.Pids)
+	}
+	if st.OOMKills != 0 {
+		t.Errorf("oom kills %d, want 0", st.OOMKills)
+	}
+
+	// Removing while a process is inside must fail, not pretend.
+	if err := Remove(name); err == nil {
+		t.Error("Remove of a busy cgroup succeeded")
+	}
+	killAndWait(t, cmd)
+	if err := Remove(name); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still exists: %v", d, err)
+		}
+	}
+	if _, err := Read(name); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("Read after Remove: %v, want ErrNotFound", err)
+	}
+	// Removing again is fine.
+	if err := Remove(name); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+}
+
+func TestReadV1OOMKill(t *testing.T) {
+	if Unified() {
+		t.Fatal("this test is for v1/hybrid hosts")
+	}
+	mounts, err := v1Mounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("/crid-test-oom-%d", os.Getpid())
+	testCgroup(t, name)
+	d := filepath.Join(mounts["memory"], name)
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "memory.limit_in_bytes"), []byte("16777216"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// dd with a 64 MiB buffer cannot fit in 16 MiB: the kernel kills it.
+	cmd := startInCgroup(t, []string{d}, "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null")
+	st, err := Read(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.OOMKills < 1 {
+		t.Errorf("oom kills %d, want >= 1", st.OOMKills)
+	}
+	killAndWait(t, cmd)
+}
+
+// TestReadV2 exercises the v2 reader on the hybrid host's unified tree
+// (which has no controllers enabled, so only cpu.stat is meaningful).
+func TestReadV2(t *testing.T) {
+	root := cgroupRoot
+	if !Unified() {
+		root = filepath.Join(cgroupRoot, "unified")
+	}
+	name := fmt.Sprintf("crid-test-v2-%d", os.Getpid())
+	d := filepath.Join(root, name)
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := removeTree(d); err != nil {
+			t.Error(err)
+		}
+	})
+	cmd := startInCgroup(t, []string{d}, "dd if=/dev/zero of=/dev/null bs=1M count=300 2>/dev/null")
+	// cpu.stat is flushed lazily; give the kernel a moment.
+	deadline := time.Now().Add(2 * time.Second)
+	var st *Stats
+	var err error
+	for {
+		st, err = readV2(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.CPUUsageNanos > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.CPUUsageNanos == 0 {
+		t.Error("v2 cpu usage is 0")
+	}
+	killAndWait(t, cmd)
+	if _, err := readV2(filepath.Join(root, name+"-missing")); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("missing v2 cgroup: %v, want ErrNotFound", err)
+	}
+}
+
+func TestPathChecks(t *testing.T) {
+	for _, p := range []string{"", "/", "/a/../..", "../x"} {
+		if _, err := Read(p); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("Read(%q): %v, want ErrInvalidArgument", p, err)
+		}
+		if err := Remove(p); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("Remove(%q): %v, want ErrInvalidArgument", p, err)
+		}
+	}
+	if _, err := Read("/crid-test-does-not-exist"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("missing cgroup: %v, want ErrNotFound", err)
+	}
+}
+
+func TestDetection(t *testing.T) {
+	// Facts of the development host (see /work/shared/machine.md): v1
+	// hybrid, memsw accounting on, hugetlb only on the unified tree.
+	if Unified() {
+		t.Fatal("expected a v1/hybrid host")
+	}
+	if !SwapAvailable() {
+		t.Error("SwapAvailable false, but memory.memsw.limit_in_bytes exists")
+	}
+	_, err := os.Stat("/sys/fs/cgroup/hugetlb")
+	if HugetlbAvailable() != (err == nil) {
+		t.Errorf("HugetlbAvailable %v, hugetlb v1 hierarchy present: %v", HugetlbAvailable(), err == nil)
+	}
+}
