@@ -47,7 +47,7 @@ type Images struct {
 	// MaxConcurrentDownloads bounds parallel layer downloads per pull.
 	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" comment:"layers downloaded in parallel per pull"`
 	// PullProgressTimeout cancels a pull that received no bytes for this long; 0 disables.
-	PullProgressTimeout Duration `toml:"pull_progress_timeout" comment:"cancel a pull that made no progress for this long (\"0s\" disables)"`
+	PullProgressTimeout Duration   `toml:"pull_progress_timeout" comment:"cancel a pull that made no progress for this long (\"0s\" disables)"`
 	Registries          []Registry `toml:"registries" comment:"one table per upstream registry host"`
 }
 

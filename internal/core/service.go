@@ -1,35 +1,239 @@
 // Package core is crid's container runtime core: pod sandboxes and
-// containers, their lifecycle, state, recovery after restart. It speaks
-// CRI message types but knows nothing of gRPC; errors are errdefs errors.
+// containers, their lifecycle, state, and recovery after restart. It speaks
+// CRI message types but knows nothing of gRPC; errors are errdefs errors
+// that the server package maps to status codes.
+//
+// Concurrency: s.mu guards the indexes (maps, name reservations) and is held
+// only for map access. Each sandbox and container has its own opMu that
+// serialises lifecycle operations on it, and a state mutex for the fields
+// that status and list calls read, so kubelet's polls never wait behind a
+// slow stop or CNI call.
 package core
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
-	"github.com/crid-dev/crid/internal/monitor"
+	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/config"
+	"github.com/crid-dev/crid/internal/image"
+	"github.com/crid-dev/crid/internal/network"
 	"github.com/crid-dev/crid/internal/runc"
+	"github.com/crid-dev/crid/internal/store"
 )
 
+// Options are the core's collaborators.
+type Options struct {
+	Config  *config.Config
+	Store   *store.Store
+	Images  *image.Service
+	Network *network.Manager
+	Log     *slog.Logger
+	// Version is crid's own version, reported by Version.
+	Version string
+}
+
 // Service is the runtime core.
-type Service struct{}
+type Service struct {
+	cfg      *config.Config
+	st       *store.Store
+	images   *image.Service
+	net      *network.Manager
+	log      *slog.Logger
+	version  string
+	runtimes map[string]*runc.Runtime
+	monitor  string // crid-monitor binary
+	minOOM   int
+	events   *eventHub
 
-// ExecStream runs cmd in a running container and returns its exit code.
-func (s *Service) ExecStream(ctx context.Context, containerID string, cmd []string, eio runc.ExecIO) (int, error) {
-	panic("not implemented")
+	// ctx lives as long as the service; watchers run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu         sync.RWMutex
+	sandboxes  map[string]*sandbox
+	containers map[string]*container
+	names      map[string]string // reserved name -> id
 }
 
-// AttachStream attaches to a running container's stdio.
-func (s *Service) AttachStream(ctx context.Context, containerID string, o monitor.AttachOptions) error {
-	panic("not implemented")
+// New creates the core and recovers every sandbox and container recorded
+// in the store.
+func New(ctx context.Context, o Options) (*Service, error) {
+	cfg := o.Config
+	s := &Service{
+		cfg:        cfg,
+		st:         o.Store,
+		images:     o.Images,
+		net:        o.Network,
+		log:        o.Log,
+		version:    o.Version,
+		runtimes:   map[string]*runc.Runtime{},
+		sandboxes:  map[string]*sandbox{},
+		containers: map[string]*container{},
+		names:      map[string]string{},
+		events:     newEventHub(),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for name, h := range cfg.Runtime.Handlers {
+		path, err := exec.LookPath(h.Path)
+		if err != nil {
+			return nil, fmt.Errorf("runtime handler %s: %w", name, err)
+		}
+		root := cfg.HandlerRoot(name)
+		if err := os.MkdirAll(root, 0o711); err != nil {
+			return nil, fmt.Errorf("runtime handler %s: %w", name, err)
+		}
+		s.runtimes[name] = &runc.Runtime{Name: name, Path: path, Root: root}
+	}
+	mon, err := findMonitor(cfg.Runtime.MonitorPath)
+	if err != nil {
+		return nil, err
+	}
+	s.monitor = mon
+	s.minOOM = -1000
+	if cfg.Runtime.RestrictOOMScoreAdj {
+		if v, err := readOOMScoreAdj(); err == nil {
+			s.minOOM = v
+		} else {
+			return nil, fmt.Errorf("read own oom_score_adj: %w", err)
+		}
+	}
+	for _, d := range []string{
+		filepath.Join(cfg.Root, "sandboxes"), filepath.Join(cfg.Root, "containers"),
+		filepath.Join(cfg.State, "sandboxes"), filepath.Join(cfg.State, "containers"),
+	} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	if err := s.recover(ctx); err != nil {
+		return nil, fmt.Errorf("recover state: %w", err)
+	}
+	return s, nil
 }
 
-// SandboxNetNS is the network namespace path of a ready sandbox.
-func (s *Service) SandboxNetNS(ctx context.Context, sandboxID string) (string, error) {
-	panic("not implemented")
+// Close stops the watchers. Containers and their monitors keep running.
+func (s *Service) Close() {
+	s.cancel()
+	s.wg.Wait()
 }
 
-// ContainerRunning returns nil if the container exists and runs, else a
-// NotFound or FailedPrecondition error (checked before handing out a stream URL).
-func (s *Service) ContainerRunning(ctx context.Context, containerID string) error {
-	panic("not implemented")
+func findMonitor(configured string) (string, error) {
+	if configured != "" {
+		p, err := exec.LookPath(configured)
+		if err != nil {
+			return "", fmt.Errorf("monitor binary: %w", err)
+		}
+		return p, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "crid-monitor")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("crid-monitor")
+	if err != nil {
+		return "", fmt.Errorf("monitor binary crid-monitor not found next to crid nor in $PATH: %w", err)
+	}
+	return p, nil
+}
+
+func readOOMScoreAdj() (int, error) {
+	b, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+func newID() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+// runtimeFor returns the OCI runtime of a handler ("" = default).
+func (s *Service) runtimeFor(handler string) (*runc.Runtime, error) {
+	if handler == "" {
+		handler = s.cfg.Runtime.DefaultHandler
+	}
+	r, ok := s.runtimes[handler]
+	if !ok {
+		return nil, fmt.Errorf("runtime handler %q is not configured: %w", handler, errdefs.ErrInvalidArgument)
+	}
+	return r, nil
+}
+
+// reserveName reserves name for id; AlreadyExists if another id holds it.
+func (s *Service) reserveName(name, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if other, ok := s.names[name]; ok && other != id {
+		return fmt.Errorf("name %q is reserved for %s: %w", name, other, errdefs.ErrAlreadyExists)
+	}
+	s.names[name] = id
+	return nil
+}
+
+func (s *Service) releaseName(name, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.names[name] == id {
+		delete(s.names, name)
+	}
+}
+
+// ImageInUse reports whether a container or sandbox uses the image.
+func (s *Service) ImageInUse(imageID string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, c := range s.containers {
+		if c.rec.ImageID == imageID {
+			return true
+		}
+	}
+	for _, sb := range s.sandboxes {
+		if sb.rec.ImageID == imageID {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanupCtx gives rollback and teardown their own deadline, so that a
+// request cancelled by its client still cleans up what it created.
+func cleanupCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), time.Minute)
+}
+
+// undo collects rollback steps and runs them in reverse on failure.
+type undo struct {
+	log   *slog.Logger
+	steps []func(context.Context) error
+}
+
+func (u *undo) add(f func(context.Context) error) { u.steps = append(u.steps, f) }
+
+func (u *undo) run() {
+	ctx, cancel := cleanupCtx()
+	defer cancel()
+	for i := len(u.steps) - 1; i >= 0; i-- {
+		if err := u.steps[i](ctx); err != nil {
+			u.log.Error("rollback step failed", "error", err)
+		}
+	}
 }

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/crid-dev/crid/internal/config"
+	"github.com/crid-dev/crid/internal/core"
+	"github.com/crid-dev/crid/internal/image"
+	"github.com/crid-dev/crid/internal/network"
+	"github.com/crid-dev/crid/internal/server"
+	"github.com/crid-dev/crid/internal/store"
+	"github.com/crid-dev/crid/internal/streaming"
+	"google.golang.org/grpc"
+)
+
+type daemonOptions struct {
+	configPath     string
+	configExplicit bool
+	logLevel       string
+}
+
+func loadConfig(o *daemonOptions) (*config.Config, error) {
+	cfg, err := config.Load(o.configPath, o.configExplicit)
+	if err != nil {
+		return nil, err
+	}
+	if o.logLevel != "" {
+		cfg.LogLevel = o.logLevel
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("--log-level: %w", err)
+		}
+	}
+	return cfg, nil
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// adminSocket serves crid's own (non-CRI) operations such as image import.
+func adminSocket(cfg *config.Config) string { return filepath.Join(cfg.State, "admin.sock") }
+
+func runDaemon(ctx context.Context, o daemonOptions) error {
+	cfg, err := loadConfig(&o)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel)
+	for _, d := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.Socket)} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	st, err := store.Open(filepath.Join(cfg.Root, "meta.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	images, err := image.New(cfg.Images, cfg.Root, st)
+	if err != nil {
+		return fmt.Errorf("image service: %w", err)
+	}
+	netMgr, err := network.New(cfg.Network, cfg.State)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	defer netMgr.Close()
+	c, err := core.New(ctx, core.Options{Config: cfg, Store: st, Images: images, Network: netMgr, Log: log, Version: version})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stream, err := streaming.New(cfg.Streaming, c)
+	if err != nil {
+		return fmt.Errorf("streaming server: %w", err)
+	}
+	go func() {
+		if err := stream.Start(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("streaming server stopped", "error", err)
+		}
+	}()
+	defer stream.Stop()
+
+	g := grpc.NewServer(
+		grpc.UnaryInterceptor(server.UnaryInterceptor(log)),
+		grpc.StreamInterceptor(server.StreamInterceptor(log)),
+		grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20),
+	)
+	server.Register(g, c, images, stream, log)
+	lis, err := listenUnix(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	admin, err := listenUnix(adminSocket(cfg))
+	if err != nil {
+		return err
+	}
+	adminSrv := &http.Server{Handler: adminHandler(images, log), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = adminSrv.Serve(admin) }()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	log.Info("crid started", "version", version, "socket", cfg.Socket, "root", cfg.Root, "state", cfg.State)
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down; containers keep running", "signal", sig.String())
+	case err := <-errc:
+		return fmt.Errorf("grpc server: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		g.Stop()
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = adminSrv.Shutdown(shutdownCtx)
+	_ = os.Remove(cfg.Socket)
+	_ = os.Remove(adminSocket(cfg))
+	return nil
+}
+
+// listenUnix listens on path, replacing a stale socket left by a crash.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+		return nil, err
+	}
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		conn.Close()
+		return nil, fmt.Errorf("socket %s is in use: is another crid running?", path)
+	}
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}

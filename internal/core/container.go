@@ -1,0 +1,658 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/cgroups"
+	"github.com/crid-dev/crid/internal/monitor"
+	"github.com/crid-dev/crid/internal/oci"
+	"github.com/crid-dev/crid/internal/store"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Container states as persisted.
+const (
+	containerInit    = "init" // being created; removed if found at recovery
+	containerCreated = "created"
+	containerRunning = "running"
+	containerExited  = "exited"
+)
+
+// containerRecord is the persisted state of a container.
+type containerRecord struct {
+	ID          string `json:"id"`
+	SandboxID   string `json:"sandboxId"`
+	Name        string `json:"name"` // reserved name
+	Config      []byte `json:"config"`
+	ImageID     string `json:"imageId"`
+	ImageRef    string `json:"imageRef"` // repo digest or tag the image is known by
+	State       string `json:"state"`
+	CreatedAt   int64  `json:"createdAt"`
+	StartedAt   int64  `json:"startedAt,omitempty"`
+	FinishedAt  int64  `json:"finishedAt,omitempty"`
+	ExitCode    int32  `json:"exitCode"`
+	Reason      string `json:"reason,omitempty"`
+	Message     string `json:"message,omitempty"`
+	PID         int    `json:"pid,omitempty"`
+	MonitorPID  int    `json:"monitorPid,omitempty"`
+	LogPath     string `json:"logPath,omitempty"`
+	CgroupsPath string `json:"cgroupsPath"`
+	// Resources is the proto of the latest UpdateContainerResources, kept so
+	// a restart and status report it.
+	Resources []byte `json:"resources,omitempty"`
+}
+
+type container struct {
+	opMu sync.Mutex
+
+	mu      sync.RWMutex
+	rec     containerRecord
+	config  *runtime.ContainerConfig
+	exited  chan struct{} // closed once the exit is recorded
+	lastCPU *cpuSample
+}
+
+func (c *container) snapshot() containerRecord {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.rec
+}
+
+func (s *Service) containerDir(id string) string { return filepath.Join(s.cfg.Root, "containers", id) }
+func (s *Service) containerBundle(id string) string {
+	return filepath.Join(s.cfg.State, "containers", id)
+}
+
+func (s *Service) saveContainer(c *container) error {
+	rec := c.snapshot()
+	return s.st.Put(store.BucketContainers, rec.ID, rec)
+}
+
+func (s *Service) getContainer(id string) (*container, error) {
+	if id == "" {
+		return nil, fmt.Errorf("container id is required: %w", errdefs.ErrInvalidArgument)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if c, ok := s.containers[id]; ok {
+		return c, nil
+	}
+	var found *container
+	for k, c := range s.containers {
+		if hasPrefix(k, id) {
+			if found != nil {
+				return nil, fmt.Errorf("container id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	return found, nil
+}
+
+func (s *Service) containersOf(sandboxID string) []*container {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*container
+	for _, c := range s.containers {
+		if c.rec.SandboxID == sandboxID {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// CreateContainer creates a container in a ready sandbox; it stays CREATED
+// until StartContainer.
+func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContainerRequest) (_ *runtime.CreateContainerResponse, retErr error) {
+	cfg := req.GetConfig()
+	if cfg == nil || cfg.GetMetadata() == nil || cfg.Metadata.Name == "" {
+		return nil, fmt.Errorf("create container: config with metadata.name is required: %w", errdefs.ErrInvalidArgument)
+	}
+	if cfg.GetImage().GetImage() == "" {
+		return nil, fmt.Errorf("create container %s: image is required: %w", cfg.Metadata.Name, errdefs.ErrInvalidArgument)
+	}
+	sb, err := s.getSandbox(req.GetPodSandboxId())
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	sbRec := sb.snapshot()
+	if sbRec.State != sandboxReady {
+		return nil, fmt.Errorf("create container %s: pod sandbox %s is not ready: %w", cfg.Metadata.Name, sbRec.ID, errdefs.ErrFailedPrecondition)
+	}
+	sbCfg := sb.config
+	if req.GetSandboxConfig() != nil {
+		sbCfg = req.GetSandboxConfig()
+	}
+	rt, err := s.runtimeFor(sbRec.Handler)
+	if err != nil {
+		return nil, err
+	}
+	img, err := s.images.Resolve(cfg.Image.Image)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: image %q: %w", cfg.Metadata.Name, cfg.Image.Image, err)
+	}
+	id := newID()
+	log := s.log.With("pod", sbRec.ID, "container", id, "name", cfg.Metadata.Name)
+	m := sb.config.GetMetadata()
+	name := fmt.Sprintf("%s_%s_%s_%s_%d", cfg.Metadata.Name, m.GetName(), m.GetNamespace(), m.GetUid(), cfg.Metadata.Attempt)
+	if err := s.reserveName(name, id); err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	u := &undo{log: log}
+	defer func() {
+		if retErr != nil {
+			u.run()
+			log.Warn("container creation rolled back", "error", retErr)
+		}
+	}()
+	u.add(func(context.Context) error { s.releaseName(name, id); return nil })
+
+	cfgBytes, err := proto.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	logPath := ""
+	if sbCfg.GetLogDirectory() != "" && cfg.LogPath != "" {
+		logPath = filepath.Join(sbCfg.LogDirectory, cfg.LogPath)
+	}
+	imageRef := img.ID
+	if len(img.RepoDigests) > 0 {
+		imageRef = img.RepoDigests[0]
+	}
+	c := &container{config: cfg, exited: make(chan struct{})}
+	c.rec = containerRecord{
+		ID: id, SandboxID: sbRec.ID, Name: name, Config: cfgBytes, ImageID: img.ID, ImageRef: imageRef,
+		State: containerInit, CreatedAt: time.Now().UnixNano(), LogPath: logPath,
+		CgroupsPath: oci.CgroupsPath(s.cfg.CgroupDriver, sbCfg.GetLinux().GetCgroupParent(), id),
+	}
+	if err := s.saveContainer(c); err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	s.mu.Lock()
+	s.containers[id] = c
+	s.mu.Unlock()
+	u.add(func(context.Context) error {
+		s.mu.Lock()
+		delete(s.containers, id)
+		s.mu.Unlock()
+		return s.st.Delete(store.BucketContainers, id)
+	})
+
+	dir, bundle := s.containerDir(id), s.containerBundle(id)
+	for _, d := range []string{dir, bundle} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("create container: %w", err)
+		}
+	}
+	u.add(func(context.Context) error { return os.RemoveAll(dir) })
+	u.add(func(context.Context) error { return os.RemoveAll(bundle) })
+	if logPath != "" {
+		if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+			return nil, fmt.Errorf("create container: log dir: %w", err)
+		}
+	}
+	rootfs := filepath.Join(bundle, "rootfs")
+	rwDir := filepath.Join(dir, "rw")
+	if err := s.images.PrepareRootfs(ctx, img, rwDir, rootfs); err != nil {
+		return nil, fmt.Errorf("create container: rootfs: %w", err)
+	}
+	u.add(func(ctx context.Context) error { return s.images.ReleaseRootfs(ctx, rwDir, rootfs) })
+
+	sbDir := s.sandboxDir(sbRec.ID)
+	shm := filepath.Join(s.sandboxBundle(sbRec.ID), "shm")
+	if !sbRec.ShmMounted {
+		shm = "/dev/shm"
+	}
+	params := oci.ContainerParams{
+		ID: id, SandboxID: sbRec.ID, Config: cfg, SandboxConfig: sbCfg, Image: img.Config, ImageName: cfg.Image.Image,
+		RootfsPath: rootfs, SandboxPID: sbRec.PID, NetNSPath: sbRec.NetNSPath,
+		ResolvConfPath: filepath.Join(sbDir, "resolv.conf"), HostsPath: filepath.Join(sbDir, "hosts"),
+		HostnamePath: filepath.Join(sbDir, "hostname"), ShmPath: shm,
+		CgroupsPath: c.rec.CgroupsPath, MinOOMScoreAdj: s.minOOM,
+	}
+	if t := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetTargetId(); t != "" {
+		tc, err := s.getContainer(t)
+		if err != nil {
+			return nil, fmt.Errorf("create container: target container: %w", err)
+		}
+		params.TargetPID = tc.snapshot().PID
+	}
+	spec, err := oci.ContainerSpec(params)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	if err := writeSpec(bundle, spec); err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	proc, err := monitor.Spawn(ctx, s.monitor, monitor.Options{
+		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
+		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	u.add(func(ctx context.Context) error {
+		_ = rt.Kill(ctx, id, syscall.SIGKILL, true)
+		err := rt.Delete(ctx, id, true)
+		_ = cgroups.Remove(c.rec.CgroupsPath)
+		return err
+	})
+	c.mu.Lock()
+	c.rec.State, c.rec.PID, c.rec.MonitorPID = containerCreated, proc.ContainerPID, proc.MonitorPID
+	c.mu.Unlock()
+	if err := s.saveContainer(c); err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	s.watchContainer(c)
+	s.events.publish(c, runtime.ContainerEventType_CONTAINER_CREATED_EVENT)
+	log.Info("container created")
+	return &runtime.CreateContainerResponse{ContainerId: id}, nil
+}
+
+// watchContainer records the container's exit in the background.
+func (s *Service) watchContainer(c *container) {
+	id := c.rec.ID
+	stateDir := s.containerBundle(id)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ex, err := monitor.Wait(s.ctx, stateDir)
+		if err != nil && s.ctx.Err() != nil {
+			return
+		}
+		s.recordExit(c, ex, err)
+	}()
+}
+
+// recordExit stores how the container ended and cleans up its runtime state.
+func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
+	c.mu.Lock()
+	rec := &c.rec
+	if rec.State == containerExited {
+		c.mu.Unlock()
+		return
+	}
+	rec.State = containerExited
+	switch {
+	case waitErr != nil:
+		rec.ExitCode, rec.Reason = 255, "Unknown"
+		rec.Message = waitErr.Error()
+		rec.FinishedAt = time.Now().UnixNano()
+	default:
+		rec.ExitCode, rec.FinishedAt = ex.Code, ex.ExitedAt.UnixNano()
+		switch {
+		case ex.OOMKilled:
+			rec.Reason = "OOMKilled"
+		case ex.Code == 0:
+			rec.Reason = "Completed"
+		case rec.Reason == "":
+			rec.Reason = "Error"
+		}
+	}
+	if rec.StartedAt == 0 && rec.Reason != "StartError" {
+		// Killed before it was started: kubelet still wants a finish time.
+		rec.StartedAt = 0
+	}
+	snap := *rec
+	c.mu.Unlock()
+	if err := s.saveContainer(c); err != nil {
+		s.log.Error("persist container exit", "container", snap.ID, "error", err)
+	}
+	close(c.exited)
+	if rt, err := s.runtimeFor(s.handlerOf(snap.SandboxID)); err == nil {
+		ctx, cancel := cleanupCtx()
+		if err := rt.Delete(ctx, snap.ID, true); err != nil {
+			s.log.Warn("delete exited container from runtime", "container", snap.ID, "error", err)
+		}
+		cancel()
+	}
+	_ = cgroups.Remove(snap.CgroupsPath)
+	s.events.publish(c, runtime.ContainerEventType_CONTAINER_STOPPED_EVENT)
+	s.log.Info("container exited", "container", snap.ID, "exitCode", snap.ExitCode, "reason", snap.Reason)
+}
+
+func (s *Service) handlerOf(sandboxID string) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if sb, ok := s.sandboxes[sandboxID]; ok {
+		return sb.rec.Handler
+	}
+	return ""
+}
+
+// StartContainer starts a created container.
+func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContainerRequest) (*runtime.StartContainerResponse, error) {
+	c, err := s.getContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	rec := c.snapshot()
+	if rec.State != containerCreated {
+		return nil, fmt.Errorf("start container %s: container is %s, not created: %w", rec.ID, rec.State, errdefs.ErrFailedPrecondition)
+	}
+	rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID))
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.Start(ctx, rec.ID); err != nil {
+		// Leave it EXITED with the reason rather than vanish.
+		c.mu.Lock()
+		c.rec.Reason, c.rec.Message, c.rec.ExitCode = "StartError", err.Error(), 128
+		c.mu.Unlock()
+		_ = rt.Kill(ctx, rec.ID, syscall.SIGKILL, true)
+		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
+	}
+	c.mu.Lock()
+	if c.rec.State == containerCreated {
+		c.rec.State = containerRunning
+	}
+	c.rec.StartedAt = time.Now().UnixNano()
+	c.mu.Unlock()
+	if err := s.saveContainer(c); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
+	}
+	s.events.publish(c, runtime.ContainerEventType_CONTAINER_STARTED_EVENT)
+	s.log.Info("container started", "container", rec.ID, "pod", rec.SandboxID)
+	return &runtime.StartContainerResponse{}, nil
+}
+
+// stopSignal is the CRI's stop signal, else the image's, else SIGTERM.
+func (s *Service) stopSignal(c *container) syscall.Signal {
+	if sig := c.config.GetStopSignal(); sig != runtime.Signal_SIGNAL_RUNTIME_DEFAULT {
+		if n := unix.SignalNum(strings.TrimPrefix(sig.String(), "SIGNAL_")); n != 0 {
+			return n
+		}
+	}
+	if img, err := s.images.Resolve(c.rec.ImageID); err == nil && img.Config.StopSignal != "" {
+		v := strings.ToUpper(img.Config.StopSignal)
+		if n, err := strconv.Atoi(v); err == nil {
+			return syscall.Signal(n)
+		}
+		if !strings.HasPrefix(v, "SIG") {
+			v = "SIG" + v
+		}
+		if n := unix.SignalNum(v); n != 0 {
+			return n
+		}
+	}
+	return syscall.SIGTERM
+}
+
+// StopContainer signals the container, waits up to timeout seconds, then
+// kills it. Stopping a missing or exited container is not an error.
+func (s *Service) StopContainer(ctx context.Context, req *runtime.StopContainerRequest) (*runtime.StopContainerResponse, error) {
+	c, err := s.getContainer(req.GetContainerId())
+	if errdefs.IsNotFound(err) {
+		return &runtime.StopContainerResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.stopContainer(ctx, c, req.GetTimeout()); err != nil {
+		return nil, err
+	}
+	return &runtime.StopContainerResponse{}, nil
+}
+
+func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64) error {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	rec := c.snapshot()
+	if rec.State == containerExited || rec.State == containerInit {
+		return nil
+	}
+	rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID))
+	if err != nil {
+		return err
+	}
+	if timeout > 0 && rec.State == containerRunning {
+		sig := s.stopSignal(c)
+		if err := rt.Kill(ctx, rec.ID, sig, false); err != nil {
+			return fmt.Errorf("stop container %s: signal %v: %w", rec.ID, sig, err)
+		}
+		select {
+		case <-c.exited:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("stop container %s: %w", rec.ID, ctx.Err())
+		case <-time.After(time.Duration(timeout) * time.Second):
+			s.log.Info("container did not stop in time, killing", "container", rec.ID, "timeout", timeout)
+		}
+	}
+	if err := rt.Kill(ctx, rec.ID, syscall.SIGKILL, true); err != nil {
+		return fmt.Errorf("stop container %s: kill: %w", rec.ID, err)
+	}
+	select {
+	case <-c.exited:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop container %s: %w", rec.ID, ctx.Err())
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("stop container %s: still running 30s after SIGKILL: %w", rec.ID, errdefs.ErrUnavailable)
+	}
+}
+
+// RemoveContainer removes a container, killing it first. Idempotent. The
+// log file stays: it belongs to kubelet.
+func (s *Service) RemoveContainer(ctx context.Context, req *runtime.RemoveContainerRequest) (*runtime.RemoveContainerResponse, error) {
+	c, err := s.getContainer(req.GetContainerId())
+	if errdefs.IsNotFound(err) {
+		return &runtime.RemoveContainerResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.removeContainer(ctx, c); err != nil {
+		return nil, err
+	}
+	return &runtime.RemoveContainerResponse{}, nil
+}
+
+func (s *Service) removeContainer(ctx context.Context, c *container) error {
+	if err := s.stopContainer(ctx, c, 0); err != nil {
+		return fmt.Errorf("remove container: %w", err)
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	rec := c.snapshot()
+	dir, bundle := s.containerDir(rec.ID), s.containerBundle(rec.ID)
+	if rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID)); err == nil {
+		if err := rt.Delete(ctx, rec.ID, true); err != nil {
+			return fmt.Errorf("remove container %s: %w", rec.ID, err)
+		}
+	}
+	if err := s.images.ReleaseRootfs(ctx, filepath.Join(dir, "rw"), filepath.Join(bundle, "rootfs")); err != nil {
+		return fmt.Errorf("remove container %s: %w", rec.ID, err)
+	}
+	for _, d := range []string{bundle, dir} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("remove container %s: %w", rec.ID, err)
+		}
+	}
+	if err := s.st.Delete(store.BucketContainers, rec.ID); err != nil {
+		return fmt.Errorf("remove container %s: %w", rec.ID, err)
+	}
+	s.mu.Lock()
+	delete(s.containers, rec.ID)
+	s.mu.Unlock()
+	s.releaseName(rec.Name, rec.ID)
+	s.events.publish(c, runtime.ContainerEventType_CONTAINER_DELETED_EVENT)
+	s.log.Info("container removed", "container", rec.ID)
+	return nil
+}
+
+func containerState(st string) runtime.ContainerState {
+	switch st {
+	case containerCreated:
+		return runtime.ContainerState_CONTAINER_CREATED
+	case containerRunning:
+		return runtime.ContainerState_CONTAINER_RUNNING
+	case containerExited:
+		return runtime.ContainerState_CONTAINER_EXITED
+	}
+	return runtime.ContainerState_CONTAINER_UNKNOWN
+}
+
+// ContainerStatus reports one container.
+func (s *Service) ContainerStatus(ctx context.Context, req *runtime.ContainerStatusRequest) (*runtime.ContainerStatusResponse, error) {
+	c, err := s.getContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	st := s.containerStatus(c)
+	resp := &runtime.ContainerStatusResponse{Status: st}
+	if req.GetVerbose() {
+		rec := c.snapshot()
+		info := map[string]any{
+			"pid": rec.PID, "monitorPid": rec.MonitorPID, "sandboxID": rec.SandboxID,
+			"cgroupsPath": rec.CgroupsPath, "config": c.config,
+		}
+		if spec, err := readSpec(s.containerBundle(rec.ID)); err == nil {
+			info["runtimeSpec"] = spec
+		}
+		b, _ := json.Marshal(info)
+		resp.Info = map[string]string{"info": string(b)}
+	}
+	return resp, nil
+}
+
+func (s *Service) containerStatus(c *container) *runtime.ContainerStatus {
+	rec := c.snapshot()
+	cfg := c.config
+	st := &runtime.ContainerStatus{
+		Id: rec.ID, Metadata: cfg.GetMetadata(), State: containerState(rec.State),
+		CreatedAt: rec.CreatedAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt,
+		Image: cfg.GetImage(), ImageRef: rec.ImageRef, ImageId: rec.ImageID,
+		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), Mounts: cfg.GetMounts(), LogPath: rec.LogPath,
+		StopSignal: cfg.GetStopSignal(),
+	}
+	if rec.State == containerExited {
+		st.ExitCode, st.Reason, st.Message = rec.ExitCode, rec.Reason, rec.Message
+	}
+	res := cfg.GetLinux().GetResources()
+	if len(rec.Resources) > 0 {
+		var r runtime.LinuxContainerResources
+		if proto.Unmarshal(rec.Resources, &r) == nil {
+			res = &r
+		}
+	}
+	if res != nil {
+		st.Resources = &runtime.ContainerResources{Linux: res}
+	}
+	if spec, err := readSpec(s.containerBundle(rec.ID)); err == nil && spec.Process != nil {
+		u := &runtime.LinuxContainerUser{Uid: int64(spec.Process.User.UID), Gid: int64(spec.Process.User.GID)}
+		for _, g := range spec.Process.User.AdditionalGids {
+			u.SupplementalGroups = append(u.SupplementalGroups, int64(g))
+		}
+		st.User = &runtime.ContainerUser{Linux: u}
+	}
+	return st
+}
+
+// ListContainers lists containers matching the filter from memory.
+func (s *Service) ListContainers(ctx context.Context, req *runtime.ListContainersRequest) (*runtime.ListContainersResponse, error) {
+	f := req.GetFilter()
+	s.mu.RLock()
+	all := make([]*container, 0, len(s.containers))
+	for _, c := range s.containers {
+		all = append(all, c)
+	}
+	s.mu.RUnlock()
+	out := make([]*runtime.Container, 0, len(all))
+	for _, c := range all {
+		rec := c.snapshot()
+		if rec.State == containerInit {
+			continue
+		}
+		state := containerState(rec.State)
+		if f != nil {
+			if f.Id != "" && !hasPrefix(rec.ID, f.Id) {
+				continue
+			}
+			if f.PodSandboxId != "" && !hasPrefix(rec.SandboxID, f.PodSandboxId) {
+				continue
+			}
+			if f.State != nil && f.State.State != state {
+				continue
+			}
+			if !matchLabels(c.config.GetLabels(), f.LabelSelector) {
+				continue
+			}
+		}
+		out = append(out, &runtime.Container{
+			Id: rec.ID, PodSandboxId: rec.SandboxID, Metadata: c.config.GetMetadata(), Image: c.config.GetImage(),
+			ImageRef: rec.ImageRef, ImageId: rec.ImageID, State: state, CreatedAt: rec.CreatedAt,
+			Labels: c.config.GetLabels(), Annotations: c.config.GetAnnotations(),
+		})
+	}
+	return &runtime.ListContainersResponse{Containers: out}, nil
+}
+
+// UpdateContainerResources applies new limits to a running container and
+// persists them.
+func (s *Service) UpdateContainerResources(ctx context.Context, req *runtime.UpdateContainerResourcesRequest) (*runtime.UpdateContainerResourcesResponse, error) {
+	c, err := s.getContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if req.GetLinux() == nil {
+		return &runtime.UpdateContainerResourcesResponse{}, nil
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	rec := c.snapshot()
+	if rec.State == containerExited {
+		return nil, fmt.Errorf("update container %s: container has exited: %w", rec.ID, errdefs.ErrFailedPrecondition)
+	}
+	rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID))
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.Update(ctx, rec.ID, oci.ResourcesFromCRI(req.Linux, s.minOOM)); err != nil {
+		return nil, fmt.Errorf("update container %s: %w", rec.ID, err)
+	}
+	b, err := proto.Marshal(req.Linux)
+	if err != nil {
+		return nil, fmt.Errorf("update container %s: %w", rec.ID, err)
+	}
+	c.mu.Lock()
+	c.rec.Resources = b
+	c.mu.Unlock()
+	if err := s.saveContainer(c); err != nil {
+		return nil, fmt.Errorf("update container %s: %w", rec.ID, err)
+	}
+	return &runtime.UpdateContainerResourcesResponse{}, nil
+}
+
+// ReopenContainerLog asks the container's monitor to reopen its log file.
+func (s *Service) ReopenContainerLog(ctx context.Context, req *runtime.ReopenContainerLogRequest) (*runtime.ReopenContainerLogResponse, error) {
+	c, err := s.getContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	rec := c.snapshot()
+	if rec.State != containerRunning {
+		return nil, fmt.Errorf("reopen log of container %s: container is not running: %w", rec.ID, errdefs.ErrFailedPrecondition)
+	}
+	if err := monitor.ReopenLog(ctx, s.containerBundle(rec.ID)); err != nil {
+		return nil, fmt.Errorf("reopen log of container %s: %w", rec.ID, err)
+	}
+	return &runtime.ReopenContainerLogResponse{}, nil
+}

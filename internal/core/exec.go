@@ -1,0 +1,121 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/monitor"
+	"github.com/crid-dev/crid/internal/runc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// maxExecSyncOutput caps each of stdout and stderr of ExecSync, as the CRI says.
+const maxExecSyncOutput = 16 << 20
+
+// cappedBuffer keeps the first max bytes and silently drops the rest, so a
+// chatty process can neither exhaust memory nor block on a full pipe.
+type cappedBuffer struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.buf.Len(); room > 0 {
+		if len(p) > room {
+			b.buf.Write(p[:room])
+		} else {
+			b.buf.Write(p)
+		}
+	}
+	return len(p), nil
+}
+
+// ContainerRunning returns nil if the container exists and runs.
+func (s *Service) ContainerRunning(ctx context.Context, containerID string) error {
+	c, err := s.getContainer(containerID)
+	if err != nil {
+		return err
+	}
+	if st := c.snapshot().State; st != containerRunning {
+		return fmt.Errorf("container %s is %s, not running: %w", c.rec.ID, st, errdefs.ErrFailedPrecondition)
+	}
+	return nil
+}
+
+// execProcess is the container's process spec with cmd as its args.
+func (s *Service) execProcess(c *container, cmd []string, tty bool) (*specs.Process, error) {
+	spec, err := readSpec(s.containerBundle(c.rec.ID))
+	if err != nil {
+		return nil, fmt.Errorf("read spec of container %s: %w", c.rec.ID, err)
+	}
+	p := *spec.Process
+	p.Args = cmd
+	p.Terminal = tty
+	p.ConsoleSize = nil
+	return &p, nil
+}
+
+// exec runs cmd in a running container.
+func (s *Service) exec(ctx context.Context, containerID string, cmd []string, eio runc.ExecIO) (int, error) {
+	if len(cmd) == 0 {
+		return 0, fmt.Errorf("exec: cmd is required: %w", errdefs.ErrInvalidArgument)
+	}
+	c, err := s.getContainer(containerID)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.ContainerRunning(ctx, c.rec.ID); err != nil {
+		return 0, err
+	}
+	proc, err := s.execProcess(c, cmd, eio.Terminal)
+	if err != nil {
+		return 0, err
+	}
+	rt, err := s.runtimeFor(s.handlerOf(c.rec.SandboxID))
+	if err != nil {
+		return 0, err
+	}
+	return rt.Exec(ctx, c.rec.ID, proc, eio, s.cfg.Runtime.ExecSyncDrainTimeout.Duration)
+}
+
+// ExecSync runs a command in a container and returns its output and exit code.
+func (s *Service) ExecSync(ctx context.Context, req *runtime.ExecSyncRequest) (*runtime.ExecSyncResponse, error) {
+	if req.GetTimeout() > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.Timeout)*time.Second)
+		defer cancel()
+	}
+	stdout := &cappedBuffer{max: maxExecSyncOutput}
+	stderr := &cappedBuffer{max: maxExecSyncOutput}
+	code, err := s.exec(ctx, req.GetContainerId(), req.GetCmd(), runc.ExecIO{Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("exec in container %s: command %q timed out after %ds: %w",
+				req.GetContainerId(), req.GetCmd(), req.GetTimeout(), context.DeadlineExceeded)
+		}
+		return nil, fmt.Errorf("exec in container %s: %w", req.GetContainerId(), err)
+	}
+	return &runtime.ExecSyncResponse{Stdout: stdout.buf.Bytes(), Stderr: stderr.buf.Bytes(), ExitCode: int32(code)}, nil
+}
+
+// ExecStream runs cmd in a running container for the streaming server.
+func (s *Service) ExecStream(ctx context.Context, containerID string, cmd []string, eio runc.ExecIO) (int, error) {
+	return s.exec(ctx, containerID, cmd, eio)
+}
+
+// AttachStream attaches to a running container's stdio through its monitor.
+func (s *Service) AttachStream(ctx context.Context, containerID string, o monitor.AttachOptions) error {
+	c, err := s.getContainer(containerID)
+	if err != nil {
+		return err
+	}
+	if err := s.ContainerRunning(ctx, c.rec.ID); err != nil {
+		return err
+	}
+	return monitor.Attach(ctx, s.containerBundle(c.rec.ID), o)
+}

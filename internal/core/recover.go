@@ -1,0 +1,109 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"syscall"
+
+	"github.com/crid-dev/crid/internal/cgroups"
+	"github.com/crid-dev/crid/internal/store"
+	"google.golang.org/protobuf/proto"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// recover rebuilds the in-memory state from the store and the monitors.
+// Objects caught half-created by a crash are cleaned up; containers that
+// exited while crid was down get their exit from the monitor's exit file.
+func (s *Service) recover(ctx context.Context) error {
+	sbs, err := store.List[sandboxRecord](s.st, store.BucketSandboxes)
+	if err != nil {
+		return err
+	}
+	for _, rec := range sbs {
+		cfg := &runtime.PodSandboxConfig{}
+		if err := proto.Unmarshal(rec.Config, cfg); err != nil {
+			return fmt.Errorf("decode sandbox %s: %w", rec.ID, err)
+		}
+		sb := &sandbox{rec: *rec, config: cfg, exited: make(chan struct{})}
+		if rec.State == sandboxInit {
+			s.log.Warn("cleaning up pod sandbox left half-created by a crash", "pod", rec.ID)
+			s.cleanupSandbox(ctx, sb)
+			continue
+		}
+		s.sandboxes[rec.ID] = sb
+		s.names[rec.Name] = rec.ID
+		if rec.PID != 0 {
+			s.watchSandbox(sb, s.sandboxBundle(rec.ID))
+		} else {
+			close(sb.exited)
+		}
+	}
+	cs, err := store.List[containerRecord](s.st, store.BucketContainers)
+	if err != nil {
+		return err
+	}
+	for _, rec := range cs {
+		cfg := &runtime.ContainerConfig{}
+		if err := proto.Unmarshal(rec.Config, cfg); err != nil {
+			return fmt.Errorf("decode container %s: %w", rec.ID, err)
+		}
+		c := &container{rec: *rec, config: cfg, exited: make(chan struct{})}
+		_, hasSandbox := s.sandboxes[rec.SandboxID]
+		if rec.State == containerInit || !hasSandbox {
+			s.log.Warn("cleaning up container left half-created or orphaned", "container", rec.ID, "state", rec.State)
+			s.cleanupContainer(ctx, c)
+			continue
+		}
+		s.containers[rec.ID] = c
+		s.names[rec.Name] = rec.ID
+		if rec.State == containerExited {
+			close(c.exited)
+			continue
+		}
+		s.watchContainer(c)
+	}
+	s.log.Info("state recovered", "sandboxes", len(s.sandboxes), "containers", len(s.containers))
+	return nil
+}
+
+// cleanupSandbox removes whatever a half-created sandbox may have left.
+func (s *Service) cleanupSandbox(ctx context.Context, sb *sandbox) {
+	rec := sb.rec
+	if rt, err := s.runtimeFor(rec.Handler); err == nil {
+		_ = rt.Kill(ctx, rec.ID, syscall.SIGKILL, true)
+		_ = rt.Delete(ctx, rec.ID, true)
+	}
+	_ = cgroups.Remove(rec.CgroupsPath)
+	if rec.NetworkSetUp {
+		if err := s.net.Teardown(ctx, podNetwork(rec, sb.config)); err != nil {
+			s.log.Warn("cleanup: network teardown", "pod", rec.ID, "error", err)
+		}
+	}
+	if rec.NetNSPath != "" {
+		_ = s.net.RemoveNetNS(rec.NetNSPath)
+	}
+	dir, bundle := s.sandboxDir(rec.ID), s.sandboxBundle(rec.ID)
+	_ = s.images.ReleaseRootfs(ctx, filepath.Join(dir, "rw"), filepath.Join(bundle, "rootfs"))
+	_ = unmount(filepath.Join(bundle, "shm"))
+	_ = removeAll(bundle, dir)
+	if err := s.st.Delete(store.BucketSandboxes, rec.ID); err != nil {
+		s.log.Error("cleanup: delete sandbox record", "pod", rec.ID, "error", err)
+	}
+}
+
+// cleanupContainer removes whatever a half-created or orphaned container left.
+func (s *Service) cleanupContainer(ctx context.Context, c *container) {
+	rec := c.rec
+	if rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID)); err == nil {
+		_ = rt.Kill(ctx, rec.ID, syscall.SIGKILL, true)
+		_ = rt.Delete(ctx, rec.ID, true)
+	}
+	_ = cgroups.Remove(rec.CgroupsPath)
+	dir, bundle := s.containerDir(rec.ID), s.containerBundle(rec.ID)
+	_ = s.images.ReleaseRootfs(ctx, filepath.Join(dir, "rw"), filepath.Join(bundle, "rootfs"))
+	_ = removeAll(bundle, dir)
+	if err := s.st.Delete(store.BucketContainers, rec.ID); err != nil {
+		s.log.Error("cleanup: delete container record", "container", rec.ID, "error", err)
+	}
+}

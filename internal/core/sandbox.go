@@ -1,0 +1,562 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/cgroups"
+	"github.com/crid-dev/crid/internal/image"
+	"github.com/crid-dev/crid/internal/monitor"
+	"github.com/crid-dev/crid/internal/network"
+	"github.com/crid-dev/crid/internal/oci"
+	"github.com/crid-dev/crid/internal/store"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Sandbox states as persisted.
+const (
+	sandboxInit     = "init"     // being created; torn down if found at recovery
+	sandboxReady    = "ready"    // pause running
+	sandboxNotReady = "notready" // stopped
+)
+
+// sandboxRecord is the persisted state of a sandbox.
+type sandboxRecord struct {
+	ID            string   `json:"id"`
+	Name          string   `json:"name"` // reserved name
+	Config        []byte   `json:"config"`
+	Handler       string   `json:"handler"`
+	State         string   `json:"state"`
+	CreatedAt     int64    `json:"createdAt"`
+	NetNSPath     string   `json:"netns,omitempty"`
+	NetworkSetUp  bool     `json:"networkSetUp,omitempty"`
+	IP            string   `json:"ip,omitempty"`
+	AdditionalIPs []string `json:"additionalIPs,omitempty"`
+	PID           int      `json:"pid,omitempty"`
+	MonitorPID    int      `json:"monitorPid,omitempty"`
+	ImageID       string   `json:"imageId"`
+	CgroupsPath   string   `json:"cgroupsPath"`
+	ShmMounted    bool     `json:"shmMounted,omitempty"`
+}
+
+type sandbox struct {
+	opMu sync.Mutex // serialises lifecycle operations
+
+	mu     sync.RWMutex // guards rec fields read by status/list
+	rec    sandboxRecord
+	config *runtime.PodSandboxConfig
+	exited chan struct{} // closed when the pause process exits
+}
+
+func (sb *sandbox) snapshot() sandboxRecord {
+	sb.mu.RLock()
+	defer sb.mu.RUnlock()
+	return sb.rec
+}
+
+func (s *Service) sandboxDir(id string) string    { return filepath.Join(s.cfg.Root, "sandboxes", id) }
+func (s *Service) sandboxBundle(id string) string { return filepath.Join(s.cfg.State, "sandboxes", id) }
+
+func (s *Service) saveSandbox(sb *sandbox) error {
+	rec := sb.snapshot()
+	return s.st.Put(store.BucketSandboxes, rec.ID, rec)
+}
+
+// getSandbox finds a sandbox by full id or unique prefix.
+func (s *Service) getSandbox(id string) (*sandbox, error) {
+	if id == "" {
+		return nil, fmt.Errorf("pod sandbox id is required: %w", errdefs.ErrInvalidArgument)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if sb, ok := s.sandboxes[id]; ok {
+		return sb, nil
+	}
+	var found *sandbox
+	for k, sb := range s.sandboxes {
+		if len(id) < len(k) && k[:len(id)] == id {
+			if found != nil {
+				return nil, fmt.Errorf("pod sandbox id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
+			}
+			found = sb
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	return found, nil
+}
+
+func sandboxName(m *runtime.PodSandboxMetadata) string {
+	return fmt.Sprintf("%s_%s_%s_%d", m.GetName(), m.GetNamespace(), m.GetUid(), m.GetAttempt())
+}
+
+func hostNetwork(c *runtime.PodSandboxConfig) bool {
+	return c.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtime.NamespaceMode_NODE
+}
+
+func hostIPC(c *runtime.PodSandboxConfig) bool {
+	return c.GetLinux().GetSecurityContext().GetNamespaceOptions().GetIpc() == runtime.NamespaceMode_NODE
+}
+
+func validateSandboxConfig(c *runtime.PodSandboxConfig) error {
+	if c == nil {
+		return fmt.Errorf("pod sandbox config is required: %w", errdefs.ErrInvalidArgument)
+	}
+	m := c.GetMetadata()
+	if m == nil {
+		return fmt.Errorf("pod sandbox config: metadata is required: %w", errdefs.ErrInvalidArgument)
+	}
+	if m.Name == "" || m.Namespace == "" || m.Uid == "" {
+		return fmt.Errorf("pod sandbox metadata: name, namespace and uid are required (got name=%q namespace=%q uid=%q): %w",
+			m.Name, m.Namespace, m.Uid, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// ensureImage returns the stored image for ref, pulling it if absent.
+func (s *Service) ensureImage(ctx context.Context, ref string) (*image.Image, error) {
+	img, err := s.images.Resolve(ref)
+	if err == nil {
+		return img, nil
+	}
+	if !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	return s.images.Pull(ctx, ref, nil)
+}
+
+// RunPodSandbox creates and starts a pod sandbox. On failure everything
+// created so far is removed.
+func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRequest) (_ *runtime.RunPodSandboxResponse, retErr error) {
+	cfg := req.GetConfig()
+	if err := validateSandboxConfig(cfg); err != nil {
+		return nil, err
+	}
+	rt, err := s.runtimeFor(req.GetRuntimeHandler())
+	if err != nil {
+		return nil, err
+	}
+	id := newID()
+	log := s.log.With("pod", id, "name", cfg.Metadata.Name, "namespace", cfg.Metadata.Namespace)
+	name := sandboxName(cfg.Metadata)
+	if err := s.reserveName(name, id); err != nil {
+		return nil, fmt.Errorf("run pod sandbox: %w", err)
+	}
+	u := &undo{log: log}
+	defer func() {
+		if retErr != nil {
+			u.run()
+			log.Warn("pod sandbox rolled back", "error", retErr)
+		}
+	}()
+	u.add(func(context.Context) error { s.releaseName(name, id); return nil })
+
+	img, err := s.ensureImage(ctx, s.cfg.Images.SandboxImage)
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox: sandbox image %s: %w", s.cfg.Images.SandboxImage, err)
+	}
+	cfgBytes, err := proto.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox: %w", err)
+	}
+	sb := &sandbox{config: cfg, exited: make(chan struct{})}
+	sb.rec = sandboxRecord{
+		ID: id, Name: name, Config: cfgBytes, Handler: rt.Name, State: sandboxInit,
+		CreatedAt: time.Now().UnixNano(), ImageID: img.ID,
+		CgroupsPath: oci.CgroupsPath(s.cfg.CgroupDriver, cfg.GetLinux().GetCgroupParent(), id),
+	}
+	// Record first: a crash from here on is found and cleaned up at recovery.
+	if err := s.saveSandbox(sb); err != nil {
+		return nil, fmt.Errorf("run pod sandbox: %w", err)
+	}
+	s.mu.Lock()
+	s.sandboxes[id] = sb
+	s.mu.Unlock()
+	u.add(func(context.Context) error {
+		s.mu.Lock()
+		delete(s.sandboxes, id)
+		s.mu.Unlock()
+		return s.st.Delete(store.BucketSandboxes, id)
+	})
+
+	dir, bundle := s.sandboxDir(id), s.sandboxBundle(id)
+	for _, d := range []string{dir, bundle} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("run pod sandbox: %w", err)
+		}
+	}
+	u.add(func(context.Context) error { return os.RemoveAll(dir) })
+	u.add(func(context.Context) error { return os.RemoveAll(bundle) })
+
+	// Files the pod's containers share.
+	if err := writePodFiles(dir, cfg); err != nil {
+		return nil, fmt.Errorf("run pod sandbox: %w", err)
+	}
+	shmPath := "/dev/shm"
+	if !hostIPC(cfg) {
+		shmPath = filepath.Join(bundle, "shm")
+		if err := os.MkdirAll(shmPath, 0o700); err != nil {
+			return nil, fmt.Errorf("run pod sandbox: %w", err)
+		}
+		if err := unix.Mount("shm", shmPath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+			return nil, fmt.Errorf("run pod sandbox: mount /dev/shm: %w", err)
+		}
+		sb.rec.ShmMounted = true
+		u.add(func(context.Context) error { return unmount(shmPath) })
+	}
+
+	// Network namespace and CNI.
+	if !hostNetwork(cfg) {
+		if err := s.net.Ready(); err != nil {
+			return nil, fmt.Errorf("run pod sandbox: network not ready: %w: %w", err, errdefs.ErrFailedPrecondition)
+		}
+		nsPath, err := s.net.CreateNetNS(id)
+		if err != nil {
+			return nil, fmt.Errorf("run pod sandbox: %w", err)
+		}
+		u.add(func(context.Context) error { return s.net.RemoveNetNS(nsPath) })
+		sb.mu.Lock()
+		sb.rec.NetNSPath = nsPath
+		sb.mu.Unlock()
+		if err := s.saveSandbox(sb); err != nil {
+			return nil, fmt.Errorf("run pod sandbox: %w", err)
+		}
+		pod := podNetwork(sb.rec, cfg)
+		res, err := s.net.Setup(ctx, pod)
+		if err != nil {
+			return nil, fmt.Errorf("run pod sandbox: network setup: %w", err)
+		}
+		u.add(func(ctx context.Context) error { return s.net.Teardown(ctx, pod) })
+		sb.mu.Lock()
+		sb.rec.NetworkSetUp = true
+		sb.rec.IP, sb.rec.AdditionalIPs = res.IP, res.AdditionalIPs
+		sb.mu.Unlock()
+		if err := s.saveSandbox(sb); err != nil {
+			return nil, fmt.Errorf("run pod sandbox: %w", err)
+		}
+		// /etc/hosts names the pod's own IP.
+		if err := writeHosts(dir, cfg, res.IP); err != nil {
+			return nil, fmt.Errorf("run pod sandbox: %w", err)
+		}
+	}
+
+	rootfs := filepath.Join(bundle, "rootfs")
+	rwDir := filepath.Join(dir, "rw")
+	if err := s.images.PrepareRootfs(ctx, img, rwDir, rootfs); err != nil {
+		return nil, fmt.Errorf("run pod sandbox: rootfs: %w", err)
+	}
+	u.add(func(ctx context.Context) error { return s.images.ReleaseRootfs(ctx, rwDir, rootfs) })
+
+	spec, err := oci.SandboxSpec(oci.SandboxParams{
+		ID: id, Config: cfg, Image: img.Config, RootfsPath: rootfs, NetNSPath: sb.rec.NetNSPath,
+		ResolvConfPath: filepath.Join(dir, "resolv.conf"), HostsPath: filepath.Join(dir, "hosts"),
+		HostnamePath: filepath.Join(dir, "hostname"), ShmPath: shmPath,
+		CgroupsPath: sb.rec.CgroupsPath, MinOOMScoreAdj: s.minOOM,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox: %w", err)
+	}
+	if err := writeSpec(bundle, spec); err != nil {
+		return nil, fmt.Errorf("run pod sandbox: %w", err)
+	}
+	proc, err := monitor.Spawn(ctx, s.monitor, monitor.Options{
+		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox: create pause container: %w", err)
+	}
+	u.add(func(ctx context.Context) error {
+		_ = rt.Kill(ctx, id, syscall.SIGKILL, true)
+		err := rt.Delete(ctx, id, true)
+		_ = cgroups.Remove(sb.rec.CgroupsPath)
+		return err
+	})
+	if err := rt.Start(ctx, id); err != nil {
+		return nil, fmt.Errorf("run pod sandbox: start pause container: %w", err)
+	}
+	sb.mu.Lock()
+	sb.rec.PID, sb.rec.MonitorPID, sb.rec.State = proc.ContainerPID, proc.MonitorPID, sandboxReady
+	sb.mu.Unlock()
+	if err := s.saveSandbox(sb); err != nil {
+		return nil, fmt.Errorf("run pod sandbox: %w", err)
+	}
+	s.watchSandbox(sb, bundle)
+	log.Info("pod sandbox ready", "ip", sb.rec.IP)
+	return &runtime.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// watchSandbox waits in the background for the pause process to exit.
+func (s *Service) watchSandbox(sb *sandbox, stateDir string) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_, err := monitor.Wait(s.ctx, stateDir)
+		if err != nil && s.ctx.Err() != nil {
+			return // crid is shutting down; the pause keeps running
+		}
+		if err != nil {
+			s.log.Warn("wait for pause container", "pod", sb.rec.ID, "error", err)
+		}
+		close(sb.exited)
+	}()
+}
+
+func podNetwork(rec sandboxRecord, cfg *runtime.PodSandboxConfig) network.Pod {
+	return network.Pod{
+		ID: rec.ID, Name: cfg.GetMetadata().GetName(), Namespace: cfg.GetMetadata().GetNamespace(),
+		UID: cfg.GetMetadata().GetUid(), NetNSPath: rec.NetNSPath, PortMappings: cfg.GetPortMappings(),
+		CgroupParent: cfg.GetLinux().GetCgroupParent(),
+	}
+}
+
+// StopPodSandbox stops every container of the pod and the pause, and tears
+// the network down. Idempotent; a missing sandbox is not an error.
+func (s *Service) StopPodSandbox(ctx context.Context, req *runtime.StopPodSandboxRequest) (*runtime.StopPodSandboxResponse, error) {
+	sb, err := s.getSandbox(req.GetPodSandboxId())
+	if errdefs.IsNotFound(err) {
+		return &runtime.StopPodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.stopSandbox(ctx, sb); err != nil {
+		return nil, err
+	}
+	return &runtime.StopPodSandboxResponse{}, nil
+}
+
+func (s *Service) stopSandbox(ctx context.Context, sb *sandbox) error {
+	id := sb.rec.ID
+	for _, c := range s.containersOf(id) {
+		if err := s.stopContainer(ctx, c, 0); err != nil {
+			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+		}
+	}
+	sb.opMu.Lock()
+	defer sb.opMu.Unlock()
+	rec := sb.snapshot()
+	rt, err := s.runtimeFor(rec.Handler)
+	if err != nil {
+		return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+	}
+	if rec.PID != 0 {
+		select {
+		case <-sb.exited:
+		default:
+			if err := rt.Kill(ctx, id, syscall.SIGKILL, true); err != nil {
+				return fmt.Errorf("stop pod sandbox %s: kill pause: %w", id, err)
+			}
+			select {
+			case <-sb.exited:
+			case <-ctx.Done():
+				return fmt.Errorf("stop pod sandbox %s: wait for pause: %w", id, ctx.Err())
+			case <-time.After(30 * time.Second):
+				return fmt.Errorf("stop pod sandbox %s: pause did not exit after SIGKILL: %w", id, errdefs.ErrUnavailable)
+			}
+		}
+		if err := rt.Delete(ctx, id, true); err != nil {
+			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+		}
+		_ = cgroups.Remove(rec.CgroupsPath)
+	}
+	if rec.NetworkSetUp {
+		if err := s.net.Teardown(ctx, podNetwork(rec, sb.config)); err != nil {
+			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+		}
+	}
+	if rec.NetNSPath != "" {
+		if err := s.net.RemoveNetNS(rec.NetNSPath); err != nil {
+			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+		}
+	}
+	sb.mu.Lock()
+	sb.rec.NetworkSetUp = false
+	sb.rec.NetNSPath = ""
+	sb.rec.State = sandboxNotReady
+	sb.mu.Unlock()
+	if err := s.saveSandbox(sb); err != nil {
+		return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+	}
+	s.log.Info("pod sandbox stopped", "pod", id)
+	return nil
+}
+
+// RemovePodSandbox removes the sandbox and all its containers, stopping
+// them first. Idempotent.
+func (s *Service) RemovePodSandbox(ctx context.Context, req *runtime.RemovePodSandboxRequest) (*runtime.RemovePodSandboxResponse, error) {
+	sb, err := s.getSandbox(req.GetPodSandboxId())
+	if errdefs.IsNotFound(err) {
+		return &runtime.RemovePodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.removeSandbox(ctx, sb); err != nil {
+		return nil, err
+	}
+	return &runtime.RemovePodSandboxResponse{}, nil
+}
+
+func (s *Service) removeSandbox(ctx context.Context, sb *sandbox) error {
+	id := sb.rec.ID
+	if err := s.stopSandbox(ctx, sb); err != nil {
+		return fmt.Errorf("remove pod sandbox: %w", err)
+	}
+	for _, c := range s.containersOf(id) {
+		if err := s.removeContainer(ctx, c); err != nil {
+			return fmt.Errorf("remove pod sandbox %s: %w", id, err)
+		}
+	}
+	sb.opMu.Lock()
+	defer sb.opMu.Unlock()
+	rec := sb.snapshot()
+	dir, bundle := s.sandboxDir(id), s.sandboxBundle(id)
+	if err := s.images.ReleaseRootfs(ctx, filepath.Join(dir, "rw"), filepath.Join(bundle, "rootfs")); err != nil {
+		return fmt.Errorf("remove pod sandbox %s: %w", id, err)
+	}
+	if rec.ShmMounted {
+		if err := unmount(filepath.Join(bundle, "shm")); err != nil {
+			return fmt.Errorf("remove pod sandbox %s: %w", id, err)
+		}
+	}
+	for _, d := range []string{bundle, dir} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("remove pod sandbox %s: %w", id, err)
+		}
+	}
+	if err := s.st.Delete(store.BucketSandboxes, id); err != nil {
+		return fmt.Errorf("remove pod sandbox %s: %w", id, err)
+	}
+	s.mu.Lock()
+	delete(s.sandboxes, id)
+	s.mu.Unlock()
+	s.releaseName(rec.Name, id)
+	s.log.Info("pod sandbox removed", "pod", id)
+	return nil
+}
+
+func sandboxState(rec sandboxRecord) runtime.PodSandboxState {
+	if rec.State == sandboxReady {
+		return runtime.PodSandboxState_SANDBOX_READY
+	}
+	return runtime.PodSandboxState_SANDBOX_NOTREADY
+}
+
+// PodSandboxStatus reports a sandbox's state, network and (verbose) details.
+func (s *Service) PodSandboxStatus(ctx context.Context, req *runtime.PodSandboxStatusRequest) (*runtime.PodSandboxStatusResponse, error) {
+	sb, err := s.getSandbox(req.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	rec := sb.snapshot()
+	select {
+	case <-sb.exited:
+		rec.State = sandboxNotReady // pause died: the pod must be recreated
+	default:
+	}
+	cfg := sb.config
+	st := &runtime.PodSandboxStatus{
+		Id: rec.ID, Metadata: cfg.GetMetadata(), State: sandboxState(rec), CreatedAt: rec.CreatedAt,
+		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), RuntimeHandler: rec.Handler,
+		Network: &runtime.PodSandboxNetworkStatus{Ip: rec.IP},
+		Linux: &runtime.LinuxPodSandboxStatus{Namespaces: &runtime.Namespace{
+			Options: cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(),
+		}},
+	}
+	for _, ip := range rec.AdditionalIPs {
+		st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtime.PodIP{Ip: ip})
+	}
+	resp := &runtime.PodSandboxStatusResponse{Status: st, Timestamp: time.Now().UnixNano()}
+	if req.GetVerbose() {
+		info := map[string]any{
+			"pid": rec.PID, "monitorPid": rec.MonitorPID, "netns": rec.NetNSPath, "image": rec.ImageID,
+			"runtimeHandler": rec.Handler, "cgroupsPath": rec.CgroupsPath, "config": cfg,
+		}
+		if spec, err := readSpec(s.sandboxBundle(rec.ID)); err == nil {
+			info["runtimeSpec"] = spec
+		}
+		b, _ := json.Marshal(info)
+		resp.Info = map[string]string{"info": string(b)}
+	}
+	return resp, nil
+}
+
+// ListPodSandbox lists sandboxes matching the filter. It reads memory only.
+func (s *Service) ListPodSandbox(ctx context.Context, req *runtime.ListPodSandboxRequest) (*runtime.ListPodSandboxResponse, error) {
+	f := req.GetFilter()
+	s.mu.RLock()
+	all := make([]*sandbox, 0, len(s.sandboxes))
+	for _, sb := range s.sandboxes {
+		all = append(all, sb)
+	}
+	s.mu.RUnlock()
+	out := make([]*runtime.PodSandbox, 0, len(all))
+	for _, sb := range all {
+		rec := sb.snapshot()
+		if rec.State == sandboxInit {
+			continue
+		}
+		select {
+		case <-sb.exited:
+			rec.State = sandboxNotReady
+		default:
+		}
+		if f != nil {
+			if f.Id != "" && !hasPrefix(rec.ID, f.Id) {
+				continue
+			}
+			if f.State != nil && f.State.State != sandboxState(rec) {
+				continue
+			}
+			if !matchLabels(sb.config.GetLabels(), f.LabelSelector) {
+				continue
+			}
+		}
+		out = append(out, &runtime.PodSandbox{
+			Id: rec.ID, Metadata: sb.config.GetMetadata(), State: sandboxState(rec), CreatedAt: rec.CreatedAt,
+			Labels: sb.config.GetLabels(), Annotations: sb.config.GetAnnotations(), RuntimeHandler: rec.Handler,
+		})
+	}
+	return &runtime.ListPodSandboxResponse{Items: out}, nil
+}
+
+// SandboxNetNS is the network namespace path of a ready sandbox ("" for host network).
+func (s *Service) SandboxNetNS(ctx context.Context, sandboxID string) (string, error) {
+	sb, err := s.getSandbox(sandboxID)
+	if err != nil {
+		return "", err
+	}
+	rec := sb.snapshot()
+	if rec.State != sandboxReady {
+		return "", fmt.Errorf("pod sandbox %s is not ready: %w", rec.ID, errdefs.ErrFailedPrecondition)
+	}
+	return rec.NetNSPath, nil
+}
+
+func hasPrefix(s, p string) bool { return len(p) <= len(s) && s[:len(p)] == p }
+
+func matchLabels(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func unmount(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	return nil
+}
