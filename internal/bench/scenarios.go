@@ -1,0 +1,386 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// lifecyclePhases are the CRI calls of one pod cycle, in call order.
+var lifecyclePhases = []string{"runp", "create", "start", "stop", "stopp", "rm", "rmp"}
+
+type cycleTimes [7]time.Duration
+
+// cycle runs one full pod lifecycle and times each call.
+func (b *Bench) cycle(ctx context.Context, name string) (cycleTimes, error) {
+	var t cycleTimes
+	var podID, ctrID string
+	var podCfg *runtimeapi.PodSandboxConfig
+	steps := []func() error{
+		func() (err error) { podID, podCfg, err = b.runPod(ctx, name); return },
+		func() (err error) { ctrID, err = b.createContainer(ctx, podID, podCfg, "c"); return },
+		func() error { return b.startContainer(ctx, ctrID) },
+		func() error {
+			_, err := b.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ctrID, Timeout: b.opts.StopTimeout})
+			return wrap(err, "stop container %s", ctrID)
+		},
+		func() error {
+			_, err := b.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID})
+			return wrap(err, "stop pod sandbox %s", podID)
+		},
+		func() error {
+			_, err := b.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: ctrID})
+			if err == nil {
+				b.tr.ContainerRemoved(ctrID)
+			}
+			return wrap(err, "remove container %s", ctrID)
+		},
+		func() error {
+			_, err := b.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID})
+			if err == nil {
+				b.tr.PodRemoved(podID)
+			}
+			return wrap(err, "remove pod sandbox %s", podID)
+		},
+	}
+	for i, s := range steps {
+		d, err := timed(s)
+		if err != nil {
+			return t, err
+		}
+		t[i] = d
+	}
+	return t, nil
+}
+
+func wrap(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}
+
+func (b *Bench) podLifecycle(ctx context.Context) error {
+	o := b.opts
+	for i := 0; i < o.Warmup; i++ {
+		if _, err := b.cycle(ctx, b.tr.Name("warm", i)); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	run := func(group string, c int) error {
+		var mu sync.Mutex
+		var all []cycleTimes
+		tk := b.ticker("pod-lifecycle "+group, o.N)
+		start := time.Now()
+		err := parallel(ctx, o.N, c, func(ctx context.Context, i int) error {
+			t, err := b.cycle(ctx, b.tr.Name(fmt.Sprintf("lc%d", c), i))
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			all = append(all, t)
+			mu.Unlock()
+			tk.inc()
+			return nil
+		})
+		wall := time.Since(start)
+		if err != nil {
+			return err
+		}
+		b.add(lifecycleMetrics(group, all, wall)...)
+		return nil
+	}
+	if err := run("sequential", 1); err != nil {
+		return err
+	}
+	if o.Concurrency > 1 {
+		return run(fmt.Sprintf("concurrency=%d", o.Concurrency), o.Concurrency)
+	}
+	return nil
+}
+
+// lifecycleMetrics turns per-cycle phase times into the scenario's metrics.
+func lifecycleMetrics(group string, all []cycleTimes, wall time.Duration) []Metric {
+	var ms []Metric
+	per := make([][]time.Duration, len(lifecyclePhases))
+	var startup, total []time.Duration
+	for _, t := range all {
+		var tot time.Duration
+		for i, d := range t {
+			per[i] = append(per[i], d)
+			tot += d
+		}
+		startup = append(startup, t[0]+t[1]+t[2])
+		total = append(total, tot)
+	}
+	for i, p := range lifecyclePhases {
+		ms = append(ms, latencyMetrics("pod-lifecycle", group, p, Summarize(per[i]))...)
+	}
+	ms = append(ms, latencyMetrics("pod-lifecycle", group, "startup(runp+create+start)", Summarize(startup))...)
+	ms = append(ms, latencyMetrics("pod-lifecycle", group, "cycle", Summarize(total))...)
+	tp := 0.0
+	if wall > 0 {
+		tp = float64(len(all)) / wall.Seconds()
+	}
+	ms = append(ms, Metric{"pod-lifecycle", group, "throughput", "pods/s", tp})
+	return ms
+}
+
+func (b *Bench) execSync(ctx context.Context) error {
+	o := b.opts
+	podID, podCfg, err := b.runPod(ctx, b.tr.Name("exec", 0))
+	if err != nil {
+		return err
+	}
+	ctrID, err := b.createContainer(ctx, podID, podCfg, "c")
+	if err != nil {
+		return err
+	}
+	if err := b.startContainer(ctx, ctrID); err != nil {
+		return err
+	}
+	exec := func(ctx context.Context) (time.Duration, error) {
+		var r *runtimeapi.ExecSyncResponse
+		d, err := timed(func() (err error) {
+			r, err = b.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctrID, Cmd: []string{"true"}, Timeout: 30})
+			return err
+		})
+		if err != nil {
+			return d, fmt.Errorf("exec sync in %s: %w", ctrID, err)
+		}
+		if r.GetExitCode() != 0 {
+			return d, fmt.Errorf("exec sync `true` in %s exited %d: %s", ctrID, r.GetExitCode(), r.GetStderr())
+		}
+		return d, nil
+	}
+	for i := 0; i < o.Warmup; i++ {
+		if _, err := exec(ctx); err != nil {
+			return err
+		}
+	}
+	run := func(group string, c int) error {
+		var mu sync.Mutex
+		var ds []time.Duration
+		tk := b.ticker("exec-sync "+group, o.N)
+		start := time.Now()
+		err := parallel(ctx, o.N, c, func(ctx context.Context, _ int) error {
+			d, err := exec(ctx)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			ds = append(ds, d)
+			mu.Unlock()
+			tk.inc()
+			return nil
+		})
+		wall := time.Since(start)
+		if err != nil {
+			return err
+		}
+		b.add(latencyMetrics("exec-sync", group, "execsync", Summarize(ds))...)
+		b.add(Metric{"exec-sync", group, "throughput", "execs/s", float64(len(ds)) / wall.Seconds()})
+		return nil
+	}
+	if err := run("sequential", 1); err != nil {
+		return err
+	}
+	if o.Concurrency > 1 {
+		if err := run(fmt.Sprintf("concurrency=%d", o.Concurrency), o.Concurrency); err != nil {
+			return err
+		}
+	}
+	return b.teardownPod(ctx, podID, []string{ctrID})
+}
+
+type listPod struct {
+	id   string
+	ctrs []string
+}
+
+func (b *Bench) list(ctx context.Context) error {
+	o := b.opts
+	var mu sync.Mutex
+	var pods []*listPod
+	var ctrs []string
+	defer func() {
+		// Tear down untimed; on error the tracker's cleanup catches the rest.
+		for _, p := range pods {
+			_ = b.teardownPod(ctx, p.id, p.ctrs)
+		}
+	}()
+	podN := 0
+	for _, size := range sortedInts(o.Sizes) {
+		need := size - len(ctrs)
+		if need > 0 {
+			b.progressf("list: creating %d containers (%d per pod)", need, o.PerPod)
+			npods := (need + o.PerPod - 1) / o.PerPod
+			tk := b.ticker("list setup", npods)
+			base := podN
+			podN += npods
+			err := parallel(ctx, npods, max(o.Concurrency, 1), func(ctx context.Context, i int) error {
+				k := min(o.PerPod, need-i*o.PerPod)
+				id, cfg, err := b.runPod(ctx, b.tr.Name("list", base+i))
+				if err != nil {
+					return err
+				}
+				p := &listPod{id: id}
+				mu.Lock()
+				pods = append(pods, p)
+				mu.Unlock()
+				for j := 0; j < k; j++ {
+					cid, err := b.createContainer(ctx, id, cfg, fmt.Sprintf("c%d", j))
+					if err != nil {
+						return err
+					}
+					mu.Lock()
+					p.ctrs = append(p.ctrs, cid)
+					ctrs = append(ctrs, cid)
+					mu.Unlock()
+					if err := b.startContainer(ctx, cid); err != nil {
+						return err
+					}
+				}
+				tk.inc()
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		group := fmt.Sprintf("containers=%d", len(ctrs))
+		calls := []struct {
+			name string
+			fn   func() error
+		}{
+			{"ListContainers", func() error {
+				r, err := b.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+				if err == nil && len(r.GetContainers()) < len(ctrs) {
+					err = fmt.Errorf("ListContainers returned %d containers, want at least %d", len(r.GetContainers()), len(ctrs))
+				}
+				return err
+			}},
+			{"ListPodSandbox", func() error {
+				_, err := b.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+				return err
+			}},
+			{"ContainerStatus", func() error {
+				_, err := b.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctrs[rand.IntN(len(ctrs))]})
+				return err
+			}},
+			{"ListContainerStats", func() error {
+				_, err := b.rt.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{})
+				return err
+			}},
+		}
+		for _, c := range calls {
+			var ds []time.Duration
+			for i := 0; i < o.ListN; i++ {
+				d, err := timed(c.fn)
+				if err != nil {
+					return fmt.Errorf("%s with %d containers: %w", c.name, len(ctrs), err)
+				}
+				ds = append(ds, d)
+			}
+			s := Summarize(ds)
+			b.add(Metric{"list", group, c.name + " p50", "ms", Ms(s.P50)},
+				Metric{"list", group, c.name + " p99", "ms", Ms(s.P99)})
+		}
+		b.progressf("list: measured with %d containers", len(ctrs))
+	}
+	return nil
+}
+
+func (b *Bench) removeImageIfPresent(ctx context.Context, ref string) error {
+	present, err := b.imagePresent(ctx, ref)
+	if err != nil || !present {
+		return err
+	}
+	if _, err := b.is.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}}); err != nil && !isNotFound(err) {
+		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	return nil
+}
+
+func (b *Bench) timedPull(ctx context.Context, ref string) (time.Duration, error) {
+	d, err := timed(func() error {
+		_, err := b.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+		return err
+	})
+	if err != nil {
+		return d, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	return d, nil
+}
+
+func (b *Bench) pull(ctx context.Context) error {
+	o := b.opts
+	if len(o.PullImages) == 0 {
+		return fmt.Errorf("no --pull-image given")
+	}
+	// Images present before the run are left present after it; others are
+	// removed by the cleanup.
+	wasPresent := map[string]bool{}
+	for _, ref := range o.PullImages {
+		p, err := b.imagePresent(ctx, ref)
+		if err != nil {
+			return err
+		}
+		wasPresent[ref] = p
+		if !p {
+			b.tr.AddImage(ref)
+		}
+	}
+	for _, ref := range o.PullImages {
+		var ds []time.Duration
+		for i := 0; i < o.PullRepeat; i++ {
+			for _, r := range o.PullImages {
+				if err := b.removeImageIfPresent(ctx, r); err != nil {
+					return err
+				}
+			}
+			d, err := b.timedPull(ctx, ref)
+			if err != nil {
+				return err
+			}
+			ds = append(ds, d)
+		}
+		s := Summarize(ds)
+		b.add(Metric{"pull", "cold", ref + " p50", "ms", Ms(s.P50)}, Metric{"pull", "cold", ref + " max", "ms", Ms(s.Max)})
+		b.progressf("pull: %s cold p50 %s", ref, s.P50)
+	}
+	if len(o.PullImages) >= 2 {
+		first, second := o.PullImages[0], o.PullImages[1]
+		var ds []time.Duration
+		for i := 0; i < o.PullRepeat; i++ {
+			for _, r := range o.PullImages {
+				if err := b.removeImageIfPresent(ctx, r); err != nil {
+					return err
+				}
+			}
+			if _, err := b.timedPull(ctx, first); err != nil {
+				return err
+			}
+			d, err := b.timedPull(ctx, second)
+			if err != nil {
+				return err
+			}
+			ds = append(ds, d)
+		}
+		s := Summarize(ds)
+		b.add(Metric{"pull", "shared-layers", second + " after " + first + " p50", "ms", Ms(s.P50)})
+	}
+	// Leave images that existed before the run in place.
+	for ref, p := range wasPresent {
+		if p {
+			if _, err := b.timedPull(ctx, ref); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
