@@ -60,23 +60,42 @@ func (m *Manager) CreateNetNS(id string) (string, error) {
 
 	errc := make(chan error, 1)
 	go func() {
-		// This thread enters the new namespace and is never unlocked: when
-		// the goroutine returns, the runtime kills the thread instead of
-		// handing a thread in the pod's namespace to other goroutines.
+		// The thread is switched back to the host namespace once the pin
+		// exists. Were it left to die locked instead, the runtime would
+		// park rather than end the process's main thread if it happened to
+		// run this goroutine, keeping the pod namespace alive forever.
 		goruntime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			goruntime.UnlockOSThread()
+			errc <- fmt.Errorf("open current netns: %w", err)
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			goruntime.UnlockOSThread() // unshare failed: still in the host namespace
 			errc <- fmt.Errorf("unshare netns: %w", err)
 			return
 		}
 		src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind %s: %w", src, err)
+		mountErr := unix.Mount(src, path, "none", unix.MS_BIND, "")
+		if err := netns.Set(orig); err != nil {
+			// Stay locked: the thread is discarded, never reused in the
+			// pod's namespace.
+			errc <- errors.Join(mountErr, fmt.Errorf("restore netns: %w", err))
+			return
+		}
+		goruntime.UnlockOSThread()
+		if mountErr != nil {
+			errc <- fmt.Errorf("bind %s: %w", src, mountErr)
 			return
 		}
 		errc <- nil
 	}()
 	if err := <-errc; err != nil {
-		os.Remove(path)
+		if rerr := m.RemoveNetNS(path); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		return "", fmt.Errorf("create netns %s: %w", id, err)
 	}
 	return path, nil
@@ -98,6 +117,17 @@ func (m *Manager) RemoveNetNS(path string) error {
 			return fmt.Errorf("unmount netns %s: %w", path, err)
 		}
 	}
+	// What is left must be the empty placeholder file the pin was mounted on.
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove netns pin %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() != 0 {
+		return fmt.Errorf("remove netns pin %s: not a namespace pin: %w", path, errdefs.ErrInvalidArgument)
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove netns pin %s: %w", path, err)
 	}
@@ -117,8 +147,8 @@ func isNSMount(path string) bool {
 //
 // fn runs in a goroutine of its own: its thread is locked, switched into the
 // namespace and switched back; if switching back fails the thread stays
-// locked and the runtime discards it when that goroutine ends, so no other
-// goroutine ever runs in the pod's namespace. Goroutines fn starts do not
+// locked and the runtime ends it (or, for the main thread, parks it) when
+// that goroutine ends, so no other goroutine ever runs in the pod's namespace. Goroutines fn starts do not
 // inherit the namespace, but sockets fn creates stay in it.
 func WithNetNS(path string, fn func() error) error {
 	target, err := netns.GetFromPath(path)
