@@ -7,7 +7,19 @@ package image
 
 import (
 	"context"
-	"io"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/crid-dev/crid/internal/config"
 	"github.com/crid-dev/crid/internal/store"
@@ -31,6 +43,9 @@ type Image struct {
 	DiffIDs []digest.Digest `json:"diffIDs"`
 	// Annotations of the manifest.
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// Blobs are the content-store blobs (index, manifest, config) this image
+	// keeps; blobs no image lists are deleted when images are removed.
+	Blobs []digest.Digest `json:"blobs,omitempty"`
 }
 
 // Auth is registry credentials from a CRI AuthConfig.
@@ -47,57 +62,429 @@ type FsUsage struct {
 
 // Service stores and pulls images.
 type Service struct {
-	// implementation owned by the image package
+	cfg  config.Images
+	root string
+	st   *store.Store
+	log  *slog.Logger
+
+	contentDir  string // <root>/content: blobs/sha256/<hex>, ingest/
+	snapshotDir string // <root>/snapshots: <chain hex>/fs
+
+	// sf makes concurrent pulls of one reference, fetches of one blob and
+	// unpacks of one layer happen once.
+	sf singleflight.Group
+
+	mu      sync.Mutex
+	images  map[string]*Image // by ID
+	tags    map[string]string // normalised tag reference -> ID
+	digests map[string]string // repository@digest -> ID
+	// inflight counts pulls using a snapshot (chain hex) or layer blob
+	// (digest hex) that no record references yet; GC spares them.
+	inflight map[string]int
+	// progress of shared work (blob fetches) in flight, by singleflight key.
+	progress map[string]*sharedProgress
+	pinned   map[string]bool
+
+	fsMu   sync.Mutex
+	fsAt   time.Time
+	fsLast FsUsage
+
+	// dial replaces the network dialer for registry connections (tests).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
+
+// fsInfoMaxAge bounds how often FsInfo walks the store; kubelet asks every
+// ~10s and a walk of a large store is not free.
+const fsInfoMaxAge = 10 * time.Second
 
 // New opens the image service rooted at root (e.g. /var/lib/crid) using st
 // for image records.
 func New(cfg config.Images, root string, st *store.Store) (*Service, error) {
-	panic("not implemented")
+	s := &Service{
+		cfg:         cfg,
+		root:        root,
+		st:          st,
+		log:         slog.New(slog.DiscardHandler),
+		contentDir:  filepath.Join(root, "content"),
+		snapshotDir: filepath.Join(root, "snapshots"),
+		images:      map[string]*Image{},
+		tags:        map[string]string{},
+		digests:     map[string]string{},
+		inflight:    map[string]int{},
+		progress:    map[string]*sharedProgress{},
+		pinned:      map[string]bool{},
+	}
+	if s.cfg.MaxConcurrentDownloads < 1 {
+		s.cfg.MaxConcurrentDownloads = 1
+	}
+	for _, d := range []string{s.blobDir(), s.ingestDir(), s.snapshotDir, s.emptyDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("image service: %w", err)
+		}
+	}
+	// Snapshots must be traversable by containers running as non-root users.
+	for _, d := range []string{root, s.snapshotDir, s.emptyDir()} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			return nil, fmt.Errorf("image service: %w", err)
+		}
+	}
+	for _, p := range append([]string{cfg.SandboxImage}, cfg.PinnedImages...) {
+		if p != "" {
+			s.pinned[normaliseRef(p)] = true
+		}
+	}
+	recs, err := store.List[Image](st, store.BucketImages)
+	if err != nil {
+		return nil, fmt.Errorf("image service: load records: %w", err)
+	}
+	for _, img := range recs {
+		s.images[img.ID] = img
+		s.indexAdd(img)
+	}
+	// Leftovers of an interrupted pull or removal.
+	if err := os.RemoveAll(s.ingestDir()); err != nil {
+		return nil, fmt.Errorf("image service: %w", err)
+	}
+	if err := os.MkdirAll(s.ingestDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("image service: %w", err)
+	}
+	if entries, err := os.ReadDir(s.snapshotDir); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), tmpPrefix) || strings.HasPrefix(e.Name(), trashPrefix) {
+				os.RemoveAll(filepath.Join(s.snapshotDir, e.Name()))
+			}
+		}
+	}
+	s.mu.Lock()
+	trash := s.collectGarbageLocked()
+	s.mu.Unlock()
+	s.emptyTrash(trash)
+	return s, nil
 }
 
-// Pull fetches ref (normalised: "busybox" = docker.io/library/busybox:latest)
-// through the configured mirrors, verifies and unpacks it, records it and
-// returns it. Concurrent pulls of the same ref or layer do the work once.
-// Errors: errdefs.ErrInvalidArgument for a bad reference, ErrNotFound when no
-// endpoint has it, ErrUnauthenticated / ErrPermissionDenied on auth failure.
-func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (*Image, error) {
-	panic("not implemented")
+// SetLogger sets the logger of the service (it logs nothing otherwise).
+func (s *Service) SetLogger(log *slog.Logger) {
+	if log != nil {
+		s.log = log
+	}
+}
+
+func (s *Service) blobDir() string   { return filepath.Join(s.contentDir, "blobs", "sha256") }
+func (s *Service) ingestDir() string { return filepath.Join(s.contentDir, "ingest") }
+func (s *Service) emptyDir() string  { return filepath.Join(s.snapshotDir, ".empty") }
+
+func (s *Service) blobPath(d digest.Digest) string { return filepath.Join(s.blobDir(), d.Encoded()) }
+
+// snapshotFs is the unpacked tree of the layer with chain ID c.
+func (s *Service) snapshotFs(c digest.Digest) string {
+	return filepath.Join(s.snapshotDir, c.Encoded(), "fs")
+}
+
+// indexAdd records img's tags and digests in the lookup maps. s.mu held (or
+// not yet shared).
+func (s *Service) indexAdd(img *Image) {
+	for _, t := range img.RepoTags {
+		s.tags[t] = img.ID
+	}
+	for _, d := range img.RepoDigests {
+		s.digests[d] = img.ID
+	}
+}
+
+// indexRemove drops img's tags and digests from the lookup maps. s.mu held.
+func (s *Service) indexRemove(img *Image) {
+	for _, t := range img.RepoTags {
+		if s.tags[t] == img.ID {
+			delete(s.tags, t)
+		}
+	}
+	for _, d := range img.RepoDigests {
+		if s.digests[d] == img.ID {
+			delete(s.digests, d)
+		}
+	}
+}
+
+func cloneImage(img *Image) *Image {
+	c := *img
+	c.RepoTags = slices.Clone(img.RepoTags)
+	c.RepoDigests = slices.Clone(img.RepoDigests)
+	c.DiffIDs = slices.Clone(img.DiffIDs)
+	c.Blobs = slices.Clone(img.Blobs)
+	c.Annotations = maps.Clone(img.Annotations)
+	return &c
 }
 
 // Resolve finds a stored image by tag, digest reference, full ID or a unique
 // ID prefix. errdefs.ErrNotFound when there is none.
-func (s *Service) Resolve(ref string) (*Image, error) { panic("not implemented") }
+func (s *Service) Resolve(ref string) (*Image, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img, err := s.resolveLocked(ref)
+	if err != nil {
+		return nil, err
+	}
+	return cloneImage(img), nil
+}
+
+func (s *Service) resolveLocked(ref string) (*Image, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("image reference is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if img, ok := s.images[ref]; ok {
+		return img, nil
+	}
+	if isHex(ref) && len(ref) == 64 {
+		if img, ok := s.images["sha256:"+ref]; ok {
+			return img, nil
+		}
+	}
+	if r, err := parseReference(ref); err == nil {
+		var id string
+		if r.Digest != "" {
+			id = s.digests[r.String()]
+		} else {
+			id = s.tags[r.String()]
+		}
+		if img, ok := s.images[id]; ok {
+			return img, nil
+		}
+	}
+	if p := strings.TrimPrefix(ref, "sha256:"); isHex(p) {
+		var match *Image
+		for id, img := range s.images {
+			if strings.HasPrefix(strings.TrimPrefix(id, "sha256:"), p) {
+				if match != nil {
+					return nil, fmt.Errorf("image %q: ambiguous ID prefix: %w", ref, errdefs.ErrNotFound)
+				}
+				match = img
+			}
+		}
+		if match != nil {
+			return match, nil
+		}
+	}
+	return nil, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
+}
+
+func isHex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // List returns all stored images.
-func (s *Service) List() []*Image { panic("not implemented") }
+func (s *Service) List() []*Image {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Image, 0, len(s.images))
+	for _, img := range s.images {
+		out = append(out, cloneImage(img))
+	}
+	slices.SortFunc(out, func(a, b *Image) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
 
 // Pinned reports whether img is pinned (the sandbox image or a configured pinned image).
-func (s *Service) Pinned(img *Image) bool { panic("not implemented") }
+func (s *Service) Pinned(img *Image) bool {
+	if img == nil {
+		return false
+	}
+	if s.pinned[img.ID] {
+		return true
+	}
+	for _, r := range append(slices.Clone(img.RepoTags), img.RepoDigests...) {
+		if s.pinned[r] {
+			return true
+		}
+	}
+	return false
+}
 
 // Remove deletes the image ref resolves to, with all its tags. A missing
 // image is not an error. inUse(imageID) reports whether a container uses it;
 // then Remove fails with errdefs.ErrFailedPrecondition.
 func (s *Service) Remove(ctx context.Context, ref string, inUse func(imageID string) bool) error {
-	panic("not implemented")
+	img, err := s.Resolve(ref)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	// inUse is called without s.mu: it takes the caller's own locks.
+	if inUse != nil && inUse(img.ID) {
+		return fmt.Errorf("remove image %s: image %s is in use by container(s): %w", ref, img.ID, errdefs.ErrFailedPrecondition)
+	}
+	s.mu.Lock()
+	cur, ok := s.images[img.ID]
+	if !ok {
+		s.mu.Unlock()
+		return nil
+	}
+	if err := s.st.Delete(store.BucketImages, cur.ID); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	s.indexRemove(cur)
+	delete(s.images, cur.ID)
+	trash := s.collectGarbageLocked()
+	s.mu.Unlock()
+	s.log.Info("image removed", "id", cur.ID, "tags", cur.RepoTags)
+	s.emptyTrash(trash)
+	return nil
 }
 
-// Import loads an OCI image layout archive or a `docker save` tarball.
-func (s *Service) Import(ctx context.Context, r io.Reader) ([]*Image, error) { panic("not implemented") }
-
-// FsInfo reports the image filesystem's usage.
-func (s *Service) FsInfo(ctx context.Context) (FsUsage, error) { panic("not implemented") }
-
-// PrepareRootfs mounts a writable overlay of img at target, with its upper
-// and work dirs under rwDir. Idempotent: an existing mount is kept.
-func (s *Service) PrepareRootfs(ctx context.Context, img *Image, rwDir, target string) error {
-	panic("not implemented")
+// record stores img, merging it into an existing record of the same ID and
+// moving its tags away from any other image.
+func (s *Service) record(img *Image) (*Image, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	merged := cloneImage(img)
+	if old, ok := s.images[img.ID]; ok {
+		merged.RepoTags = union(old.RepoTags, img.RepoTags)
+		merged.RepoDigests = union(old.RepoDigests, img.RepoDigests)
+		merged.Blobs = union(old.Blobs, img.Blobs)
+	}
+	var changed []*Image
+	for _, t := range img.RepoTags {
+		ownerID, ok := s.tags[t]
+		if !ok || ownerID == img.ID {
+			continue
+		}
+		if owner, ok := s.images[ownerID]; ok {
+			o := cloneImage(owner)
+			o.RepoTags = slices.DeleteFunc(o.RepoTags, func(x string) bool { return x == t })
+			changed = append(changed, o)
+		}
+	}
+	for _, o := range changed {
+		if err := s.st.Put(store.BucketImages, o.ID, o); err != nil {
+			return nil, fmt.Errorf("record image %s: %w", o.ID, err)
+		}
+		s.indexRemove(s.images[o.ID])
+		s.images[o.ID] = o
+		s.indexAdd(o)
+	}
+	if err := s.st.Put(store.BucketImages, merged.ID, merged); err != nil {
+		return nil, fmt.Errorf("record image %s: %w", merged.ID, err)
+	}
+	if old, ok := s.images[merged.ID]; ok {
+		s.indexRemove(old)
+	}
+	s.images[merged.ID] = merged
+	s.indexAdd(merged)
+	return cloneImage(merged), nil
 }
 
-// ReleaseRootfs unmounts target and removes rwDir; missing ones are fine.
-func (s *Service) ReleaseRootfs(ctx context.Context, rwDir, target string) error {
-	panic("not implemented")
+func union[T comparable](a, b []T) []T {
+	out := slices.Clone(a)
+	for _, x := range b {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
-// WritableUsage reports bytes and inodes used by a container's writable layer.
-func WritableUsage(rwDir string) (bytes, inodes uint64, err error) { panic("not implemented") }
+// chainIDs computes the chain ID of each layer: the identity of a layer
+// together with everything below it, which is what a snapshot holds.
+func chainIDs(diffIDs []digest.Digest) []digest.Digest {
+	out := make([]digest.Digest, len(diffIDs))
+	for i, d := range diffIDs {
+		if i == 0 {
+			out[i] = d
+			continue
+		}
+		out[i] = digest.FromString(out[i-1].String() + " " + d.String())
+	}
+	return out
+}
+
+const (
+	tmpPrefix   = ".tmp-"
+	trashPrefix = ".trash-"
+)
+
+// collectGarbageLocked moves snapshots and blobs no image references (and
+// no pull is using) aside and returns them; the caller deletes them with
+// emptyTrash after releasing s.mu, so the slow part runs unlocked.
+func (s *Service) collectGarbageLocked() []string {
+	keep := map[string]bool{}
+	for _, img := range s.images {
+		for _, c := range chainIDs(img.DiffIDs) {
+			keep[c.Encoded()] = true
+		}
+		for _, b := range img.Blobs {
+			keep[b.Encoded()] = true
+		}
+	}
+	for k := range s.inflight {
+		keep[k] = true
+	}
+	var trash []string
+	if entries, err := os.ReadDir(s.snapshotDir); err == nil {
+		for _, e := range entries {
+			n := e.Name()
+			if len(n) != 64 || !isHex(n) || keep[n] {
+				continue
+			}
+			dst := filepath.Join(s.snapshotDir, trashPrefix+n)
+			if err := os.Rename(filepath.Join(s.snapshotDir, n), dst); err != nil {
+				s.log.Warn("snapshot gc", "snapshot", n, "error", err)
+				continue
+			}
+			trash = append(trash, dst)
+		}
+	}
+	if entries, err := os.ReadDir(s.blobDir()); err == nil {
+		for _, e := range entries {
+			if keep[e.Name()] {
+				continue
+			}
+			p := filepath.Join(s.blobDir(), e.Name())
+			if err := os.Remove(p); err != nil {
+				s.log.Warn("blob gc", "blob", e.Name(), "error", err)
+			}
+		}
+	}
+	return trash
+}
+
+func (s *Service) emptyTrash(trash []string) {
+	for _, p := range trash {
+		if err := os.RemoveAll(p); err != nil {
+			s.log.Warn("delete snapshot", "path", p, "error", err)
+		}
+	}
+	if len(trash) > 0 {
+		s.fsMu.Lock()
+		s.fsAt = time.Time{}
+		s.fsMu.Unlock()
+	}
+}
+
+// markInflight protects keys (chain or blob hex) from GC until the returned
+// func is called.
+func (s *Service) markInflight(keys []string) func() {
+	s.mu.Lock()
+	for _, k := range keys {
+		s.inflight[k]++
+	}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		for _, k := range keys {
+			if s.inflight[k]--; s.inflight[k] <= 0 {
+				delete(s.inflight, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
