@@ -1,0 +1,139 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("default config invalid: %v", err)
+	}
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		toml    string
+		wantErr string // substring; "" = no error
+		check   func(t *testing.T, c *Config)
+	}{
+		{name: "empty keeps defaults", toml: "", check: func(t *testing.T, c *Config) {
+			if c.Socket != "/run/crid/crid.sock" || c.Images.SandboxImage != "registry.k8s.io/pause:3.10" {
+				t.Errorf("defaults lost: %+v", c)
+			}
+		}},
+		{name: "issue example", toml: `
+root = "/var/lib/crid"
+state = "/run/crid"
+socket = "/run/crid/crid.sock"
+[images]
+sandbox_image = "registry.k8s.io/pause:3.10"
+[[images.registries]]
+host = "registry.k8s.io"
+mirrors = ["http://127.0.0.1:5000/registry.k8s.io"]
+fallback = false
+[network]
+conf_dir = "/etc/cni/net.d"
+bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
+[streaming]
+address = "127.0.0.1"
+port = 0
+`, check: func(t *testing.T, c *Config) {
+			if len(c.Images.Registries) != 1 {
+				t.Fatalf("registries = %v", c.Images.Registries)
+			}
+			r := c.Images.Registries[0]
+			if r.Host != "registry.k8s.io" || r.AllowFallback() || r.Mirrors[0] != "http://127.0.0.1:5000/registry.k8s.io" {
+				t.Errorf("registry = %+v", r)
+			}
+		}},
+		{name: "fallback defaults to true", toml: "[[images.registries]]\nhost = \"docker.io\"\n", check: func(t *testing.T, c *Config) {
+			if !c.Images.Registries[0].AllowFallback() {
+				t.Error("fallback should default to true")
+			}
+		}},
+		{name: "durations", toml: "[images]\npull_progress_timeout = \"30s\"\n", check: func(t *testing.T, c *Config) {
+			if c.Images.PullProgressTimeout.Duration != 30*time.Second {
+				t.Errorf("got %v", c.Images.PullProgressTimeout)
+			}
+		}},
+		{name: "extra handler keeps default runc", toml: "[runtime.handlers.crun]\npath = \"crun\"\n", check: func(t *testing.T, c *Config) {
+			if _, ok := c.Runtime.Handlers["runc"]; !ok {
+				t.Error("runc handler lost")
+			}
+			if c.Runtime.Handlers["crun"].Path != "crun" {
+				t.Error("crun handler missing")
+			}
+		}},
+		{name: "unknown top-level key", toml: "sockett = \"/x\"\n", wantErr: "sockett"},
+		{name: "unknown nested key", toml: "[images]\nsandbox = \"x\"\n", wantErr: "images.sandbox"},
+		{name: "wrong type", toml: "[streaming]\nport = \"abc\"\n", wantErr: "streaming.port"},
+		{name: "relative root", toml: "root = \"var/lib\"\n", wantErr: "key root"},
+		{name: "bad log level", toml: "log_level = \"loud\"\n", wantErr: "log_level"},
+		{name: "bad cgroup driver", toml: "cgroup_driver = \"x\"\n", wantErr: "cgroup_driver"},
+		{name: "bad mirror", toml: "[[images.registries]]\nhost = \"a.io\"\nmirrors = [\"127.0.0.1:5000\"]\n", wantErr: "mirrors[0]"},
+		{name: "duplicate registry", toml: "[[images.registries]]\nhost = \"a.io\"\n[[images.registries]]\nhost = \"a.io\"\n", wantErr: "configured twice"},
+		{name: "unknown default handler", toml: "[runtime]\ndefault_handler = \"kata\"\n", wantErr: "runtime.default_handler"},
+		{name: "bad port", toml: "[streaming]\nport = 70000\n", wantErr: "streaming.port"},
+		{name: "bad address", toml: "[streaming]\naddress = \"localhost\"\n", wantErr: "streaming.address"},
+		{name: "bad duration", toml: "[images]\npull_progress_timeout = \"soon\"\n", wantErr: "pull_progress_timeout"},
+		{name: "tls half set", toml: "[streaming]\ntls_cert = \"/c\"\n", wantErr: "tls_cert"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			err := Parse([]byte(tt.toml), c)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want it to mention %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	b, err := Marshal(Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	c.Socket = "/changed"
+	if err := Parse(b, c); err != nil {
+		t.Fatalf("default config does not parse back: %v\n%s", err, b)
+	}
+	if c.Socket != "/run/crid/crid.sock" {
+		t.Errorf("socket = %q after round trip", c.Socket)
+	}
+	if !strings.Contains(string(b), "# ") {
+		t.Error("default config has no comments")
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Load(filepath.Join(dir, "missing.toml"), false); err != nil {
+		t.Errorf("missing implicit config: %v", err)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.toml"), true); err == nil {
+		t.Error("missing explicit config should fail")
+	}
+	p := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(p, []byte("bogus = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, true); err == nil || !strings.Contains(err.Error(), "bogus") {
+		t.Errorf("error = %v, want unknown key bogus", err)
+	}
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs crid's whole test suite as root: unit tests, integration tests
+# against a real crid (real runc, CNI, registry on 127.0.0.1), and critest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
+./scripts/deps.sh
+make build
+echo "== vet"
+go vet ./...
+echo "== unit and package integration tests"
+go test -count=1 -p 1 -timeout 20m $(go list ./... | grep -v /test/e2e)
+echo "== crictl and critest"
+./test/conformance/build-tools.sh "$PWD/bin"
+echo "== end-to-end tests"
+CRID_BIN="$PWD/bin" CRICTL="$PWD/bin/crictl" go test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok)' || true
+grep -q '^ok' _output/e2e.log
+echo "== conformance (critest)"
+./test/conformance/run.sh "$PWD/bin" "$PWD/_output/conformance"

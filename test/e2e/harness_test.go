@@ -1,0 +1,265 @@
+// Package e2e tests a real crid daemon end to end: real runc and crun,
+// real CNI plugins, images pulled over the registry protocol from a
+// registry served on 127.0.0.1 through configured mirrors. Run as root.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crid-dev/crid/test/images"
+	"github.com/moby/sys/mountinfo"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+const (
+	busybox     = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
+	bridgeName  = "crid-e2e0"
+	networkName = "crid-e2e"
+	podSubnet   = "10.99.0.0/24"
+)
+
+// harness is the crid under test and what it needs around it.
+type harness struct {
+	base     string // everything the run creates lives here
+	binDir   string
+	socket   string
+	cfgPath  string
+	registry string // host:port
+	logPath  string
+	crid     *exec.Cmd
+	conn     *grpc.ClientConn
+	rt       runtime.RuntimeServiceClient
+	img      runtime.ImageServiceClient
+}
+
+var h *harness
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "e2e tests need root")
+		os.Exit(1)
+	}
+	var err error
+	h, err = setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		if h != nil {
+			h.teardown()
+		}
+		os.Exit(1)
+	}
+	code := m.Run()
+	h.teardown()
+	os.Exit(code)
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func setup() (*harness, error) {
+	// Short base path: monitor sockets live under it (sun_path is 108 bytes).
+	base := filepath.Join("/tmp", "crid-e2e-"+randHex(3))
+	hh := &harness{base: base, socket: filepath.Join(base, "crid.sock"), logPath: filepath.Join(base, "crid.log")}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return nil, err
+	}
+	hh.binDir = os.Getenv("CRID_BIN")
+	if hh.binDir == "" {
+		hh.binDir = filepath.Join(base, "bin")
+		cmd := exec.Command("go", "build", "-o", hh.binDir+"/", "../../cmd/crid", "../../cmd/crid-monitor")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return hh, fmt.Errorf("build crid: %w", err)
+		}
+	}
+	// Registry with the test images.
+	cat, err := images.Catalog()
+	if err != nil {
+		return hh, fmt.Errorf("build test images: %w", err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return hh, err
+	}
+	hh.registry = lis.Addr().String()
+	logf, err := os.Create(filepath.Join(base, "registry.log"))
+	if err != nil {
+		return hh, err
+	}
+	go func() {
+		_ = http.Serve(lis, images.NewRegistry(slog.New(slog.NewTextHandler(logf, nil))))
+	}()
+	if err := images.Push(context.Background(), hh.registry, cat); err != nil {
+		return hh, fmt.Errorf("push test images: %w", err)
+	}
+	// CNI config on a bridge of our own.
+	cniDir := filepath.Join(base, "cni")
+	if err := os.MkdirAll(cniDir, 0o755); err != nil {
+		return hh, err
+	}
+	conflist := fmt.Sprintf(`{
+  "cniVersion": "1.0.0",
+  "name": %q,
+  "plugins": [
+    {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}`, networkName, bridgeName, podSubnet)
+	if err := os.WriteFile(filepath.Join(cniDir, "10-e2e.conflist"), []byte(conflist), 0o644); err != nil {
+		return hh, err
+	}
+	var regs strings.Builder
+	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
+		fmt.Fprintf(&regs, "[[images.registries]]\nhost = %q\nmirrors = [\"http://%s/%s\"]\nfallback = false\n", host, hh.registry, host)
+	}
+	cfg := fmt.Sprintf(`root = %q
+state = %q
+socket = %q
+log_level = "debug"
+[images]
+sandbox_image = "registry.k8s.io/pause:3.10"
+%s
+[runtime.handlers.crun]
+path = "crun"
+[runtime.handlers.broken]
+path = "/bin/false"
+[network]
+conf_dir = %q
+bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
+`, filepath.Join(base, "root"), filepath.Join(base, "state"), hh.socket, regs.String(), cniDir)
+	hh.cfgPath = filepath.Join(base, "crid.toml")
+	if err := os.WriteFile(hh.cfgPath, []byte(cfg), 0o644); err != nil {
+		return hh, err
+	}
+	if err := hh.start(); err != nil {
+		return hh, err
+	}
+	return hh, nil
+}
+
+// start launches crid and connects to it.
+func (hh *harness) start() error {
+	logf, err := os.OpenFile(hh.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(hh.binDir, "crid"), "--config", hh.cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start crid: %w", err)
+	}
+	hh.crid = cmd
+	go func() { _ = cmd.Wait(); logf.Close() }()
+	conn, err := grpc.NewClient("unix://"+hh.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	hh.conn, hh.rt, hh.img = conn, runtime.NewRuntimeServiceClient(conn), runtime.NewImageServiceClient(conn)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := hh.rt.Version(ctx, &runtime.VersionRequest{})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("crid did not answer within 30s: %w; log:\n%s", err, hh.logTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop ends crid with sig and waits for it; containers keep running.
+func (hh *harness) stop(sig syscall.Signal) {
+	if hh.conn != nil {
+		hh.conn.Close()
+		hh.conn = nil
+	}
+	if hh.crid == nil || hh.crid.Process == nil {
+		return
+	}
+	_ = hh.crid.Process.Signal(sig)
+	for i := 0; i < 100; i++ {
+		if err := hh.crid.Process.Signal(syscall.Signal(0)); err != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	hh.crid = nil
+}
+
+func (hh *harness) logTail() string {
+	b, _ := os.ReadFile(hh.logPath)
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// teardown removes every pod crid still has, stops it and removes all the
+// run left on the host: mounts, bridge, IPAM state, files.
+func (hh *harness) teardown() {
+	if hh.rt != nil && hh.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		if pods, err := hh.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err == nil {
+			for _, p := range pods.Items {
+				_, _ = hh.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id})
+			}
+		}
+		cancel()
+	}
+	hh.stop(syscall.SIGTERM)
+	if mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(hh.base)); err == nil {
+		for i := len(mounts) - 1; i >= 0; i-- {
+			_ = syscall.Unmount(mounts[i].Mountpoint, syscall.MNT_DETACH)
+		}
+	}
+	_ = exec.Command("ip", "link", "del", bridgeName).Run()
+	_ = os.RemoveAll(filepath.Join("/var/lib/cni/networks", networkName))
+	if os.Getenv("CRID_E2E_KEEP") == "" {
+		_ = os.RemoveAll(hh.base)
+	}
+}
+
+// readLines returns the lines of a file (nil if it does not exist).
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+
