@@ -1,0 +1,228 @@
+package oci
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// normalizeCap turns a CRI capability name ("net_admin", "CAP_NET_ADMIN")
+// into the OCI form, rejecting names the kernel does not know.
+func normalizeCap(c string) (string, error) {
+	n := strings.ToUpper(strings.TrimSpace(c))
+	if !strings.HasPrefix(n, "CAP_") {
+		n = "CAP_" + n
+	}
+	if !slices.Contains(capNames, n) {
+		return "", fmt.Errorf("unknown capability %q: %w", c, errdefs.ErrInvalidArgument)
+	}
+	return n, nil
+}
+
+func isAll(c string) bool { return strings.EqualFold(strings.TrimSpace(c), "ALL") }
+
+// capabilities computes the process capability sets. "ALL" in add means
+// every capability crid holds; "ALL" in drop empties the set; named
+// additions are applied after the ALL forms and named drops last, so
+// add ALL + drop CHOWN is everything but CHOWN and drop ALL + add CHOWN is
+// only CHOWN (the same order containerd and CRI-O use).
+func capabilities(c *runtime.Capability, privileged bool, hostCaps []string) (*specs.LinuxCapabilities, error) {
+	set := map[string]bool{}
+	base := defaultCaps
+	if privileged {
+		base = hostCaps
+	}
+	for _, n := range base {
+		set[n] = true
+	}
+	if !privileged {
+		if slices.ContainsFunc(c.GetAddCapabilities(), isAll) {
+			for _, n := range hostCaps {
+				set[n] = true
+			}
+		}
+		if slices.ContainsFunc(c.GetDropCapabilities(), isAll) {
+			clear(set)
+		}
+		for _, a := range c.GetAddCapabilities() {
+			if isAll(a) {
+				continue
+			}
+			n, err := normalizeCap(a)
+			if err != nil {
+				return nil, err
+			}
+			set[n] = true
+		}
+		for _, d := range c.GetDropCapabilities() {
+			if isAll(d) {
+				continue
+			}
+			n, err := normalizeCap(d)
+			if err != nil {
+				return nil, err
+			}
+			delete(set, n)
+		}
+	}
+	// Ambient capabilities must also be permitted and inheritable or the
+	// kernel refuses to raise them.
+	var ambient []string
+	for _, a := range c.GetAddAmbientCapabilities() {
+		n, err := normalizeCap(a)
+		if err != nil {
+			return nil, err
+		}
+		set[n] = true
+		ambient = append(ambient, n)
+	}
+	caps := ordered(set)
+	out := &specs.LinuxCapabilities{
+		Bounding:  caps,
+		Permitted: slices.Clone(caps),
+		Effective: slices.Clone(caps),
+	}
+	if len(ambient) > 0 {
+		amb := map[string]bool{}
+		for _, a := range ambient {
+			amb[a] = true
+		}
+		out.Ambient = ordered(amb)
+		out.Inheritable = ordered(amb)
+	}
+	return out, nil
+}
+
+// ordered lists a capability set in kernel bit order, for stable specs.
+func ordered(set map[string]bool) []string {
+	out := []string{}
+	for _, n := range capNames {
+		if set[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+const localhostPrefix = "localhost/"
+
+// securityProfile resolves the CRI profile, falling back to the deprecated
+// path string ("runtime/default", "docker/default", "unconfined",
+// "localhost/<path>"). nil means nothing was asked for.
+func securityProfile(sp *runtime.SecurityProfile, legacy, what string) (*runtime.SecurityProfile, error) {
+	if sp != nil {
+		if sp.GetProfileType() != runtime.SecurityProfile_Localhost && sp.GetLocalhostRef() != "" {
+			return nil, fmt.Errorf("%s: localhost_ref is only valid with profile type Localhost: %w", what, errdefs.ErrInvalidArgument)
+		}
+		if sp.GetProfileType() == runtime.SecurityProfile_Localhost && sp.GetLocalhostRef() == "" {
+			return nil, fmt.Errorf("%s: profile type Localhost needs a localhost_ref: %w", what, errdefs.ErrInvalidArgument)
+		}
+		return sp, nil
+	}
+	switch legacy {
+	case "":
+		return nil, nil
+	case "runtime/default", "docker/default":
+		return &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}, nil
+	case "unconfined":
+		return &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Unconfined}, nil
+	}
+	ref, ok := strings.CutPrefix(legacy, localhostPrefix)
+	if !ok || ref == "" {
+		return nil, fmt.Errorf("%s: invalid profile %q: %w", what, legacy, errdefs.ErrInvalidArgument)
+	}
+	return &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Localhost, LocalhostRef: ref}, nil
+}
+
+// seccompProfile returns the filter for s. It must run after the
+// capabilities are set: the default profile allows some syscalls only when
+// the matching capability is in the bounding set.
+func seccompProfile(sp *runtime.SecurityProfile, legacy string, privileged bool, s *specs.Spec) (*specs.LinuxSeccomp, error) {
+	prof, err := securityProfile(sp, legacy, "seccomp")
+	if err != nil {
+		return nil, err
+	}
+	if privileged || prof == nil {
+		return nil, nil
+	}
+	switch prof.GetProfileType() {
+	case runtime.SecurityProfile_Unconfined:
+		return nil, nil
+	case runtime.SecurityProfile_RuntimeDefault:
+		out, err := seccomp.GetDefaultProfile(s)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp default profile: %w", err)
+		}
+		return out, nil
+	case runtime.SecurityProfile_Localhost:
+		path := strings.TrimPrefix(prof.GetLocalhostRef(), localhostPrefix)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("seccomp profile %s does not exist: %w", path, errdefs.ErrInvalidArgument)
+			}
+			return nil, fmt.Errorf("read seccomp profile %s: %w", path, err)
+		}
+		out, err := seccomp.LoadProfile(string(b), s)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp profile %s: %v: %w", path, err, errdefs.ErrInvalidArgument)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("seccomp: unknown profile type %v: %w", prof.GetProfileType(), errdefs.ErrInvalidArgument)
+	}
+}
+
+// AppArmorEnabled reports whether the kernel enforces AppArmor. Where it
+// does not, AppArmor profiles in requests are ignored (the caller should
+// log that); where it does, named profiles must be loaded.
+func AppArmorEnabled() bool {
+	b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+	return err == nil && strings.HasPrefix(string(b), "Y")
+}
+
+func appArmorProfileLoaded(name string) (bool, error) {
+	b, err := os.ReadFile("/sys/kernel/security/apparmor/profiles")
+	if err != nil {
+		return false, fmt.Errorf("list apparmor profiles: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), name+" (") {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// apparmorProfile returns the process's AppArmor profile. crid ships no
+// default profile, so RuntimeDefault leaves the process unconfined by
+// AppArmor (seccomp, capabilities and masked paths still apply).
+func apparmorProfile(sp *runtime.SecurityProfile, legacy string, h hostFacts) (string, error) {
+	prof, err := securityProfile(sp, legacy, "apparmor")
+	if err != nil {
+		return "", err
+	}
+	if !h.apparmor || prof == nil || prof.GetProfileType() != runtime.SecurityProfile_Localhost {
+		return "", nil
+	}
+	name := strings.TrimPrefix(prof.GetLocalhostRef(), localhostPrefix)
+	ok, err := h.apparmorLoaded(name)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("apparmor profile %q is not loaded: %w", name, errdefs.ErrInvalidArgument)
+	}
+	return name, nil
+}

@@ -1,0 +1,215 @@
+package oci
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// userRequest is the identity a container asks for, from the CRI security
+// context and the image config.
+type userRequest struct {
+	image        string // image config USER: "uid", "uid:gid", "name", "name:group"
+	uid          *int64 // run_as_user
+	username     string // run_as_username
+	gid          *int64 // run_as_group
+	supplemental []int64
+	strict       bool // SupplementalGroupsPolicy Strict: ignore the image's /etc/group
+}
+
+type passwdEntry struct {
+	name     string
+	uid, gid uint32
+}
+
+type groupEntry struct {
+	name    string
+	gid     uint32
+	members []string
+}
+
+// resolveUser turns req into the process user, reading <rootfs>/etc/passwd
+// and /etc/group for names and the user's groups. Those files are read
+// through os.Root so a symlink in the image cannot point crid at host files.
+func resolveUser(rootfs string, req userRequest) (specs.User, error) {
+	if req.gid != nil && req.uid == nil && req.username == "" {
+		return specs.User{}, fmt.Errorf("run_as_group set without run_as_user or run_as_username: %w", errdefs.ErrInvalidArgument)
+	}
+	var userPart, groupPart string
+	switch {
+	case req.username != "":
+		userPart = req.username
+	case req.uid != nil:
+		if *req.uid < 0 || *req.uid > 1<<32-2 {
+			return specs.User{}, fmt.Errorf("run_as_user %d out of range: %w", *req.uid, errdefs.ErrInvalidArgument)
+		}
+		userPart = strconv.FormatInt(*req.uid, 10)
+	default:
+		userPart, groupPart, _ = strings.Cut(req.image, ":")
+	}
+	if userPart == "" {
+		userPart = "0"
+	}
+	if req.gid != nil {
+		if *req.gid < 0 || *req.gid > 1<<32-2 {
+			return specs.User{}, fmt.Errorf("run_as_group %d out of range: %w", *req.gid, errdefs.ErrInvalidArgument)
+		}
+		groupPart = strconv.FormatInt(*req.gid, 10)
+	}
+
+	passwd, err := readPasswd(rootfs)
+	if err != nil {
+		return specs.User{}, err
+	}
+	var u specs.User
+	var name string
+	if n, err := strconv.ParseUint(userPart, 10, 32); err == nil {
+		u.UID = uint32(n)
+		// A uid unknown to the image is fine: it runs with gid 0, as with
+		// docker and containerd.
+		if i := slices.IndexFunc(passwd, func(e passwdEntry) bool { return e.uid == u.UID }); i >= 0 {
+			name, u.GID = passwd[i].name, passwd[i].gid
+		}
+	} else {
+		i := slices.IndexFunc(passwd, func(e passwdEntry) bool { return e.name == userPart })
+		if i < 0 {
+			return specs.User{}, fmt.Errorf("user %q not found in the image's /etc/passwd: %w", userPart, errdefs.ErrInvalidArgument)
+		}
+		name, u.UID, u.GID = userPart, passwd[i].uid, passwd[i].gid
+	}
+
+	var groups []groupEntry
+	needGroups := (groupPart != "" && !isNumeric(groupPart)) || (!req.strict && name != "")
+	if needGroups {
+		if groups, err = readGroup(rootfs); err != nil {
+			return specs.User{}, err
+		}
+	}
+	if groupPart != "" {
+		if n, err := strconv.ParseUint(groupPart, 10, 32); err == nil {
+			u.GID = uint32(n)
+		} else {
+			i := slices.IndexFunc(groups, func(g groupEntry) bool { return g.name == groupPart })
+			if i < 0 {
+				return specs.User{}, fmt.Errorf("group %q not found in the image's /etc/group: %w", groupPart, errdefs.ErrInvalidArgument)
+			}
+			u.GID = groups[i].gid
+		}
+	}
+
+	// The primary group is listed too, as containerd does, so `id -G` in
+	// the container matches what Kubernetes reports.
+	gids := []uint32{u.GID}
+	if !req.strict && name != "" {
+		for _, g := range groups {
+			if slices.Contains(g.members, name) {
+				gids = append(gids, g.gid)
+			}
+		}
+	}
+	for _, g := range req.supplemental {
+		if g < 0 || g > 1<<32-2 {
+			return specs.User{}, fmt.Errorf("supplemental group %d out of range: %w", g, errdefs.ErrInvalidArgument)
+		}
+		gids = append(gids, uint32(g))
+	}
+	slices.Sort(gids)
+	u.AdditionalGids = slices.Compact(gids)
+	return u, nil
+}
+
+func isNumeric(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 32)
+	return err == nil
+}
+
+// readRootfsFile reads name inside rootfs; a missing file (or rootfs) is
+// (nil, nil): many minimal images have no /etc/passwd.
+func readRootfsFile(rootfs, name string) ([]byte, error) {
+	if rootfs == "" {
+		return nil, nil
+	}
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("open rootfs %s: %w", rootfs, err)
+	}
+	defer root.Close()
+	b, err := root.ReadFile(name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read /%s in the image: %w", name, err)
+	}
+	return b, nil
+}
+
+func readPasswd(rootfs string) ([]passwdEntry, error) {
+	b, err := readRootfsFile(rootfs, "etc/passwd")
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var out []passwdEntry
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, ":")
+		if len(f) < 4 {
+			continue
+		}
+		uid, err1 := strconv.ParseUint(f[2], 10, 32)
+		gid, err2 := strconv.ParseUint(f[3], 10, 32)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		out = append(out, passwdEntry{name: f[0], uid: uint32(uid), gid: uint32(gid)})
+	}
+	return out, nil
+}
+
+func readGroup(rootfs string) ([]groupEntry, error) {
+	b, err := readRootfsFile(rootfs, "etc/group")
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var out []groupEntry
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, ":")
+		if len(f) < 3 {
+			continue
+		}
+		gid, err := strconv.ParseUint(f[2], 10, 32)
+		if err != nil {
+			continue
+		}
+		g := groupEntry{name: f[0], gid: uint32(gid)}
+		if len(f) > 3 && f[3] != "" {
+			for _, m := range strings.Split(f[3], ",") {
+				if m = strings.TrimSpace(m); m != "" {
+					g.members = append(g.members, m)
+				}
+			}
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
