@@ -219,7 +219,8 @@ func classify(err error) error {
 
 // endpointsError combines the failures of every endpoint tried into one
 // error naming them all, classified by the most telling failure: an auth
-// failure, else "not found" when an endpoint answered so, else unavailable.
+// failure, else "not found" when an endpoint answered so, else corrupted
+// content, else unavailable.
 func endpointsError(ref string, tried []string, errs []error) error {
 	var kind error = errdefs.ErrUnavailable
 	for _, err := range errs {
@@ -230,6 +231,8 @@ func endpointsError(ref string, tried []string, errs []error) error {
 			kind = errdefs.ErrPermissionDenied
 		case errdefs.IsNotFound(err) && kind == errdefs.ErrUnavailable:
 			kind = errdefs.ErrNotFound
+		case errdefs.IsDataLoss(err) && kind == errdefs.ErrUnavailable:
+			kind = errdefs.ErrDataLoss
 		}
 	}
 	parts := make([]string, len(tried))

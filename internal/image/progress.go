@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
 )
 
 // sharedProgress is the last time shared work (a blob fetch several pulls

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/archive"
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
@@ -186,6 +187,10 @@ func (s *Service) fetchBlob(ctx context.Context, w *watch, l layerSource) error 
 			err = cerr
 		}
 		if err != nil {
+			if strings.Contains(err.Error(), "error verifying") {
+				// ggcr's own digest check failed.
+				return fmt.Errorf("fetch layer %s: %w: %w", l.digest, err, errdefs.ErrDataLoss)
+			}
 			return fmt.Errorf("fetch layer %s: %w", l.digest, err)
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != l.digest.Encoded() {
