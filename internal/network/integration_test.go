@@ -102,6 +102,36 @@ func cleanupPortmapChains(t *testing.T, existed bool) {
 	}
 }
 
+// cleanupMasqRules removes the bridge plugin's per-pod NAT chains of the
+// test network. Debian's bridge plugin (1.1.x) only finds the pod address to
+// unmasquerade inside the pod's namespace, so a DEL after the namespace is
+// gone leaves them behind; crid avoids that by tearing down before removing
+// the namespace, the test case "teardown after netns removal" does not.
+func cleanupMasqRules(t *testing.T) {
+	marker := `name: \"` + testNetName + `\"`
+	chains := map[string]bool{}
+	for _, line := range strings.Split(natRules(t), "\n") {
+		if !strings.HasPrefix(line, "-A POSTROUTING ") || !strings.Contains(line, marker) {
+			continue
+		}
+		f := strings.Fields(line)
+		chains[f[len(f)-1]] = true
+		cmd := "iptables -t nat -D " + strings.TrimPrefix(line, "-A ")
+		if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v: %s", cmd, err, out)
+		}
+	}
+	for c := range chains {
+		if !strings.HasPrefix(c, "CNI-") {
+			continue
+		}
+		exec.Command("iptables", "-t", "nat", "-F", c).Run()
+		if out, err := exec.Command("iptables", "-t", "nat", "-X", c).CombinedOutput(); err != nil {
+			t.Errorf("delete chain %s: %v: %s", c, err, out)
+		}
+	}
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -136,7 +166,7 @@ func testConflist(dataDir string, extra string) string {
   "cniVersion": "1.0.0",
   "name": %q,
   "plugins": [
-    {"type": "bridge", "bridge": %q, "isGateway": true, "hairpinMode": true,
+    {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": true, "hairpinMode": true,
      "ipam": {"type": "host-local", "dataDir": %q,
               "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}%s
@@ -175,6 +205,7 @@ func TestPodNetwork(t *testing.T) {
 	}()
 	t.Cleanup(func() {
 		exec.Command("ip", "link", "del", testBridge).Run()
+		cleanupMasqRules(t)
 		cleanupPortmapChains(t, chainsExisted)
 	})
 
