@@ -303,7 +303,9 @@ func TestExecStreams(t *testing.T) {
 	}
 }
 
-type sizeQueue struct{ ch chan remotecommand.TerminalSize }
+type sizeQueue struct {
+	ch chan remotecommand.TerminalSize
+}
 
 func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 	sz, ok := <-q.ch
@@ -638,7 +640,9 @@ func TestStopEndsSessions(t *testing.T) {
 	stdinR, stdinW := io.Pipe()
 	defer stdinW.Close()
 	done := make(chan error, 1)
-	go func() { done <- e.StreamWithContext(context.Background(), remotecommand.StreamOptions{Stdin: stdinR, Stdout: io.Discard}) }()
+	go func() {
+		done <- e.StreamWithContext(context.Background(), remotecommand.StreamOptions{Stdin: stdinR, Stdout: io.Discard})
+	}()
 	<-b.started
 	if err := s.Stop(); err != nil {
 		t.Fatalf("Stop: %v", err)
