@@ -5,9 +5,26 @@
 package monitor
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 	"time"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/crid-dev/crid/internal/runc"
 )
@@ -46,24 +63,420 @@ type AttachOptions struct {
 	Resize         <-chan runc.Size
 }
 
+// ErrMonitorVanished is returned by Wait when the monitor is gone without
+// having recorded an exit (it was killed); the container's fate is unknown.
+var ErrMonitorVanished = errors.New("monitor vanished without recording an exit")
+
+// syncMsg is what the monitor reports on the sync pipe (fd 3) once
+// `runtime create` has finished.
+type syncMsg struct {
+	ContainerPID int    `json:"containerPid,omitempty"`
+	Error        string `json:"error,omitempty"`
+}
+
+// spawnAbortTimeout bounds how long Spawn waits, after ctx ended, for the
+// monitor to abort the create and clean up.
+const spawnAbortTimeout = 15 * time.Second
+
 // Spawn starts a monitor (binary monitorBin) that creates the container with
 // `runtime create`. It returns once the container is created (or creation
 // failed, with the runtime's error text; nothing is left behind then).
-func Spawn(ctx context.Context, monitorBin string, o Options) (*Process, error) { panic("not implemented") }
+//
+// The monitor runs in its own session and is not killed with crid. Spawn
+// starts a goroutine that waits for it, so while this crid process lives an
+// exited monitor does not linger as a zombie; after a crid restart the
+// orphaned monitors belong to init (or crid's subreaper), which reaps them.
+func Spawn(ctx context.Context, monitorBin string, o Options) (*Process, error) {
+	if o.ID == "" || o.Bundle == "" || o.StateDir == "" || o.RuntimePath == "" {
+		return nil, fmt.Errorf("spawn monitor: ID, Bundle, StateDir and RuntimePath are required: %w", errdefs.ErrInvalidArgument)
+	}
+	dir, err := cleanStateDir(o.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
+	}
+	o.StateDir = dir
+	if Alive(dir) {
+		return nil, fmt.Errorf("spawn monitor for %s: a monitor already runs in %s: %w", o.ID, dir, errdefs.ErrAlreadyExists)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
+	}
+	removeStateFiles(dir)
+	opts, err := json.Marshal(&o)
+	if err != nil {
+		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, optionsName), opts); err != nil {
+		return nil, fmt.Errorf("spawn monitor for %s: write options: %w", o.ID, err)
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
+	}
+	defer logf.Close()
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
+	}
+	defer syncR.Close()
+
+	cmd := exec.Command(monitorBin, "-state-dir", dir)
+	cmd.Dir = "/"
+	cmd.Stderr = logf // the monitor's own diagnostics; never crid's stdio, which dies with crid
+	cmd.ExtraFiles = []*os.File{syncW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Only PATH: crid's environment may hold NOTIFY_SOCKET or LISTEN_FDS,
+	// which the runtime would act upon.
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	cmd.Env = []string{"PATH=" + path}
+	if err := cmd.Start(); err != nil {
+		syncW.Close()
+		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
+	}
+	syncW.Close()
+	monPid := cmd.Process.Pid
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+
+	msgc := make(chan syncMsg, 1)
+	go func() {
+		var m syncMsg
+		b, err := io.ReadAll(syncR)
+		if err != nil || len(bytes.TrimSpace(b)) == 0 {
+			m.Error = "monitor exited before reporting"
+		} else if err := json.Unmarshal(b, &m); err != nil {
+			m.Error = fmt.Sprintf("bad report from monitor %q: %v", b, err)
+		}
+		msgc <- m
+	}()
+
+	var m syncMsg
+	select {
+	case m = <-msgc:
+	case <-ctx.Done():
+		// The monitor aborts the create on SIGTERM and cleans up.
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-msgc:
+		case <-time.After(spawnAbortTimeout):
+			cmd.Process.Kill()
+		}
+		waitExited(exited, spawnAbortTimeout)
+		removeStateFiles(dir)
+		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, ctx.Err())
+	}
+	if m.Error != "" || m.ContainerPID <= 0 {
+		// The monitor has already deleted the runtime's container; let it
+		// finish exiting so nothing of it remains when we return.
+		if !waitExited(exited, spawnAbortTimeout) {
+			cmd.Process.Kill()
+			waitExited(exited, time.Second)
+		}
+		msg := m.Error
+		if msg == "" {
+			msg = "monitor reported no container pid"
+		}
+		if strings.HasPrefix(msg, "monitor exited") {
+			if tail := logTail(filepath.Join(dir, logName)); tail != "" {
+				msg += ": " + tail
+			}
+		}
+		removeStateFiles(dir)
+		return nil, fmt.Errorf("create container %s: %s", o.ID, msg)
+	}
+	return &Process{MonitorPID: monPid, ContainerPID: m.ContainerPID}, nil
+}
+
+func waitExited(exited <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-exited:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// removeStateFiles clears what a previous monitor left in dir (not its log).
+func removeStateFiles(dir string) {
+	for _, n := range []string{socketName, consoleName, pidName, monPidName, exitName, exitName + ".tmp", runcLogName} {
+		os.Remove(filepath.Join(dir, n))
+	}
+}
+
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > 1024 {
+		s = s[len(s)-1024:]
+	}
+	return s
+}
 
 // Wait blocks until the container exits and returns its exit. It works for
 // monitors spawned by an earlier crid process too.
-func Wait(ctx context.Context, stateDir string) (*Exit, error) { panic("not implemented") }
+func Wait(ctx context.Context, stateDir string) (*Exit, error) {
+	for {
+		if e, err := ReadExit(stateDir); err == nil {
+			return e, nil
+		}
+		if e, err := waitSocket(ctx, stateDir); err == nil {
+			return e, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("wait for container in %s: %w", stateDir, ctx.Err())
+		}
+		// The monitor hung up or cannot be reached: it has exited (then the
+		// exit file is there) or was killed.
+		if e, err := ReadExit(stateDir); err == nil {
+			return e, nil
+		}
+		if !Alive(stateDir) {
+			if e, err := ReadExit(stateDir); err == nil {
+				return e, nil
+			}
+			return nil, fmt.Errorf("wait for container in %s: %w", stateDir, ErrMonitorVanished)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for container in %s: %w", stateDir, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func waitSocket(ctx context.Context, stateDir string) (*Exit, error) {
+	conn, err := dial(ctx, stateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if err := writeJSONLine(conn, request{Op: opWait}); err != nil {
+		return nil, err
+	}
+	var rep reply
+	if err := json.NewDecoder(conn).Decode(&rep); err != nil {
+		return nil, err
+	}
+	if rep.Error != "" {
+		return nil, errors.New(rep.Error)
+	}
+	if rep.Exit == nil {
+		return nil, errors.New("monitor answered wait without an exit")
+	}
+	return rep.Exit, nil
+}
 
 // ReadExit returns the recorded exit; errdefs.ErrNotFound if not exited yet.
-func ReadExit(stateDir string) (*Exit, error) { panic("not implemented") }
+func ReadExit(stateDir string) (*Exit, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, exitName))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("exit of container in %s: %w", stateDir, errdefs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("exit of container in %s: %w", stateDir, err)
+	}
+	var e Exit
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("exit of container in %s: decode: %w", stateDir, err)
+	}
+	return &e, nil
+}
 
-// Alive reports whether the monitor for stateDir is running.
-func Alive(stateDir string) bool { panic("not implemented") }
+// Alive reports whether the monitor for stateDir is running. It checks the
+// pid the monitor recorded against that process's command line, so a
+// recycled pid is not mistaken for the monitor.
+func Alive(stateDir string) bool {
+	dir, err := cleanStateDir(stateDir)
+	if err != nil {
+		return false
+	}
+	pid := readPidFile(filepath.Join(dir, monPidName))
+	if pid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false // gone, or a zombie (empty cmdline below)
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	for i, a := range args {
+		if a == "-state-dir" && i+1 < len(args) && args[i+1] == dir {
+			return true
+		}
+		if a == "-state-dir="+dir || a == "--state-dir="+dir {
+			return true
+		}
+	}
+	return false
+}
+
+// MonitorPID returns the pid the monitor of stateDir recorded, 0 if none.
+func MonitorPID(stateDir string) int {
+	return readPidFile(filepath.Join(stateDir, monPidName))
+}
+
+// ContainerPID returns the container init's pid written by the runtime, 0
+// if none.
+func ContainerPID(stateDir string) int {
+	return readPidFile(filepath.Join(stateDir, pidName))
+}
+
+func readPidFile(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return pid
+}
+
+// notRunning wraps a failure to reach the monitor: the container has exited
+// (or its monitor is gone), so live operations are impossible.
+func notRunning(op, stateDir string, err error) error {
+	return fmt.Errorf("%s: monitor in %s not reachable (container not running?): %w: %v", op, stateDir, errdefs.ErrFailedPrecondition, err)
+}
 
 // Attach connects to the container's live stdio until the container exits,
 // the client's stdin ends (with StdinOnce), or ctx is done.
-func Attach(ctx context.Context, stateDir string, o AttachOptions) error { panic("not implemented") }
+func Attach(ctx context.Context, stateDir string, o AttachOptions) error {
+	conn, err := dial(ctx, stateDir)
+	if err != nil {
+		return notRunning("attach", stateDir, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	req := request{Op: opAttach, Stdin: o.Stdin != nil, Stdout: o.Stdout != nil, Stderr: o.Stderr != nil}
+	if err := writeJSONLine(conn, req); err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
+	br := bufio.NewReader(conn)
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("attach: %w", ctx.Err())
+		}
+		return notRunning("attach", stateDir, err)
+	}
+	var rep reply
+	if err := json.Unmarshal(line, &rep); err != nil {
+		return fmt.Errorf("attach: bad reply %q: %w", line, err)
+	}
+	if rep.Error != "" {
+		return fmt.Errorf("attach: %s: %w", rep.Error, errdefs.ErrFailedPrecondition)
+	}
+
+	var wmu sync.Mutex // frames from the stdin and resize goroutines
+	send := func(typ byte, p []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		return writeFrame(conn, typ, p)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	if o.Stdin != nil {
+		go func() {
+			buf := make([]byte, 32*1024)
+			for {
+				n, err := o.Stdin.Read(buf)
+				if n > 0 {
+					if send(frameStdin, buf[:n]) != nil {
+						return
+					}
+				}
+				if err != nil {
+					send(frameStdinEOF, nil)
+					return
+				}
+			}
+		}()
+	}
+	if o.Resize != nil {
+		go func() {
+			for {
+				select {
+				case sz, ok := <-o.Resize:
+					if !ok {
+						return
+					}
+					var p [4]byte
+					binary.BigEndian.PutUint16(p[0:], sz.Width)
+					binary.BigEndian.PutUint16(p[2:], sz.Height)
+					if send(frameResize, p[:]) != nil {
+						return
+					}
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	for {
+		typ, p, err := readFrame(br)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("attach: %w", ctx.Err())
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return nil // the monitor ended the session
+			}
+			return fmt.Errorf("attach: %w", err)
+		}
+		switch typ {
+		case frameStdout:
+			if o.Stdout != nil {
+				if _, err := o.Stdout.Write(p); err != nil {
+					return fmt.Errorf("attach: write stdout: %w", err)
+				}
+			}
+		case frameStderr:
+			if o.Stderr != nil {
+				if _, err := o.Stderr.Write(p); err != nil {
+					return fmt.Errorf("attach: write stderr: %w", err)
+				}
+			}
+		case frameExit:
+			return nil
+		}
+	}
+}
 
 // ReopenLog makes the monitor reopen the log path (after kubelet rotated it).
-func ReopenLog(ctx context.Context, stateDir string) error { panic("not implemented") }
+func ReopenLog(ctx context.Context, stateDir string) error {
+	conn, err := dial(ctx, stateDir)
+	if err != nil {
+		return notRunning("reopen container log", stateDir, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if err := writeJSONLine(conn, request{Op: opReopen}); err != nil {
+		return fmt.Errorf("reopen container log: %w", err)
+	}
+	var rep reply
+	if err := json.NewDecoder(conn).Decode(&rep); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("reopen container log: %w", ctx.Err())
+		}
+		return notRunning("reopen container log", stateDir, err)
+	}
+	if rep.Error != "" {
+		return fmt.Errorf("reopen container log: %s", rep.Error)
+	}
+	return nil
+}

@@ -1,0 +1,221 @@
+package runc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Exec runs proc in the container and waits for it, returning its exit code.
+// After the process exits, output still held open by a background child is
+// drained for at most drain. ctx cancellation kills the process.
+//
+// runc exec in the foreground exits with the process's exit status, so a
+// non-zero code alone cannot tell a failing process from a failing runc.
+// runc's own errors are told apart by its JSON log (--log): an error record
+// there means runc failed (container not running, bad spec...), and Exec
+// returns that as an error; otherwise the code is the process's.
+func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio ExecIO, drain time.Duration) (int, error) {
+	if proc == nil {
+		return -1, fmt.Errorf("exec in container %s: no process spec", id)
+	}
+	tmp, err := os.MkdirTemp("", "crid-exec-")
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	defer os.RemoveAll(tmp)
+
+	p := *proc
+	p.Terminal = eio.Terminal
+	spec, err := json.Marshal(&p)
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: encode process: %w", id, err)
+	}
+	procPath := filepath.Join(tmp, "process.json")
+	pidPath := filepath.Join(tmp, "pid")
+	logPath := filepath.Join(tmp, "log.json")
+	if err := os.WriteFile(procPath, spec, 0o600); err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+
+	args := []string{"--log", logPath}
+	args = append(args, r.globalArgs()...)
+	args = append(args, "exec", "--process", procPath, "--pid-file", pidPath)
+	if eio.Terminal {
+		args = append(args, "--tty")
+	}
+	args = append(args, id)
+
+	cmd := exec.CommandContext(ctx, r.Path, args...)
+	// On cancellation kill the exec'd process itself (runc then exits with
+	// its status). Until runc has written the pid file there is only runc.
+	cmd.Cancel = func() error {
+		if pid := readPid(pidPath); pid > 0 {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+				return nil
+			}
+		}
+		return cmd.Process.Kill()
+	}
+
+	var waitErr error
+	if drain > 0 {
+		cmd.WaitDelay = drain
+	}
+	if eio.Terminal {
+		waitErr = r.execTTY(cmd, eio, drain)
+	} else {
+		cmd.Stdin = eio.Stdin
+		cmd.Stdout = eio.Stdout
+		cmd.Stderr = eio.Stderr
+		// Bounds both the output drain after runc exited and, after a
+		// cancellation, how long runc may take to die before SIGKILL.
+		cmd.WaitDelay = drain
+		if cmd.WaitDelay <= 0 {
+			cmd.WaitDelay = time.Millisecond
+		}
+		waitErr = cmd.Run()
+	}
+	if errors.Is(waitErr, exec.ErrWaitDelay) {
+		// runc and the process are done; a background child kept the
+		// output open past the drain time. Not a failure of the exec.
+		waitErr = nil
+	}
+
+	if cmd.ProcessState == nil {
+		// runc never started.
+		return -1, fmt.Errorf("exec in container %s: %w", id, waitErr)
+	}
+	logBytes, _ := os.ReadFile(logPath)
+	code := exitCode(cmd.ProcessState)
+	if ctx.Err() != nil {
+		return code, fmt.Errorf("exec in container %s: %w", id, ctx.Err())
+	}
+	var ee *exec.ExitError
+	if waitErr != nil && !errors.As(waitErr, &ee) {
+		return -1, fmt.Errorf("exec in container %s: %w", id, waitErr)
+	}
+	if code != 0 {
+		if msg := ErrorMessage(onlyJSON(logBytes)); msg != "" {
+			err := &Error{Args: []string{r.Path, "exec", id}, Message: msg, Err: waitErr}
+			if isNotExist(err) {
+				return -1, fmt.Errorf("exec in container %s: container not found: %w", id, err)
+			}
+			return -1, fmt.Errorf("exec in container %s: %w", id, err)
+		}
+	}
+	return code, nil
+}
+
+// onlyJSON keeps the JSON records of a runtime log (ErrorMessage would fall
+// back to plain text otherwise, and a log has none worth reporting).
+func onlyJSON(b []byte) []byte {
+	var out []byte
+	for _, line := range splitLines(b) {
+		if len(line) > 0 && line[0] == '{' {
+			out = append(out, line...)
+			out = append(out, '\n')
+		}
+	}
+	return out
+}
+
+func splitLines(b []byte) [][]byte {
+	var lines [][]byte
+	for len(b) > 0 {
+		i := 0
+		for i < len(b) && b[i] != '\n' {
+			i++
+		}
+		lines = append(lines, b[:i])
+		if i < len(b) {
+			i++
+		}
+		b = b[i:]
+	}
+	return lines
+}
+
+func exitCode(ps *os.ProcessState) int {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// execTTY runs runc on a pseudo-terminal. runc (with --tty) creates the
+// container process's own console and relays between it and its stdio,
+// which is our pty: resizing our pty makes the kernel send runc SIGWINCH,
+// and runc applies the new size to the container's console.
+func (r *Runtime) execTTY(cmd *exec.Cmd, eio ExecIO, drain time.Duration) error {
+	// A size already queued applies from the start, so the process never
+	// sees the default 0x0.
+	var ptmx *os.File
+	var err error
+	select {
+	case sz, ok := <-eio.Resize:
+		if ok {
+			ptmx, err = pty.StartWithSize(cmd, &pty.Winsize{Rows: sz.Height, Cols: sz.Width})
+			break
+		}
+		ptmx, err = pty.Start(cmd)
+	default:
+		ptmx, err = pty.Start(cmd)
+	}
+	if err != nil {
+		return err
+	}
+	defer ptmx.Close()
+
+	out := eio.Stdout
+	if out == nil {
+		out = io.Discard
+	}
+	copied := make(chan struct{})
+	go func() {
+		// Ends with EIO once every holder of the pty's slave side is gone.
+		io.Copy(out, ptmx)
+		close(copied)
+	}()
+	if eio.Stdin != nil {
+		// Leaks until the caller's reader ends; it must not block Exec.
+		go io.Copy(ptmx, eio.Stdin)
+	}
+	exited := make(chan struct{})
+	if eio.Resize != nil {
+		go func() {
+			for {
+				select {
+				case sz, ok := <-eio.Resize:
+					if !ok {
+						return
+					}
+					pty.Setsize(ptmx, &pty.Winsize{Rows: sz.Height, Cols: sz.Width})
+				case <-exited:
+					return
+				}
+			}
+		}()
+	}
+	waitErr := cmd.Wait()
+	close(exited)
+	timer := time.NewTimer(drain)
+	defer timer.Stop()
+	select {
+	case <-copied:
+	case <-timer.C:
+		ptmx.Close()
+		<-copied
+	}
+	return waitErr
+}

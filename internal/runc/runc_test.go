@@ -1,0 +1,85 @@
+package runc
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+func TestErrorMessage(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"json error", `{"level":"error","msg":"container does not exist","time":"x"}`, "container does not exist"},
+		{"json warning ignored", "{\"level\":\"warning\",\"msg\":\"meh\"}\n{\"level\":\"error\",\"msg\":\"boom\"}", "boom"},
+		{"json and plain duplicate", "{\"level\":\"error\",\"msg\":\"boom\"}\nboom\n", "boom"},
+		{"plain only", "container not running\n", "container not running"},
+		{"two errors", "{\"level\":\"error\",\"msg\":\"a\"}\n{\"level\":\"fatal\",\"msg\":\"b\"}", "a; b"},
+		{"same error twice", "{\"level\":\"error\",\"msg\":\"a\"}\n{\"level\":\"error\",\"msg\":\"a\"}", "a"},
+		{"empty", "", ""},
+		{"only warnings", `{"level":"warning","msg":"w"}`, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ErrorMessage([]byte(tc.in)); got != tc.want {
+				t.Errorf("ErrorMessage(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// The calls below only need the runtime binary, no container.
+func testRuntime(t *testing.T) *Runtime {
+	t.Helper()
+	path, err := exec.LookPath("runc")
+	if err != nil {
+		t.Fatalf("runc not installed: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("these tests run runc and need root")
+	}
+	return &Runtime{Name: "runc", Path: path, Root: t.TempDir()}
+}
+
+func TestMissingContainer(t *testing.T) {
+	r := testRuntime(t)
+	ctx := context.Background()
+	if _, err := r.State(ctx, "nosuch"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("State: %v, want ErrNotFound", err)
+	}
+	if err := r.Kill(ctx, "nosuch", 9, false); err != nil {
+		t.Errorf("Kill of a missing container: %v, want nil", err)
+	}
+	if err := r.Delete(ctx, "nosuch", true); err != nil {
+		t.Errorf("Delete of a missing container: %v, want nil", err)
+	}
+	err := r.Start(ctx, "nosuch")
+	if !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("Start: %v, want ErrNotFound", err)
+	}
+}
+
+func TestVersionAndFeatures(t *testing.T) {
+	r := testRuntime(t)
+	ctx := context.Background()
+	v, err := r.Version(ctx)
+	if err != nil || v == "" {
+		t.Fatalf("Version = %q, %v", v, err)
+	}
+	t.Logf("version: %s", v)
+	f, err := r.Features(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.OCIVersionMin == "" || len(f.MountOptions) == 0 || f.Linux == nil || len(f.Linux.Namespaces) == 0 {
+		t.Errorf("features look empty: %+v", f)
+	}
+	f2, err := r.Features(ctx)
+	if err != nil || f2 != f {
+		t.Errorf("second Features call not served from cache: %p %p %v", f, f2, err)
+	}
+}
