@@ -287,3 +287,12 @@ func newTestService(t *testing.T, cfg config.Images) (*Service, string, *dialRec
 	s.dial = rec.dial
 	return s, root, rec
 }
+
+func appendLayer(t *testing.T, img v1.Image, l v1.Layer) v1.Image {
+	t.Helper()
+	out, err := mutate.AppendLayers(img, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
