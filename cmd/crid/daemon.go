@@ -72,7 +72,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
 	}
-	netMgr, err := network.New(cfg.Network, cfg.State)
+	netMgr, err := network.New(cfg.Network, cfg.State, network.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
