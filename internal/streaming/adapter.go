@@ -52,7 +52,7 @@ func (a *adapter) Exec(ctx context.Context, containerID string, cmd []string, in
 		return fmt.Errorf("exec in container %s: %w", containerID, err)
 	}
 	if code != 0 {
-		return utilexec.CodeExitError{Err: fmt.Errorf("command terminated with exit code %d", code), Code: code}
+		return utilexec.CodeExitError{Err: fmt.Errorf("exit status %d", code), Code: code}
 	}
 	return nil
 }
@@ -230,8 +230,8 @@ func guardStdin(ctx context.Context, in io.Reader) *stdinGuard {
 		_, err := io.Copy(pw, in)
 		pw.CloseWithError(err) // nil: EOF for the reader
 	}()
-	stop := context.AfterFunc(ctx, func() { pr.CloseWithError(io.EOF) })
-	_ = stop // runs at most once; ctx is always cancelled by the caller
+	// The caller always cancels ctx when the session ends.
+	context.AfterFunc(ctx, func() { pr.CloseWithError(io.EOF) })
 	return &stdinGuard{pr: pr}
 }
 

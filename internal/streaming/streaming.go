@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,7 +101,7 @@ func NewWithLogger(cfg config.Streaming, b Backend, log *slog.Logger) (*Server, 
 	if tlsConfig != nil {
 		scheme = "https"
 	}
-	s.baseURL = &url.URL{Scheme: scheme, Host: advertisedHost(raw.Addr().(*net.TCPAddr)), Path: "/"}
+	s.baseURL = &url.URL{Scheme: scheme, Host: advertisedHost(raw.Addr().(*net.TCPAddr), strings.Contains(cfg.Address, ":")), Path: "/"}
 
 	idle := cfg.IdleTimeout.Duration
 	if idle <= 0 {
@@ -154,10 +155,11 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 // advertisedHost is the host:port put in stream URLs. A wildcard bind
 // address is not something a client can connect to from elsewhere, so a
 // routable address of this host is advertised instead.
-func advertisedHost(addr *net.TCPAddr) string {
+// preferV6 is set when the configured address was an IPv6 one ("::").
+func advertisedHost(addr *net.TCPAddr, preferV6 bool) string {
 	ip := addr.IP
 	if ip.IsUnspecified() {
-		ip = hostIP(ip.To4() == nil)
+		ip = hostIP(preferV6)
 	}
 	return net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
 }

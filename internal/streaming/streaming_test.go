@@ -245,6 +245,31 @@ func TestURLCarriesListeningPort(t *testing.T) {
 	}
 }
 
+// A wildcard bind address is replaced by a connectable one in URLs.
+func TestURLForWildcardAddress(t *testing.T) {
+	s := startServer(t, config.Streaming{Address: "0.0.0.0"}, newFakeBackend())
+	u, err := url.Parse(execURL(t, s, &runtime.ExecRequest{ContainerId: "c", Cmd: []string{"out"}, Stdout: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		t.Fatalf("URL host %q is not a connectable address", host)
+	}
+	if port != strconv.Itoa(s.Addr().(*net.TCPAddr).Port) {
+		t.Fatalf("URL port %s, listening on %s", port, s.Addr())
+	}
+	// And the advertised address works.
+	e := newExecutor(t, "spdy", u.String(), nil)
+	var out bytes.Buffer
+	if err := e.StreamWithContext(context.Background(), remotecommand.StreamOptions{Stdout: &out}); err != nil || out.String() != "out-data" {
+		t.Fatalf("exec via %s: %v %q", u, err, out.String())
+	}
+}
+
 func TestExecStreams(t *testing.T) {
 	s := startServer(t, config.Streaming{}, newFakeBackend())
 	tests := []struct {
