@@ -135,12 +135,17 @@ type testRegistry struct {
 	requests atomic.Int64
 }
 
-func newTestRegistry(t *testing.T) *testRegistry {
+func newTestRegistry(t *testing.T) *testRegistry { return startTestRegistry(t, false) }
+
+// newTLSTestRegistry serves HTTPS with httptest's self-signed certificate.
+func newTLSTestRegistry(t *testing.T) *testRegistry { return startTestRegistry(t, true) }
+
+func startTestRegistry(t *testing.T, useTLS bool) *testRegistry {
 	t.Helper()
 	r := &testRegistry{gets: map[string]int{}, corrupt: map[string]bool{}, stall: map[string]bool{}}
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	stop := make(chan struct{})
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.requests.Add(1)
 		r.mu.Lock()
 		if req.Method == http.MethodGet {
@@ -195,8 +200,14 @@ func newTestRegistry(t *testing.T) *testRegistry {
 			reg.ServeHTTP(w, req)
 		}
 	}))
+	r.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	if useTLS {
+		r.srv.StartTLS()
+	} else {
+		r.srv.Start()
+	}
 	t.Cleanup(func() { close(stop); r.srv.Close() })
-	r.host = strings.TrimPrefix(r.srv.URL, "http://")
+	r.host = strings.TrimPrefix(strings.TrimPrefix(r.srv.URL, "http://"), "https://")
 	return r
 }
 
@@ -219,7 +230,7 @@ func (r *testRegistry) push(t *testing.T, repoTag string, img v1.Image) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(ref, img); err != nil {
+	if err := remote.Write(ref, img, remote.WithTransport(r.srv.Client().Transport)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -230,7 +241,7 @@ func (r *testRegistry) pushIndex(t *testing.T, repoTag string, idx v1.ImageIndex
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.WriteIndex(ref, idx); err != nil {
+	if err := remote.WriteIndex(ref, idx, remote.WithTransport(r.srv.Client().Transport)); err != nil {
 		t.Fatal(err)
 	}
 }

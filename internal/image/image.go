@@ -122,12 +122,6 @@ func New(cfg config.Images, root string, st *store.Store) (*Service, error) {
 			return nil, fmt.Errorf("image service: %w", err)
 		}
 	}
-	// Snapshots must be traversable by containers running as non-root users.
-	for _, d := range []string{root, s.snapshotDir, s.emptyDir()} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			return nil, fmt.Errorf("image service: %w", err)
-		}
-	}
 	for _, p := range append([]string{cfg.SandboxImage}, cfg.PinnedImages...) {
 		if p != "" {
 			s.pinned[normaliseRef(p)] = true
@@ -250,7 +244,9 @@ func (s *Service) resolveLocked(ref string) (*Image, error) {
 			return img, nil
 		}
 	}
-	if p := strings.TrimPrefix(ref, "sha256:"); isHex(p) {
+	// A bare hex string is also a valid repository name ("deadbeef"); only
+	// treat it as an ID prefix when it is long enough to be meant as one.
+	if p, full := strings.CutPrefix(ref, "sha256:"); isHex(p) && (full || len(p) >= minIDPrefix) {
 		var match *Image
 		for id, img := range s.images {
 			if strings.HasPrefix(strings.TrimPrefix(id, "sha256:"), p) {
@@ -266,6 +262,10 @@ func (s *Service) resolveLocked(ref string) (*Image, error) {
 	}
 	return nil, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
 }
+
+// minIDPrefix is the shortest bare ID prefix Resolve accepts (the length
+// of the short IDs crictl and docker print).
+const minIDPrefix = 12
 
 func isHex(s string) bool {
 	if s == "" {

@@ -85,12 +85,16 @@ func TestPullByTagAndDigest(t *testing.T) {
 		id,
 		strings.TrimPrefix(id, "sha256:"),
 		id[:19],
-		strings.TrimPrefix(id, "sha256:")[:8],
+		strings.TrimPrefix(id, "sha256:")[:12],
 	} {
 		r, err := s.Resolve(ref)
 		if err != nil || r.ID != id {
 			t.Errorf("Resolve(%q) = %v, %v", ref, r, err)
 		}
+	}
+	// A short bare hex string is a repository name, not an ID prefix.
+	if _, err := s.Resolve(strings.TrimPrefix(id, "sha256:")[:6]); !errdefs.IsNotFound(err) {
+		t.Errorf("Resolve of a 6-char bare prefix: %v, want NotFound", err)
 	}
 	if _, err := s.Resolve("registry.k8s.io/e2e-test-images/busybox:other"); !errdefs.IsNotFound(err) {
 		t.Errorf("Resolve of unknown tag: %v, want NotFound", err)
@@ -517,5 +521,41 @@ func TestPinned(t *testing.T) {
 		if got := s.Pinned(&Image{ID: "sha256:" + hexA, RepoTags: tc.tags}); got != tc.want {
 			t.Errorf("Pinned(%v) = %v, want %v", tc.tags, got, tc.want)
 		}
+	}
+}
+
+func TestTLSMirror(t *testing.T) {
+	reg := newTLSTestRegistry(t)
+	img := testImage(t, "", baseLayer(t))
+	reg.push(t, "registry.k8s.io/tls:1", img)
+	no := false
+	cfg := mirrorConfig(reg)
+	for _, tc := range []struct {
+		name       string
+		mirror     string
+		skipVerify bool
+		ok         bool
+	}{
+		{"https with skip verify", "https://" + reg.host + "/registry.k8s.io", true, true},
+		{"https verifies the certificate", "https://" + reg.host + "/registry.k8s.io", false, false},
+		{"http mirror never upgrades to TLS", "http://" + reg.host + "/registry.k8s.io", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg.Registries = []config.Registry{{Host: "registry.k8s.io", Mirrors: []string{tc.mirror}, Fallback: &no, InsecureSkipVerify: tc.skipVerify}}
+			s, _, _ := newTestService(t, cfg)
+			got, err := s.Pull(context.Background(), "registry.k8s.io/tls:1", nil)
+			if tc.ok {
+				if err != nil || got.ID != imageID(t, img) {
+					t.Fatalf("pull = %v, %v", got, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("pull succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.mirror) {
+				t.Errorf("error %q does not name %s", err, tc.mirror)
+			}
+		})
 	}
 }
