@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/crid-dev/crid/internal/runc"
 )
@@ -239,7 +239,9 @@ func prepare(t *testing.T, args []string, tweak func(*specs.Spec)) Options {
 	}
 }
 
-func runtimeFor() *runc.Runtime { return &runc.Runtime{Name: "runc", Path: runcPath, Root: runtimeRoot} }
+func runtimeFor() *runc.Runtime {
+	return &runc.Runtime{Name: "runc", Path: runcPath, Root: runtimeRoot, ExecHelper: monitorBin}
+}
 
 // spawn creates (and with start, starts) the container, arranging cleanup.
 func spawn(t *testing.T, o Options, start bool) *testCtr {

@@ -41,8 +41,13 @@ const (
 // Main is the crid-monitor program; it returns the process exit status.
 //
 // Usage: crid-monitor -state-dir DIR, with DIR/options.json (Options) and
-// the sync pipe as fd 3, as Spawn sets it up.
+// the sync pipe as fd 3, as Spawn sets it up. `crid-monitor runtime-exec
+// ...` is the exec helper of runc.Runtime.ExecHelper instead.
 func Main(args []string) int {
+	if len(args) > 0 && args[0] == runc.ExecHelperCommand {
+		runtime.GOMAXPROCS(1)
+		return runc.ExecHelperMain(args[1:])
+	}
 	// A monitor per container: keep each one small. Its work is copying
 	// output, so one P and a tight heap cost nothing noticeable.
 	runtime.GOMAXPROCS(1)
@@ -777,4 +782,3 @@ func (m *monitor) dropLocked(a *attacher) {
 	delete(m.attachers, a)
 	close(a.ch)
 }
-

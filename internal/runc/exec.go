@@ -20,6 +20,11 @@ import (
 // After the process exits, output still held open by a background child is
 // drained for at most drain. ctx cancellation kills the process.
 //
+// Without a terminal, set ExecHelper: runc exec in the foreground waits for
+// its own output pipes, which a background child may hold for ever (see
+// ExecHelperCommand). With a terminal runc runs in the foreground on a pty
+// of ours and relays the console itself.
+//
 // runc exec in the foreground exits with the process's exit status, so a
 // non-zero code alone cannot tell a failing process from a failing runc.
 // runc's own errors are told apart by its JSON log (--log): an error record
@@ -48,15 +53,25 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio 
 		return -1, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 
-	args := []string{"--log", logPath}
-	args = append(args, r.globalArgs()...)
-	args = append(args, "exec", "--process", procPath, "--pid-file", pidPath)
-	if eio.Terminal {
-		args = append(args, "--tty")
+	bin := r.Path
+	var args []string
+	if r.ExecHelper != "" && !eio.Terminal {
+		bin = r.ExecHelper
+		args = []string{ExecHelperCommand, "--runtime", r.Path, "--log", logPath, "--process", procPath, "--pid-file", pidPath}
+		if r.Root != "" {
+			args = append(args, "--root", r.Root)
+		}
+	} else {
+		args = []string{"--log", logPath}
+		args = append(args, r.globalArgs()...)
+		args = append(args, "exec", "--process", procPath, "--pid-file", pidPath)
+		if eio.Terminal {
+			args = append(args, "--tty")
+		}
 	}
 	args = append(args, id)
 
-	cmd := exec.CommandContext(ctx, r.Path, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	// On cancellation kill the exec'd process itself (runc then exits with
 	// its status). Until runc has written the pid file there is only runc.
 	cmd.Cancel = func() error {

@@ -27,6 +27,12 @@ type Runtime struct {
 	Path string // binary
 	Root string // --root state dir
 
+	// ExecHelper, if set, is a binary that runs ExecHelperMain when given
+	// ExecHelperCommand (crid-monitor does). Exec without a terminal goes
+	// through it so that background children holding the output cannot
+	// hold up the exec; without it Exec runs runc exec in the foreground.
+	ExecHelper string
+
 	// featMu guards feat, the cached `features` answer.
 	featMu sync.Mutex
 	feat   *features.Features
