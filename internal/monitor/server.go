@@ -581,8 +581,7 @@ func (m *monitor) resize(w, h uint16) {
 	if m.console == nil {
 		return
 	}
-	ws := &unix.Winsize{Col: w, Row: h}
-	if err := unix.IoctlSetWinsize(int(m.console.Fd()), unix.TIOCSWINSZ, ws); err != nil {
+	if err := runc.SetWinsize(m.console, runc.Size{Width: w, Height: h}); err != nil {
 		m.log.Debug("resize console", "err", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Exec runs proc in the container and waits for it, returning its exit code.
@@ -207,23 +208,28 @@ func (r *Runtime) execTTY(cmd *exec.Cmd, eio ExecIO, drain time.Duration) error 
 		go io.Copy(ptmx, eio.Stdin)
 	}
 	exited := make(chan struct{})
+	resizeDone := make(chan struct{})
 	if eio.Resize != nil {
 		go func() {
+			defer close(resizeDone)
 			for {
 				select {
 				case sz, ok := <-eio.Resize:
 					if !ok {
 						return
 					}
-					pty.Setsize(ptmx, &pty.Winsize{Rows: sz.Height, Cols: sz.Width})
+					SetWinsize(ptmx, sz)
 				case <-exited:
 					return
 				}
 			}
 		}()
+	} else {
+		close(resizeDone)
 	}
 	waitErr := cmd.Wait()
 	close(exited)
+	<-resizeDone
 	timer := time.NewTimer(drain)
 	defer timer.Stop()
 	select {
@@ -233,4 +239,21 @@ func (r *Runtime) execTTY(cmd *exec.Cmd, eio ExecIO, drain time.Duration) error 
 		<-copied
 	}
 	return waitErr
+}
+
+// SetWinsize resizes a pty through the File's syscall.RawConn: unlike
+// File.Fd, that neither races with Close nor turns the descriptor blocking.
+func SetWinsize(f *os.File, sz Size) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	err = rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Height, Col: sz.Width})
+	})
+	if err != nil {
+		return err
+	}
+	return ierr
 }
