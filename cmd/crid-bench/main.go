@@ -136,6 +136,7 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 	f.StringVar(&opts.Rootfs, "floor-rootfs", "", "floor: unpacked container image root filesystem (runs --command)")
 	f.StringVar(&opts.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "floor: CNI config dir (first file is used)")
 	f.StringSliceVar(&opts.CNIBinDirs, "cni-bin-dir", []string{"/usr/lib/cni", "/opt/cni/bin"}, "floor: CNI plugin dirs")
+	f.StringVar(&opts.WorkDir, "work-dir", "", "scratch dir for pod logs and floor bundles (default: a new temp dir); removed at the end")
 	f.BoolVar(&opts.KeepImages, "keep-images", false, "leave images the run pulled in place")
 	f.DurationVar(&timeout, "timeout", 2*time.Hour, "abort the run after this long (cleanup still runs)")
 	return cmd

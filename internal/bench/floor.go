@@ -143,6 +143,7 @@ type floorRun struct {
 
 func (f *floorRun) runc(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, f.b.opts.RuncPath, append([]string{"--root", f.root}, args...)...)
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("runc %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
@@ -164,9 +165,18 @@ func (f *floorRun) run(ctx context.Context, id string, spec *specs.Spec) (time.D
 		return 0, 0, fmt.Errorf("write bundle config: %w", err)
 	}
 	f.created = append(f.created, id)
+	// The container inherits runc's stdio: give it /dev/null, not a pipe,
+	// or waiting for runc would wait for the container to close the pipe.
+	// runc's own errors go to its log file instead.
+	logFile := filepath.Join(bundle, "runc.log")
 	d, err := timed(func() error {
-		_, err := f.runc(ctx, "run", "--detach", "--bundle", bundle, id)
-		return err
+		cmd := exec.CommandContext(ctx, f.b.opts.RuncPath, "--root", f.root, "--log", logFile, "run", "--detach", "--bundle", bundle, id)
+		cmd.WaitDelay = 5 * time.Second
+		if err := cmd.Run(); err != nil {
+			msg, _ := os.ReadFile(logFile)
+			return fmt.Errorf("runc run %s: %w: %s", id, err, strings.TrimSpace(string(msg)))
+		}
+		return nil
 	})
 	if err != nil {
 		return d, 0, err
@@ -249,7 +259,7 @@ func (b *Bench) floor(ctx context.Context) error {
 		ns := &nets[len(nets)-1]
 		nsPath := "/var/run/netns/" + nsName
 		rt := &libcni.RuntimeConf{ContainerID: id, NetNS: nsPath, IfName: "eth0",
-			Args: [][2]string{{"K8S_POD_NAMESPACE", Namespace}, {"K8S_POD_NAME", id}, {"K8S_POD_INFRA_CONTAINER_ID", id}}}
+			Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", Namespace}, {"K8S_POD_NAME", id}, {"K8S_POD_INFRA_CONTAINER_ID", id}}}
 		if d[1], err = timed(func() error {
 			_, err := cni.AddNetworkList(ctx, list, rt)
 			return err

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# bench-compare.sh: measure crid against Debian's containerd 1.6 with
+# crid-bench, alternating the two runtimes scenario by scenario, and write
+# docs/performance.md (medians over --runs rounds, ratio crid/containerd).
+#
+# Both runtimes get a private root/state/socket, the same runc, the same CNI
+# config dir (a private bridge network) and the same images, served by the
+# test registry (cmd/crid-testregistry) on 127.0.0.1. Everything the script
+# starts or creates is removed on exit, also on Ctrl-C; the containerd
+# package stays installed.
+#
+# Usage: scripts/bench-compare.sh [options] [-- extra crid-bench run flags]
+#   --runs R              rounds (default 3)
+#   --registry ADDR       test registry address (default 127.0.0.1:5000);
+#                         started from cmd/crid-testregistry if not answering
+#   --scenarios "A B"     default: "floor pod-lifecycle exec-sync list pull memory"
+#   --containerd-only     measure containerd alone (no crid)
+#   --out FILE            default docs/performance.md
+#   --work DIR            scratch dir (default: mktemp)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$PWD
+RUNS=3
+REG=127.0.0.1:5000
+SCENARIOS="floor pod-lifecycle exec-sync list pull memory"
+ONLY_CONTAINERD=0
+OUT=docs/performance.md
+W=""
+EXTRA=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--runs) RUNS=$2; shift 2 ;;
+	--registry) REG=$2; shift 2 ;;
+	--scenarios) SCENARIOS=$2; shift 2 ;;
+	--containerd-only) ONLY_CONTAINERD=1; shift ;;
+	--out) OUT=$2; shift 2 ;;
+	--work) W=$2; shift 2 ;;
+	--) shift; EXTRA=("$@"); break ;;
+	*) echo "unknown option $1" >&2; exit 2 ;;
+	esac
+done
+
+PAUSE_IMAGE=registry.k8s.io/pause:3.10
+IMAGE=registry.k8s.io/e2e-test-images/busybox:1.29-2
+# The second pull image shares the first's base layer.
+PULL_IMAGES=${PULL_IMAGES:-registry.k8s.io/e2e-test-images/busybox:1.29-2,registry.k8s.io/e2e-test-images/busybox-extra:1.29-2}
+RUNC=/usr/sbin/runc
+BRIDGE=cbench0
+SUBNET=10.231.0.0/16
+
+[ "$(id -u)" = 0 ] || { echo "must run as root" >&2; exit 1; }
+if [ -z "$W" ]; then W=$(mktemp -d /tmp/bench-compare.XXXXXX); fi
+mkdir -p "$W"
+W=$(cd "$W" && pwd)
+log() { echo "[bench-compare $(date +%T)] $*" >&2; }
+
+PIDS_TO_STOP=()
+cleanup() {
+	local rc=$?
+	set +e
+	log "cleaning up"
+	for sock in "$W/crid/crid.sock" "$W/containerd/containerd.sock"; do
+		[ -S "$sock" ] && "$W/crid-bench" cleanup --endpoint "unix://$sock" >&2
+	done
+	for ((i = ${#PIDS_TO_STOP[@]} - 1; i >= 0; i--)); do
+		pid=${PIDS_TO_STOP[$i]}
+		kill -TERM "$pid" 2>/dev/null && for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null
+	done
+	# containerd shims outlive containerd: end the ones serving our socket.
+	for p in /proc/[0-9]*; do
+		if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q -- "-address $W/containerd/containerd.sock"; then
+			kill -KILL "${p#/proc/}" 2>/dev/null
+		fi
+	done
+	for root in "$W"/containerd/runc/* "$W"/crid/state/runtime/* "$W"/bench-work*/runc; do
+		[ -d "$root" ] || continue
+		for c in $("$RUNC" --root "$root" list -q 2>/dev/null); do "$RUNC" --root "$root" delete --force "$c"; done
+	done
+	# Mounts under the work dir, deepest first.
+	awk -v w="$W" '$2 ~ "^"w {print $2}' /proc/self/mounts | sort -r | while read -r m; do umount -l "$m"; done
+	# netns pins that still reference our runtimes' pods were removed by the
+	# sweep above; report any left so they can be checked by hand.
+	# crid-bench's floor names its netns cb-<run>-floor-N; those left by a
+	# killed floor run are ours. Others created meanwhile are only reported.
+	comm -13 "$W/netns.before" <(ls /var/run/netns 2>/dev/null | sort) 2>/dev/null | while read -r ns; do
+		case $ns in
+		cb-*-floor-*) ip netns del "$ns" ;;
+		*) echo "[bench-compare] netns $ns appeared during the run (not removed: may be someone else's)" >&2 ;;
+		esac
+	done
+	ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
+	rm -rf "$W"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ls /var/run/netns 2>/dev/null | sort >"$W/netns.before" || true
+
+if ! command -v containerd >/dev/null; then
+	log "installing containerd"
+	apt-get update -qq && apt-get install -y -qq --no-upgrade containerd >&2
+fi
+
+log "building crid-bench"
+go build -o "$W/crid-bench" ./cmd/crid-bench
+if [ "$ONLY_CONTAINERD" = 0 ] && [ ! -x bin/crid ]; then
+	log "building crid"
+	mkdir -p bin
+	go build -o bin/crid ./cmd/crid
+	go build -o bin/crid-monitor ./cmd/crid-monitor
+fi
+
+# Test registry.
+if ! curl -fsS "http://$REG/v2/" >/dev/null 2>&1; then
+	log "starting test registry on $REG"
+	go build -o "$W/crid-testregistry" ./cmd/crid-testregistry
+	"$W/crid-testregistry" --addr "$REG" >"$W/registry.log" 2>&1 &
+	PIDS_TO_STOP+=($!)
+	for _ in $(seq 100); do curl -fsS "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+	curl -fsS "http://$REG/v2/" >/dev/null || { log "registry did not start"; cat "$W/registry.log" >&2; exit 1; }
+fi
+
+# One CNI network for both runtimes: a private bridge, no masquerading (no
+# iptables rules), IPAM state inside the work dir.
+mkdir -p "$W/net.d" "$W/cni-ipam"
+cat >"$W/net.d/10-bench.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "crid-bench",
+ "plugins": [{"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$SUBNET"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$W/cni-ipam"}}]}
+JSON
+
+# containerd 1.6 cannot put a path prefix in a CRI mirror endpoint; a
+# hosts.toml host with override_path=true can (the host URL then includes
+# /v2). server points at the registry too, so a failing mirror never falls
+# back to the real registry.k8s.io.
+C=$W/containerd
+mkdir -p "$C/certs.d/registry.k8s.io"
+cat >"$C/certs.d/registry.k8s.io/hosts.toml" <<TOML
+server = "http://$REG/v2/registry.k8s.io"
+[host."http://$REG/v2/registry.k8s.io"]
+  capabilities = ["pull", "resolve"]
+  override_path = true
+TOML
+cat >"$C/config.toml" <<TOML
+version = 2
+root = "$C/root"
+state = "$C/state"
+[grpc]
+  address = "$C/containerd.sock"
+[debug]
+  level = "warn"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$C/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "$RUNC"
+        Root = "$C/runc"
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$W/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$C/certs.d"
+TOML
+log "starting containerd $(containerd --version | awk '{print $3}')"
+containerd --config "$C/config.toml" >"$C/containerd.log" 2>&1 &
+CONTAINERD_PID=$!
+PIDS_TO_STOP+=($CONTAINERD_PID)
+for _ in $(seq 100); do [ -S "$C/containerd.sock" ] && break; sleep 0.1; done
+
+if [ "$ONLY_CONTAINERD" = 0 ]; then
+	R=$W/crid
+	mkdir -p "$R"
+	cat >"$R/config.toml" <<TOML
+root = "$R/root"
+state = "$R/state"
+socket = "$R/crid.sock"
+log_level = "warn"
+cgroup_driver = "cgroupfs"
+
+[images]
+sandbox_image = "$PAUSE_IMAGE"
+
+[[images.registries]]
+host = "registry.k8s.io"
+mirrors = ["http://$REG/registry.k8s.io"]
+fallback = false
+
+[runtime]
+default_handler = "runc"
+restrict_oom_score_adj = true
+
+[runtime.handlers.runc]
+path = "$RUNC"
+
+[network]
+conf_dir = "$W/net.d"
+bin_dirs = ["/usr/lib/cni"]
+TOML
+	log "starting crid"
+	bin/crid --config "$R/config.toml" >"$R/crid.log" 2>&1 &
+	CRID_PID=$!
+	PIDS_TO_STOP+=($CRID_PID)
+	for _ in $(seq 100); do [ -S "$R/crid.sock" ] && break; sleep 0.1; done
+	[ -S "$R/crid.sock" ] || { log "crid did not start"; cat "$R/crid.log" >&2; exit 1; }
+fi
+
+# Root filesystems for the floor scenario: the same images, unpacked by
+# containerd's own snapshotter and copied out.
+FLOOR_ARGS=()
+if [[ " $SCENARIOS " == *" floor "* ]]; then
+	for img in "$PAUSE_IMAGE" "$IMAGE"; do
+		name=$(basename "${img%%:*}")
+		ctr -a "$C/containerd.sock" -n k8s.io images pull --plain-http --hosts-dir "$C/certs.d" "$img" >/dev/null
+		mkdir -p "$W/mnt-$name" "$W/rootfs-$name"
+		ctr -a "$C/containerd.sock" -n k8s.io images mount "$img" "$W/mnt-$name" >/dev/null
+		cp -a "$W/mnt-$name/." "$W/rootfs-$name/"
+		ctr -a "$C/containerd.sock" -n k8s.io images unmount --rm "$W/mnt-$name" >/dev/null
+	done
+	FLOOR_ARGS=(--floor-pause-rootfs "$W/rootfs-pause" --floor-rootfs "$W/rootfs-busybox" --cni-conf-dir "$W/net.d" --runc "$RUNC")
+fi
+
+bench() { # runtime scenario round
+	local rt=$1 s=$2 r=$3 sock args=()
+	case $rt in
+	containerd) sock=$C/containerd.sock; args=(--daemon-pid "$CONTAINERD_PID" --monitor-name containerd-shim-runc-v2) ;;
+	crid) sock=$W/crid/crid.sock; args=(--daemon-pid "$CRID_PID" --monitor-name crid-monitor) ;;
+	esac
+	[ "$s" = pull ] && args+=(--pull-image "$PULL_IMAGES")
+	log "round $r: $s on $rt"
+	"$W/crid-bench" run "$s" --endpoint "unix://$sock" --image "$IMAGE" --keep-images \
+		--json "$W/results/$rt-$s-$r.json" --work-dir "$W/bench-work-$rt" "${args[@]}" "${EXTRA[@]}" >"$W/results/$rt-$s-$r.txt"
+}
+
+mkdir -p "$W/results"
+for r in $(seq "$RUNS"); do
+	for s in $SCENARIOS; do
+		if [ "$s" = floor ]; then
+			log "round $r: floor"
+			"$W/crid-bench" run floor --endpoint "unix://$C/containerd.sock" --json "$W/results/floor-$r.json" --work-dir "$W/bench-work-floor" \
+				"${FLOOR_ARGS[@]}" "${EXTRA[@]}" >"$W/results/floor-$r.txt"
+			continue
+		fi
+		# Alternate which runtime goes first so neither always runs warm.
+		if [ "$ONLY_CONTAINERD" = 1 ]; then
+			bench containerd "$s" "$r"
+		elif [ $((r % 2)) = 1 ]; then
+			bench containerd "$s" "$r"; bench crid "$s" "$r"
+		else
+			bench crid "$s" "$r"; bench containerd "$s" "$r"
+		fi
+	done
+done
+
+# docs/performance.md
+shopt -s nullglob
+CD=("$W"/results/containerd-*.json)
+CR=("$W"/results/crid-*.json)
+FL=("$W"/results/floor-*.json)
+join() { local IFS=,; echo "$*"; }
+{
+	echo "# Performance: crid vs containerd"
+	echo
+	if [ "$ONLY_CONTAINERD" = 1 ]; then
+		echo "**containerd-only run**: crid was not measured. Run \`scripts/bench-compare.sh\` to fill in crid's column and the ratios."
+		echo
+	fi
+	echo "Generated by \`scripts/bench-compare.sh --runs $RUNS\` on $(date -u +%Y-%m-%d)."
+	echo
+	echo "- Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), $(free -g | awk '/Mem:/{print $2}') GiB memory, $(. /etc/os-release; echo "$PRETTY_NAME"); shared with other work, so expect noise."
+	echo "- containerd $(containerd --version | awk '{print $3}') (Debian), runc $($RUNC --version | awk 'NR==1{print $3}'), CNI plugins from Debian (bridge + host-local)."
+	[ "$ONLY_CONTAINERD" = 0 ] && echo "- crid $(git -C "$REPO" rev-parse --short HEAD)."
+	echo "- Image \`$IMAGE\`, sandbox image \`$PAUSE_IMAGE\`, served from a local registry; pull images \`$PULL_IMAGES\`."
+	echo "- Each scenario ran $RUNS times per runtime, runtimes alternating (first runtime swapped each round); each figure is the median over the rounds of that round's figure."
+	echo "- Ratio = crid / containerd: below 1.00x crid is faster or smaller (for throughput, above 1.00x crid is better)."
+	echo
+	echo "## Results"
+	echo
+	if [ ${#CR[@]} -gt 0 ]; then
+		"$W/crid-bench" compare --baseline "$(join "${CD[@]}")" --target "$(join "${CR[@]}")"
+	else
+		"$W/crid-bench" compare --baseline "$(join "${CD[@]}")"
+	fi
+	if [ ${#FL[@]} -gt 0 ]; then
+		echo "## Floor"
+		echo
+		echo "Bare cost any runtime pays per pod: a netns, one CNI ADD (libcni -> bridge), \`runc run\` of the pause bundle and of the container joining its namespaces; teardown is runc delete x2 + CNI DEL + netns removal. A runtime's startup minus startup-total here is its own overhead."
+		echo
+		"$W/crid-bench" compare --baseline-name "runc+CNI" --baseline "$(join "${FL[@]}")"
+	fi
+	cat <<'MD'
+## Method
+
+`crid-bench` (cmd/crid-bench) is a gRPC client of CRI v1; no process is spawned per call.
+
+- **pod-lifecycle**: N cycles of RunPodSandbox → CreateContainer → StartContainer → StopContainer(timeout 0) → StopPodSandbox → RemoveContainer → RemovePodSandbox; p50/p90/p99/max per call, startup = runp+create+start, throughput = cycles / wall time; sequentially and with C workers. One untimed warm-up cycle first (it also pulls the pause image).
+- **exec-sync**: ExecSync `true` in one running container, sequentially and with C workers.
+- **list**: ListContainers, ListPodSandbox, ContainerStatus (random container), ListContainerStats with 10, 100 and 300 running containers (10 per pod).
+- **pull**: PullImage after RemoveImage (cold), and the second image while the first (same base layer) is present.
+- **memory**: RSS and PSS from /proc/PID/smaps_rollup over the runtime's process tree: the daemon, its descendants, and every monitor/shim process (containerd-shim-runc-v2, crid-monitor) with their descendants; pause processes counted apart; per-pod overhead = (daemon growth + monitors + pause) / pods; the containers' own workload is excluded.
+- **floor**: see above.
+MD
+} >"$W/performance.md"
+cp "$W/performance.md" "$OUT"
+log "wrote $OUT"
