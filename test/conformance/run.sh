@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Run critest (cri-tools v1.37.0) against crid, offline.
+#
+# Usage: test/conformance/run.sh [options]
+#   --crid PATH      crid binary (default: bin/crid, built from ./cmd/crid with
+#                    crid-monitor next to it when missing)
+#   --out DIR        reports and logs (default: _output/conformance)
+#   --tools DIR      where crictl/critest are built/cached (default: bin/cri-tools)
+#   --runs LIST      comma list of spdy,websocket (default: both)
+#   --focus REGEX    only specs matching (ginkgo --focus)
+#   --skip REGEX     skip specs matching (ginkgo --skip)
+#   --keep           keep the working directory (crid root/state) afterwards
+#   --endpoint URL   test an already running CRI runtime at URL (unix://...)
+#                    instead of starting crid; the registry is still started
+#                    (used to validate images and tooling against containerd)
+# Environment: REGISTRY_ADDR (default 127.0.0.1:5000), WORK (default
+# /tmp/crid-conformance), CRITEST_TIMEOUT (ginkgo suite timeout, default 90m).
+#
+# It starts crid-testregistry and crid (config from crid-config.toml.tmpl,
+# CNI network from cni.conflist.tmpl, all state under $WORK), runs critest
+# once with SPDY streaming and once with websockets, writes JUnit reports,
+# logs and summary.txt to the output dir, and fails when a spec listed in
+# expected-pass.txt did not pass. It stops everything it started and removes
+# what crid left behind (pods, runc containers, mounts, the CNI bridge and
+# its iptables rules). Needs root.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+crid=""
+out="$repo/_output/conformance"
+tools="$repo/bin/cri-tools"
+runs="spdy,websocket"
+focus=""
+skip=""
+keep=false
+endpoint=""
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--crid) crid=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	--tools) tools=$2; shift 2 ;;
+	--runs) runs=$2; shift 2 ;;
+	--focus) focus=$2; shift 2 ;;
+	--skip) skip=$2; shift 2 ;;
+	--keep) keep=true; shift ;;
+	--endpoint) endpoint=$2; shift 2 ;;
+	-h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}"; exit 0 ;;
+	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+
+REGISTRY_ADDR=${REGISTRY_ADDR:-127.0.0.1:5000}
+WORK=${WORK:-/tmp/crid-conformance}
+CRITEST_TIMEOUT=${CRITEST_TIMEOUT:-90m}
+BRIDGE=cridconf0
+NETNAME=crid-conformance
+
+log() { echo "run.sh: $(date +%T) $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ $(id -u) == 0 ]] || die "must run as root"
+case $WORK in /tmp/?* | /var/tmp/?* | /run/?*) ;; *) die "WORK=$WORK: use a private directory under /tmp, /var/tmp or /run" ;; esac
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+rm -f "$out"/junit-*.xml "$out"/critest-*.log "$out"/summary.txt
+bindir="$WORK/bin"
+sock="$WORK/state/crid.sock"
+registry_pid=""
+crid_pid=""
+
+# ---- cleanup -----------------------------------------------------------
+stop_pid() { # pid name timeout
+	local pid=$1 name=$2 t=$3
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+	log "stopping $name (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < t * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+		sleep 0.1
+	done
+	log "$name did not stop in ${t}s; killing"
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	if [[ -n $crid_pid ]] && kill -0 "$crid_pid" 2>/dev/null && [[ -S $sock ]]; then
+		# Let crid tear pods down itself (CNI DEL, runc delete, unmounts).
+		log "removing pods left in crid"
+		timeout 120 "$tools/crictl" --runtime-endpoint "unix://$sock" rmp --all --force >>"$out/cleanup.log" 2>&1
+	fi
+	stop_pid "$crid_pid" crid 30
+	stop_pid "$registry_pid" crid-testregistry 10
+
+	# Whatever crid could not clean up: runc containers of its handler root,
+	# mounts under $WORK, the bridge and the iptables rules of our network.
+	local rroot="$WORK/state/runtime/runc"
+	if [[ -d $rroot ]]; then
+		for id in $(runc --root "$rroot" list -q 2>/dev/null); do
+			log "leftover runc container $id"
+			runc --root "$rroot" delete --force "$id" >>"$out/cleanup.log" 2>&1
+		done
+	fi
+	local m
+	while read -r m; do
+		[[ -n $m ]] || continue
+		log "leftover mount $m"
+		umount -l "$m" >>"$out/cleanup.log" 2>&1
+	done < <(awk -v w="$WORK" '$5 == w || index($5, w "/") == 1 {print $5}' /proc/self/mountinfo | sort -r)
+	if ip link show "$BRIDGE" >/dev/null 2>&1; then
+		ip link delete "$BRIDGE" >>"$out/cleanup.log" 2>&1
+	fi
+	local table rule
+	for table in nat filter; do
+		while read -r rule; do
+			[[ -n $rule ]] || continue
+			log "leftover iptables rule: $rule"
+			eval "iptables -w -t $table -D ${rule#-A }" >>"$out/cleanup.log" 2>&1
+		done < <(iptables-save -t "$table" 2>/dev/null | grep -e "^-A .*$NETNAME" || true)
+	done
+	if [[ $keep == true ]]; then
+		log "keeping $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- build ---------------------------------------------------------------
+[[ -e $WORK ]] && die "$WORK exists (another run, or a leftover: remove it first)"
+mkdir -p "$bindir" "$WORK/cni/net.d" "$WORK/cni/ipam"
+
+"$here/build-tools.sh" "$tools"
+log "building crid-testregistry"
+(cd "$repo" && go build -o "$bindir/crid-testregistry" ./cmd/crid-testregistry)
+if [[ -n $endpoint ]]; then
+	: # an external runtime is tested; crid is not needed
+elif [[ -z $crid ]]; then
+	if [[ -x $repo/bin/crid ]]; then
+		crid=$repo/bin/crid
+	else
+		log "building crid and crid-monitor"
+		(cd "$repo" && go build -o "$bindir/crid" ./cmd/crid && go build -o "$bindir/crid-monitor" ./cmd/crid-monitor)
+		crid=$bindir/crid
+	fi
+fi
+if [[ -z $endpoint ]]; then
+	[[ -x $crid ]] || die "crid binary $crid not found"
+	crid=$(cd "$(dirname "$crid")" && pwd)/$(basename "$crid")
+fi
+
+# ---- registry ------------------------------------------------------------
+if (exec 3<>"/dev/tcp/${REGISTRY_ADDR%:*}/${REGISTRY_ADDR##*:}") 2>/dev/null; then
+	die "$REGISTRY_ADDR is already in use; set REGISTRY_ADDR to a free loopback port"
+fi
+log "starting crid-testregistry on $REGISTRY_ADDR"
+"$bindir/crid-testregistry" --addr "$REGISTRY_ADDR" --ready-file "$WORK/registry.ready" >"$out/registry.log" 2>&1 &
+registry_pid=$!
+for ((i = 0; i < 1200; i++)); do
+	[[ -f $WORK/registry.ready ]] && break
+	kill -0 "$registry_pid" 2>/dev/null || die "crid-testregistry exited; see $out/registry.log"
+	sleep 0.1
+done
+[[ -f $WORK/registry.ready ]] || die "crid-testregistry not ready after 120s"
+
+# ---- crid ----------------------------------------------------------------
+if [[ -n $endpoint ]]; then
+	log "testing the runtime at $endpoint (crid is not started)"
+	"$tools/crictl" --runtime-endpoint "$endpoint" version >"$out/crictl-version.txt" 2>&1 ||
+		die "no CRI runtime answers at $endpoint"
+else
+	sed -e "s|@WORK@|$WORK|g" -e "s|@REGISTRY@|$REGISTRY_ADDR|g" "$here/crid-config.toml.tmpl" >"$WORK/crid.toml"
+	sed -e "s|@WORK@|$WORK|g" "$here/cni.conflist.tmpl" >"$WORK/cni/net.d/10-crid-conformance.conflist"
+	cp "$WORK/crid.toml" "$out/crid.toml"
+	log "starting crid ($crid)"
+	"$crid" --config "$WORK/crid.toml" --log-level info >"$out/crid.log" 2>&1 &
+	crid_pid=$!
+	for ((i = 0; i < 600; i++)); do
+		if [[ -S $sock ]] && "$tools/crictl" --runtime-endpoint "unix://$sock" --timeout 2s version >/dev/null 2>&1; then
+			break
+		fi
+		kill -0 "$crid_pid" 2>/dev/null || die "crid exited; see $out/crid.log"
+		sleep 0.1
+	done
+	"$tools/crictl" --runtime-endpoint "unix://$sock" version >"$out/crictl-version.txt" 2>&1 ||
+		die "crid does not answer on $sock after 60s; see $out/crid.log"
+fi
+log "runtime is up: $(tr '\n' ' ' <"$out/crictl-version.txt")"
+cri=${endpoint:-unix://$sock}
+
+# ---- critest -------------------------------------------------------------
+reports=()
+IFS=, read -r -a run_list <<<"$runs"
+for run in "${run_list[@]}"; do
+	args=(
+		--runtime-endpoint "$cri"
+		--image-endpoint "$cri"
+		"--ginkgo.junit-report=$out/junit-$run.xml"
+		--ginkgo.no-color
+		"--ginkgo.timeout=$CRITEST_TIMEOUT"
+	)
+	case $run in
+	spdy) ;;
+	websocket) args+=(-websocket-exec -websocket-attach -websocket-portforward) ;;
+	*) die "unknown run $run (want spdy or websocket)" ;;
+	esac
+	[[ -n $focus ]] && args+=("--ginkgo.focus=$focus")
+	[[ -n $skip ]] && args+=("--ginkgo.skip=$skip")
+	log "critest run $run (log: $out/critest-$run.log)"
+	start=$(date +%s)
+	rc=0
+	(cd "$WORK" && "$tools/critest" "${args[@]}") >"$out/critest-$run.log" 2>&1 || rc=$?
+	log "critest run $run finished in $(($(date +%s) - start))s (exit $rc)"
+	reports+=("$run=$out/junit-$run.xml")
+	[[ -n $endpoint ]] || kill -0 "$crid_pid" 2>/dev/null || die "crid died during run $run; see $out/crid.log"
+done
+
+# ---- summary -------------------------------------------------------------
+log "summary ($out/summary.txt)"
+(cd "$repo" && go run ./test/conformance/junitsum --expected "$here/expected-pass.txt" --out "$out/summary.txt" "${reports[@]}")
