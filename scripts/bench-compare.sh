@@ -91,12 +91,18 @@ cleanup() {
 		esac
 	done
 	ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
+	# containerd's CRI puts pods without a cgroup parent under /k8s.io; remove
+	# that parent if this run created it and it is empty now.
+	if [ ! -s "$W/k8s.io-cgroup.before" ]; then
+		for d in /sys/fs/cgroup/*/k8s.io; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+	fi
 	rm -rf "$W"
 	exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 ls /var/run/netns 2>/dev/null | sort >"$W/netns.before" || true
+ls -d /sys/fs/cgroup/*/k8s.io >"$W/k8s.io-cgroup.before" 2>/dev/null || true
 
 if ! command -v containerd >/dev/null; then
 	log "installing containerd"
@@ -265,8 +271,11 @@ done
 
 # docs/performance.md
 shopt -s nullglob
-CD=("$W"/results/containerd-*.json)
-CR=("$W"/results/crid-*.json)
+CD=() CR=()
+for s in $SCENARIOS; do
+	CD+=("$W"/results/containerd-"$s"-*.json)
+	CR+=("$W"/results/crid-"$s"-*.json)
+done
 FL=("$W"/results/floor-*.json)
 join() { local IFS=,; echo "$*"; }
 {

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -214,8 +216,8 @@ func measureTree(procRoot string, sel treeSelector) (MemoryUsage, error) {
 	for pid, role := range roles {
 		rss, pss, err := readRollup(filepath.Join(procRoot, strconv.Itoa(pid), "smaps_rollup"))
 		if err != nil {
-			if os.IsNotExist(err) && pid != sel.daemonPID {
-				continue // exited meanwhile
+			if pid != sel.daemonPID && (errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH)) {
+				continue // exited between the scan and the read (runc, exec)
 			}
 			return u, fmt.Errorf("smaps_rollup of %d: %w", pid, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -350,7 +351,7 @@ func (b *Bench) pull(ctx context.Context) error {
 			ds = append(ds, d)
 		}
 		s := Summarize(ds)
-		b.add(Metric{"pull", "cold", ref + " p50", "ms", Ms(s.P50)}, Metric{"pull", "cold", ref + " max", "ms", Ms(s.Max)})
+		b.add(Metric{"pull", "cold", shortRef(ref) + " p50", "ms", Ms(s.P50)}, Metric{"pull", "cold", shortRef(ref) + " max", "ms", Ms(s.Max)})
 		b.progressf("pull: %s cold p50 %s", ref, s.P50)
 	}
 	if len(o.PullImages) >= 2 {
@@ -372,7 +373,7 @@ func (b *Bench) pull(ctx context.Context) error {
 			ds = append(ds, d)
 		}
 		s := Summarize(ds)
-		b.add(Metric{"pull", "shared-layers", second + " after " + first + " p50", "ms", Ms(s.P50)})
+		b.add(Metric{"pull", "shared-layers", shortRef(second) + " after " + shortRef(first) + " p50", "ms", Ms(s.P50)})
 	}
 	// Leave images that existed before the run in place.
 	for ref, p := range wasPresent {
@@ -383,4 +384,14 @@ func (b *Bench) pull(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// shortRef keeps the last path element of an image reference
+// (registry.k8s.io/e2e-test-images/busybox:1.29-2 -> busybox:1.29-2) to keep
+// tables narrow; the full references are in the report's options.
+func shortRef(ref string) string {
+	if i := strings.LastIndexByte(ref, '/'); i >= 0 {
+		return ref[i+1:]
+	}
+	return ref
 }
