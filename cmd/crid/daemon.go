@@ -72,6 +72,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
 	}
+	images.SetLogger(log.With("component", "image"))
 	netMgr, err := network.New(cfg.Network, cfg.State, network.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
@@ -82,7 +83,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	defer c.Close()
-	stream, err := streaming.New(cfg.Streaming, c)
+	stream, err := streaming.NewWithLogger(cfg.Streaming, c, log.With("component", "streaming"))
 	if err != nil {
 		return fmt.Errorf("streaming server: %w", err)
 	}

@@ -85,6 +85,11 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		events:     newEventHub(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	mon, err := findMonitor(cfg.Runtime.MonitorPath)
+	if err != nil {
+		return nil, err
+	}
+	s.monitor = mon
 	for name, h := range cfg.Runtime.Handlers {
 		path, err := exec.LookPath(h.Path)
 		if err != nil {
@@ -94,13 +99,10 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		if err := os.MkdirAll(root, 0o711); err != nil {
 			return nil, fmt.Errorf("runtime handler %s: %w", name, err)
 		}
-		s.runtimes[name] = &runc.Runtime{Name: name, Path: path, Root: root}
+		// The monitor binary doubles as the exec helper that reaps exec'd
+		// processes, so a background child cannot hold ExecSync open.
+		s.runtimes[name] = &runc.Runtime{Name: name, Path: path, Root: root, ExecHelper: mon}
 	}
-	mon, err := findMonitor(cfg.Runtime.MonitorPath)
-	if err != nil {
-		return nil, err
-	}
-	s.monitor = mon
 	s.minOOM = -1000
 	if cfg.Runtime.RestrictOOMScoreAdj {
 		if v, err := readOOMScoreAdj(); err == nil {

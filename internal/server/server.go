@@ -67,6 +67,8 @@ func toGRPC(err error) error {
 		code = codes.Unauthenticated
 	case errdefs.IsPermissionDenied(err):
 		code = codes.PermissionDenied
+	case errdefs.IsDataLoss(err):
+		code = codes.DataLoss
 	case errdefs.IsResourceExhausted(err):
 		code = codes.ResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded) || errdefs.IsDeadlineExceeded(err):
