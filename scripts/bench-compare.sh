@@ -240,8 +240,8 @@ fi
 bench() { # runtime scenario round
 	local rt=$1 s=$2 r=$3 sock args=()
 	case $rt in
-	containerd) sock=$C/containerd.sock; args=(--daemon-pid "$CONTAINERD_PID" --monitor-name containerd-shim-runc-v2) ;;
-	crid) sock=$W/crid/crid.sock; args=(--daemon-pid "$CRID_PID" --monitor-name crid-monitor) ;;
+	containerd) sock=$C/containerd.sock; args=(--daemon-pid "$CONTAINERD_PID" --monitor-name containerd-shim-runc-v2 --monitor-match "$C/containerd.sock") ;;
+	crid) sock=$W/crid/crid.sock; args=(--daemon-pid "$CRID_PID" --monitor-name crid-monitor --monitor-match "$W/crid/") ;;
 	esac
 	[ "$s" = pull ] && args+=(--pull-image "$PULL_IMAGES")
 	log "round $r: $s on $rt"

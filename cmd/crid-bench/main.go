@@ -128,6 +128,7 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 	f.IntVar(&opts.DaemonPID, "daemon-pid", 0, "memory: runtime daemon pid")
 	f.StringVar(&opts.DaemonName, "daemon-name", "", "memory: find the daemon by process name (e.g. containerd, crid)")
 	f.StringSliceVar(&opts.MonitorNames, "monitor-name", nil, "memory: per-container monitor/shim process name(s) (containerd-shim-runc-v2, crid-monitor)")
+	f.StringVar(&opts.MonitorMatch, "monitor-match", "", "memory: count only monitors whose command line contains this (e.g. the runtime's socket or state dir), to skip another runtime's same-named shims")
 	f.StringVar(&opts.PauseName, "pause-name", "pause", "memory: pause process name")
 	f.DurationVar(&settle, "memory-settle", 2*time.Second, "memory: wait before measuring the loaded tree")
 	f.StringVar(&opts.RuncPath, "runc", "/usr/sbin/runc", "floor: runc binary")

@@ -33,6 +33,7 @@ type Options struct {
 	DaemonPID    int      `json:"daemon_pid"`
 	DaemonName   string   `json:"daemon_name"`
 	MonitorNames []string `json:"monitor_names"`
+	MonitorMatch string   `json:"monitor_match"`
 	PauseName    string   `json:"pause_name"`
 	// Floor scenario.
 	RuncPath     string   `json:"runc_path"`

@@ -19,6 +19,7 @@ type proc struct {
 	pid, ppid int
 	comm      string
 	exe       string // basename of argv[0]
+	cmdline   string // arguments joined by spaces
 }
 
 // readProcs lists the processes under procRoot (normally /proc).
@@ -44,6 +45,7 @@ func readProcs(procRoot string) ([]proc, error) {
 		if cl, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "cmdline")); err == nil {
 			arg0, _, _ := bytes.Cut(cl, []byte{0})
 			p.exe = filepath.Base(string(arg0))
+			p.cmdline = strings.TrimSpace(string(bytes.ReplaceAll(cl, []byte{0}, []byte{' '})))
 		}
 		out = append(out, p)
 	}
@@ -98,7 +100,19 @@ type MemoryUsage struct {
 type treeSelector struct {
 	daemonPID    int
 	monitorNames []string
+	// monitorMatch, when set, must occur in a monitor's command line: other
+	// runtimes on the host (another containerd) run same-named shims.
+	monitorMatch string
 	pauseName    string
+}
+
+func (s treeSelector) isMonitor(p proc) bool {
+	for _, n := range s.monitorNames {
+		if p.matchName(n) && (s.monitorMatch == "" || strings.Contains(p.cmdline, s.monitorMatch)) {
+			return true
+		}
+	}
+	return false
 }
 
 // findDaemon returns the pid of the single process named name.
@@ -131,10 +145,8 @@ func classify(procs []proc, sel treeSelector) map[int]string {
 	}
 	roots := []int{sel.daemonPID}
 	for _, p := range procs {
-		for _, n := range sel.monitorNames {
-			if p.matchName(n) {
-				roots = append(roots, p.pid)
-			}
+		if sel.isMonitor(p) {
+			roots = append(roots, p.pid)
 		}
 	}
 	in := map[int]bool{}
@@ -163,12 +175,8 @@ func classify(procs []proc, sel treeSelector) map[int]string {
 			role = "daemon"
 		case p.matchName(sel.pauseName):
 			role = "pause"
-		default:
-			for _, n := range sel.monitorNames {
-				if p.matchName(n) {
-					role = "monitor"
-				}
-			}
+		case sel.isMonitor(p):
+			role = "monitor"
 		}
 		roles[pid] = role
 	}
@@ -290,7 +298,7 @@ func (b *Bench) memory(ctx context.Context) error {
 			return err
 		}
 	}
-	sel := treeSelector{daemonPID: pid, monitorNames: o.MonitorNames, pauseName: o.PauseName}
+	sel := treeSelector{daemonPID: pid, monitorNames: o.MonitorNames, monitorMatch: o.MonitorMatch, pauseName: o.PauseName}
 	idle, err := measureTree("/proc", sel)
 	if err != nil {
 		return err
