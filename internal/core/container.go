@@ -236,6 +236,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
+	spec.Version = s.specVersion(ctx, rt)
 	if err := writeSpec(bundle, spec); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}

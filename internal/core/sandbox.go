@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -109,6 +110,21 @@ func hostIPC(c *runtime.PodSandboxConfig) bool {
 }
 
 func validateSandboxConfig(c *runtime.PodSandboxConfig) error {
+	if err := validateSandboxConfigMeta(c); err != nil {
+		return err
+	}
+	for i, pm := range c.GetPortMappings() {
+		if pm.HostIp != "" && net.ParseIP(pm.HostIp) == nil {
+			return fmt.Errorf("pod sandbox config: port_mappings[%d].host_ip %q is not an IP address: %w", i, pm.HostIp, errdefs.ErrInvalidArgument)
+		}
+		if pm.ContainerPort <= 0 || pm.ContainerPort > 65535 || pm.HostPort < 0 || pm.HostPort > 65535 {
+			return fmt.Errorf("pod sandbox config: port_mappings[%d]: ports must be within 1-65535 (container %d, host %d): %w", i, pm.ContainerPort, pm.HostPort, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+func validateSandboxConfigMeta(c *runtime.PodSandboxConfig) error {
 	if c == nil {
 		return fmt.Errorf("pod sandbox config is required: %w", errdefs.ErrInvalidArgument)
 	}
@@ -266,6 +282,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
 	}
+	spec.Version = s.specVersion(ctx, rt)
 	if err := writeSpec(bundle, spec); err != nil {
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
 	}

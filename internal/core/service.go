@@ -239,3 +239,14 @@ func (u *undo) run() {
 		}
 	}
 }
+
+// specVersion is the ociVersion written into specs for rt. Older runtimes
+// (crun 1.8 in Debian 12) refuse specs newer than they know although
+// nothing crid writes needs a newer version, so crid writes the newest
+// version the runtime reports, or 1.0.2 when it reports none.
+func (s *Service) specVersion(ctx context.Context, rt *runc.Runtime) string {
+	if f, err := rt.Features(ctx); err == nil && f.OCIVersionMax != "" {
+		return f.OCIVersionMax
+	}
+	return "1.0.2"
+}

@@ -111,6 +111,13 @@ func setup() (*harness, error) {
 	if err := images.Push(context.Background(), hh.registry, cat); err != nil {
 		return hh, fmt.Errorf("push test images: %w", err)
 	}
+	// A failpoint plugin chained after the standard ones.
+	cniBin := filepath.Join(base, "cnibin")
+	build := exec.Command("go", "build", "-o", filepath.Join(cniBin, "crid-e2e-failpoint"), "./cnifail")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return hh, fmt.Errorf("build failpoint plugin: %w", err)
+	}
 	// CNI config on a bridge of our own.
 	cniDir := filepath.Join(base, "cni")
 	if err := os.MkdirAll(cniDir, 0o755); err != nil {
@@ -122,7 +129,8 @@ func setup() (*harness, error) {
   "plugins": [
     {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": true, "hairpinMode": true,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-    {"type": "portmap", "capabilities": {"portMappings": true}}
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "crid-e2e-failpoint"}
   ]
 }`, networkName, bridgeName, podSubnet)
 	if err := os.WriteFile(filepath.Join(cniDir, "10-e2e.conflist"), []byte(conflist), 0o644); err != nil {
@@ -139,14 +147,14 @@ log_level = "debug"
 [images]
 sandbox_image = "registry.k8s.io/pause:3.10"
 %s
-[runtime.handlers.crun]
-path = "crun"
+[runtime.handlers.runc-b]
+path = "runc"
 [runtime.handlers.broken]
 path = "/bin/false"
 [network]
 conf_dir = %q
-bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
-`, filepath.Join(base, "root"), filepath.Join(base, "state"), hh.socket, regs.String(), cniDir)
+bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
+`, filepath.Join(base, "root"), filepath.Join(base, "state"), hh.socket, regs.String(), cniDir, cniBin)
 	hh.cfgPath = filepath.Join(base, "crid.toml")
 	if err := os.WriteFile(hh.cfgPath, []byte(cfg), 0o644); err != nil {
 		return hh, err

@@ -144,7 +144,7 @@ func TestVersionAndStatus(t *testing.T) {
 	for _, hd := range st.RuntimeHandlers {
 		names[hd.Name] = true
 	}
-	for _, n := range []string{"runc", "crun"} {
+	for _, n := range []string{"runc", "runc-b"} {
 		if !names[n] {
 			t.Errorf("handler %s not reported: %v", n, st.RuntimeHandlers)
 		}
@@ -449,9 +449,15 @@ func TestRollback(t *testing.T) {
 		e, _ := os.ReadDir(filepath.Join(h.base, "state", "netns"))
 		return len(e)
 	}
-	countIPs := func() int {
+	countIPs := func() int { // host-local keeps one file per allocated IP
 		e, _ := os.ReadDir(filepath.Join("/var/lib/cni/networks", networkName))
-		return len(e)
+		n := 0
+		for _, f := range e {
+			if net.ParseIP(f.Name()) != nil {
+				n++
+			}
+		}
+		return n
 	}
 	pinsBefore, ipsBefore := countPins(), countIPs()
 
@@ -461,11 +467,16 @@ func TestRollback(t *testing.T) {
 	if err == nil {
 		t.Fatal("RunPodSandbox with a failing runtime succeeded")
 	}
-	// CNI fails (portmap rejects an invalid host IP).
+	// CNI ADD fails in the last plugin of the chain, after bridge and
+	// portmap set things up.
 	bad := podConfig(t)
-	bad.PortMappings = []*runtime.PortMapping{{ContainerPort: 80, HostPort: 18080, HostIp: "not-an-ip"}}
-	if _, err := h.rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: bad}); err == nil {
-		t.Error("RunPodSandbox with a failing CNI ADD succeeded")
+	bad.Metadata.Name = "cnifail-pod"
+	bad.PortMappings = []*runtime.PortMapping{{ContainerPort: 80, HostPort: 18080}}
+	if _, err := h.rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: bad}); err == nil || !strings.Contains(err.Error(), "failpoint") {
+		t.Errorf("RunPodSandbox with a failing CNI ADD: %v", err)
+	}
+	if out, _ := runOut("iptables-save", "-t", "nat"); strings.Contains(out, "18080") {
+		t.Errorf("hostport rule left behind after rollback:\n%s", out)
 	}
 	if p, i := countPins(), countIPs(); p != pinsBefore || i != ipsBefore {
 		t.Errorf("after failed pods: %d netns pins (was %d), %d IPs held (was %d)", p, pinsBefore, i, ipsBefore)
@@ -527,6 +538,10 @@ func TestValidation(t *testing.T) {
 	check("RunPodSandbox without uid/namespace", err, codes.InvalidArgument)
 	_, err = h.rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podConfig(t), RuntimeHandler: "nope"})
 	check("RunPodSandbox with unknown handler", err, codes.InvalidArgument)
+	badPort := podConfig(t)
+	badPort.PortMappings = []*runtime.PortMapping{{ContainerPort: 80, HostPort: 8080, HostIp: "not-an-ip"}}
+	_, err = h.rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: badPort})
+	check("RunPodSandbox with a bad host IP", err, codes.InvalidArgument)
 	_, err = h.rt.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: "0123456789abcdef"})
 	check("PodSandboxStatus unknown", err, codes.NotFound)
 	_, err = h.rt.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{})
@@ -563,15 +578,23 @@ func TestValidation(t *testing.T) {
 	check("RemoveImage in use", err, codes.FailedPrecondition)
 }
 
-func TestCrunHandler(t *testing.T) {
+// TestSecondHandler runs a pod under a second runtime handler (a RuntimeClass).
+// crun would be the natural second handler, but Debian 12's crun 1.8.1
+// refuses this machine's hybrid cgroup layout, so a second runc handler with
+// its own state root stands in.
+func TestSecondHandler(t *testing.T) {
 	pull(t, busybox)
 	pod := podConfig(t)
-	podID := runPod(t, pod, "crun")
+	podID := runPod(t, pod, "runc-b")
 	id := createStart(t, podID, pod, containerConfig("c", "sleep", "100"))
-	if r := execSync(t, id, 10, "echo", "crun"); string(r.Stdout) != "crun\n" {
-		t.Errorf("exec under crun: %q", r.Stdout)
+	if r := execSync(t, id, 10, "echo", "second"); string(r.Stdout) != "second\n" {
+		t.Errorf("exec under runc-b: %q", r.Stdout)
 	}
-	if out, _ := runOut("crun", "--root", filepath.Join(h.base, "state", "runtime", "crun"), "list", "-q"); !strings.Contains(out, id) {
-		t.Errorf("container not run by crun: %q", out)
+	if out, _ := runOut("runc", "--root", filepath.Join(h.base, "state", "runtime", "runc-b"), "list", "-q"); !strings.Contains(out, id) || !strings.Contains(out, podID) {
+		t.Errorf("pod not run by handler runc-b: %q", out)
+	}
+	ps, err := h.rt.PodSandboxStatus(ctxT(t), &runtime.PodSandboxStatusRequest{PodSandboxId: podID})
+	if err != nil || ps.Status.RuntimeHandler != "runc-b" {
+		t.Errorf("status runtime handler = %v, %v", ps.GetStatus().GetRuntimeHandler(), err)
 	}
 }
