@@ -269,5 +269,3 @@ func readLines(t *testing.T, path string) []string {
 	}
 	return out
 }
-
-
