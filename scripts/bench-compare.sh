@@ -245,9 +245,17 @@ bench() { # runtime scenario round
 	esac
 	[ "$s" = pull ] && args+=(--pull-image "$PULL_IMAGES")
 	log "round $r: $s on $rt"
-	"$W/crid-bench" run "$s" --endpoint "unix://$sock" --image "$IMAGE" --keep-images \
-		--json "$W/results/$rt-$s-$r.json" --work-dir "$W/bench-work-$rt" "${args[@]}" "${EXTRA[@]}" >"$W/results/$rt-$s-$r.txt"
+	# A failing scenario is recorded and reported, not fatal: the other
+	# figures still get measured.
+	if ! "$W/crid-bench" run "$s" --endpoint "unix://$sock" --image "$IMAGE" --keep-images \
+		--json "$W/results/$rt-$s-$r.json" --work-dir "$W/bench-work-$rt" "${args[@]}" "${EXTRA[@]}" >"$W/results/$rt-$s-$r.txt"; then
+		log "FAILED: $s on $rt in round $r"
+		FAILED+=("$s on $rt (round $r)")
+		# A partial report of a failed run is not a measurement.
+		rm -f "$W/results/$rt-$s-$r.json"
+	fi
 }
+FAILED=()
 
 mkdir -p "$W/results"
 for r in $(seq "$RUNS"); do
@@ -294,6 +302,10 @@ join() { local IFS=,; echo "$*"; }
 	echo "- Each scenario ran $RUNS times per runtime, runtimes alternating (first runtime swapped each round); each figure is the median over the rounds of that round's figure."
 	echo "- Ratio = crid / containerd: below 1.00x crid is faster or smaller (for throughput, above 1.00x crid is better)."
 	echo
+	if [ ${#FAILED[@]} -gt 0 ]; then
+		echo "**Failed (not in the tables):** $(join "${FAILED[@]}")"
+		echo
+	fi
 	echo "## Results"
 	echo
 	if [ ${#CR[@]} -gt 0 ]; then
