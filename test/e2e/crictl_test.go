@@ -28,16 +28,24 @@ func TestCrictl(t *testing.T) {
 		}
 	}
 	endpoint := "unix://" + h.socket
+	var cfgFile string
 	run := func(args ...string) string {
 		t.Helper()
-		full := append([]string{"--runtime-endpoint", endpoint, "--image-endpoint", endpoint, "--timeout", "60s"}, args...)
-		out, err := exec.Command(crictl, full...).CombinedOutput()
+		full := append([]string{"--config", cfgFile, "--runtime-endpoint", endpoint, "--image-endpoint", endpoint, "--timeout", "60s"}, args...)
+		cmd := exec.Command(crictl, full...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
 		if err != nil {
-			t.Fatalf("crictl %s: %v\n%s\ncrid log:\n%s", strings.Join(args, " "), err, out, h.logTail())
+			t.Fatalf("crictl %s: %v\n%s%s\ncrid log:\n%s", strings.Join(args, " "), err, out, stderr.String(), h.logTail())
 		}
 		return strings.TrimSpace(string(out))
 	}
 	dir := t.TempDir()
+	cfgFile = filepath.Join(dir, "crictl.yaml")
+	if err := os.WriteFile(cfgFile, []byte("runtime-endpoint: "+endpoint+"\nimage-endpoint: "+endpoint+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	write := func(name string, v any) string {
 		b, _ := json.Marshal(v)
 		p := filepath.Join(dir, name)
