@@ -18,8 +18,8 @@ unit:
 	$(GO) test ./internal/...
 
 conformance: build
-	./test/conformance/build-tools.sh $(CURDIR)/bin
-	./test/conformance/run.sh $(CURDIR)/bin $(CURDIR)/_output/conformance
+	./test/conformance/build-tools.sh $(CURDIR)/bin/cri-tools
+	./test/conformance/run.sh --crid $(CURDIR)/bin/crid --tools $(CURDIR)/bin/cri-tools --out $(CURDIR)/_output/conformance
 
 bench-compare: build
 	./scripts/bench-compare.sh

@@ -24,7 +24,8 @@ if [ -f /run/crid/crid.pid ] && kill -0 "$(cat /run/crid/crid.pid)" 2>/dev/null;
 fi
 
 # The default sandbox image, imported offline (the store is unlocked while crid is stopped).
-sandbox_image=$(/usr/local/bin/crid config default | sed -n 's/^sandbox_image = "\(.*\)"/\1/p')
+sandbox_image=$(sed -n "s/^sandbox_image = [\"']\(.*\)[\"']\$/\1/p" /etc/crid/config.toml)
+sandbox_image=${sandbox_image:-registry.k8s.io/pause:3.10}
 bin/crid-testregistry archive --out /tmp/crid-pause.tar --ref "$sandbox_image"
 /usr/local/bin/crid image import /tmp/crid-pause.tar
 rm -f /tmp/crid-pause.tar

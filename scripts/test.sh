@@ -11,9 +11,9 @@ go vet ./...
 echo "== unit and package integration tests"
 go test -count=1 -p 1 -timeout 20m $(go list ./... | grep -v /test/e2e)
 echo "== crictl and critest"
-./test/conformance/build-tools.sh "$PWD/bin"
+./test/conformance/build-tools.sh "$PWD/bin/cri-tools"
 echo "== end-to-end tests"
-CRID_BIN="$PWD/bin" CRICTL="$PWD/bin/crictl" go test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok)' || true
+CRID_BIN="$PWD/bin" CRICTL="$PWD/bin/cri-tools/crictl" go test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok)' || true
 grep -q '^ok' _output/e2e.log
 echo "== conformance (critest)"
-./test/conformance/run.sh "$PWD/bin" "$PWD/_output/conformance"
+./test/conformance/run.sh --crid "$PWD/bin/crid" --tools "$PWD/bin/cri-tools" --out "$PWD/_output/conformance"

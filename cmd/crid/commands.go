@@ -123,7 +123,9 @@ func importImages(ctx context.Context, cfg *config.Config, r io.Reader) ([]strin
 			return d.DialContext(ctx, "unix", sock)
 		},
 	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://crid/images/import", r)
+	// NopCloser: the client closes a ReadCloser body even when the dial
+	// fails, and the offline path below still needs the reader.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://crid/images/import", io.NopCloser(r))
 	if err != nil {
 		return nil, err
 	}
