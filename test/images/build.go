@@ -276,7 +276,7 @@ func (b *builder) fileLayer(name string) (v1.Layer, error) {
 // pauseLayer compiles images/pause/pause.c statically with gcc.
 func (b *builder) pauseLayer() (v1.Layer, error) {
 	return b.layer("pause", func() (*tree, error) {
-		bin, err := compilePause()
+		bin, err := compileC(pause.Source())
 		if err != nil {
 			return nil, err
 		}
@@ -286,8 +286,9 @@ func (b *builder) pauseLayer() (v1.Layer, error) {
 	})
 }
 
-func compilePause() ([]byte, error) {
-	dir, err := os.MkdirTemp("", "crid-pause-")
+// compileC builds a static binary from C source with gcc.
+func compileC(src []byte) ([]byte, error) {
+	dir, err := os.MkdirTemp("", "crid-cc-")
 	if err != nil {
 		return nil, err
 	}
@@ -295,11 +296,11 @@ func compilePause() ([]byte, error) {
 	out := filepath.Join(dir, "pause")
 	args := append(pause.CompileArgs(), "-o", out)
 	cmd := exec.Command(hostGCC, args...)
-	cmd.Stdin = bytes.NewReader(pause.Source())
+	cmd.Stdin = bytes.NewReader(src)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("compile pause (gcc %s): %w: %s", strings.Join(args, " "), err, stderr.String())
+		return nil, fmt.Errorf("compile (gcc %s): %w: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return os.ReadFile(out)
 }

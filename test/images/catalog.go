@@ -1,6 +1,6 @@
 // Package images builds crid's test images offline, in memory, from files
 // of this Debian machine: busybox (Debian's dynamic busybox with hard-linked
-// applets), nginx, an httpd stand-in, pause (compiled from images/pause) and
+// applets), nginx, an httpd stand-in, nonewprivs, pause (compiled from images/pause) and
 // every gcr.io/k8s-staging-cri-tools/test-image-* critest pulls. Names are
 // the full upstream references; crid-testregistry serves them under
 // "<upstream host>/<path>" repositories for mirror configs with a path
@@ -23,6 +23,7 @@ const (
 	BusyboxE2E = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 	NginxE2E   = "registry.k8s.io/e2e-test-images/nginx:1.14-2"
 	HttpdE2E   = "registry.k8s.io/e2e-test-images/httpd:2.4.39-4"
+	NoNewPrivs = "registry.k8s.io/e2e-test-images/nonewprivs:1.3"
 	Pause39    = "registry.k8s.io/pause:3.9"
 	Pause39Old = "k8s.gcr.io/pause:3.9"
 	Pause310   = "registry.k8s.io/pause:3.10"
@@ -92,6 +93,7 @@ func (b *builder) catalog() (map[string]v1.Image, error) {
 		{[]string{NginxE2E}, func() (v1.Image, error) { return b.nginxImage("nginx", 80) }},
 		{[]string{HostnetNginx}, func() (v1.Image, error) { return b.nginxImage("hostnet-nginx", 12003) }},
 		{[]string{HttpdE2E}, b.httpdImage},
+		{[]string{NoNewPrivs}, b.nnpImage},
 		{[]string{Pause39, Pause39Old}, func() (v1.Image, error) { return b.pauseImage("3.9") }},
 		{[]string{Pause310}, func() (v1.Image, error) { return b.pauseImage("3.10") }},
 		{[]string{TestImageLatest}, busybox("test-image-latest", "", "test-image-latest")},

@@ -60,6 +60,7 @@ var critestRefs = []string{
 	"registry.k8s.io/e2e-test-images/busybox:1.29-2",
 	"registry.k8s.io/e2e-test-images/nginx:1.14-2",
 	"registry.k8s.io/e2e-test-images/httpd:2.4.39-4",
+	"registry.k8s.io/e2e-test-images/nonewprivs:1.3",
 	"registry.k8s.io/pause:3.9",
 	"k8s.gcr.io/pause:3.9",
 	"gcr.io/k8s-staging-cri-tools/test-image-latest:latest",
@@ -348,6 +349,9 @@ func unpack(t *testing.T, img v1.Image) string {
 				_, err = io.Copy(f, tr)
 				f.Close()
 			}
+			if err == nil && h.Mode&0o4000 != 0 {
+				defer os.Chmod(p, os.FileMode(h.Mode).Perm()|os.ModeSetuid) // after Lchown, which clears setuid
+			}
 		case tar.TypeLink:
 			err = os.Link(filepath.Join(dir, filepath.Clean("/"+h.Linkname)), p)
 		case tar.TypeSymlink:
@@ -451,6 +455,31 @@ cat /tmp/page; kill $!`)
 	}
 	if !strings.Contains(out, "It works!") || !strings.Contains(out, "httpd") {
 		t.Errorf("unexpected httpd output:\n%s", out)
+	}
+}
+
+// TestNoNewPrivs runs the setuid nnp program as uid 1000 with and without
+// no_new_privs: like critest, expect effective uid 0 only without it.
+func TestNoNewPrivs(t *testing.T) {
+	requireRoot(t)
+	c := catalog(t)
+	root := unpack(t, c[NoNewPrivs])
+	nnp := filepath.Join(root, "usr/local/bin/nnp")
+	st, err := os.Stat(nnp)
+	if err != nil || st.Mode()&os.ModeSetuid == 0 {
+		t.Fatalf("nnp not setuid: %v %v", st.Mode(), err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--reuid", "1000", "--regid", "1000", "--clear-groups", nnp}, "Effective uid: 0\n"},
+		{[]string{"--reuid", "1000", "--regid", "1000", "--clear-groups", "--no-new-privs", nnp}, "Effective uid: 1000\n"},
+	} {
+		out, err := exec.Command("setpriv", tc.args...).CombinedOutput()
+		if err != nil || string(out) != tc.want {
+			t.Errorf("setpriv %v: %q (%v), want %q", tc.args, out, err, tc.want)
+		}
 	}
 }
 
