@@ -115,13 +115,22 @@ cleanup() {
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then
 		ip link delete "$BRIDGE" >>"$out/cleanup.log" 2>&1
 	fi
-	local table rule
+	local table rule chain chains
 	for table in nat filter; do
+		chains=()
 		while read -r rule; do
 			[[ -n $rule ]] || continue
 			log "leftover iptables rule: $rule"
 			eval "iptables -w -t $table -D ${rule#-A }" >>"$out/cleanup.log" 2>&1
+			# Per-pod chains the rules jumped to are now unreferenced.
+			[[ $rule =~ -j\ (CNI-[A-Za-z0-9-]+) ]] && chains+=("${BASH_REMATCH[1]}")
 		done < <(iptables-save -t "$table" 2>/dev/null | grep -e "^-A .*$NETNAME" || true)
+		for chain in $(printf '%s\n' "${chains[@]}" | sort -u); do
+			case $chain in CNI-HOSTPORT-* | CNI-FORWARD | CNI-ADMIN) continue ;; esac
+			iptables -w -t "$table" -F "$chain" >>"$out/cleanup.log" 2>&1 &&
+				iptables -w -t "$table" -X "$chain" >>"$out/cleanup.log" 2>&1 &&
+				log "removed leftover iptables chain $table/$chain"
+		done
 	done
 	if [[ $keep == true ]]; then
 		log "keeping $WORK"
