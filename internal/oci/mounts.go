@@ -20,22 +20,35 @@ import (
 // semantics in some paths, and containerd does it), resolves symlinks in
 // host paths so runc binds what the user meant, and sets the rootfs
 // propagation a shared or slave mount needs to work at all.
-func criMounts(ms []*runtime.Mount, s *specs.Spec, h hostFacts) ([]specs.Mount, error) {
-	sorted := slices.Clone(ms)
+//
+// Image volumes (mounts with an image) were mounted by the caller;
+// imageVolumes maps their index in ms to the host directory to bind.
+func criMounts(ms []*runtime.Mount, imageVolumes map[int]string, s *specs.Spec, h hostFacts) ([]specs.Mount, error) {
+	// Indexes, so image volumes keep their position in ms for imageVolumes.
+	order := make([]int, len(ms))
+	for i := range order {
+		order[i] = i
+	}
 	// Shallow destinations first so /a does not hide /a/b.
-	slices.SortStableFunc(sorted, func(a, b *runtime.Mount) int {
-		return depth(a.GetContainerPath()) - depth(b.GetContainerPath())
+	slices.SortStableFunc(order, func(a, b int) int {
+		return depth(ms[a].GetContainerPath()) - depth(ms[b].GetContainerPath())
 	})
 	var out []specs.Mount
-	for _, m := range sorted {
+	for _, i := range order {
+		m := ms[i]
 		dst, src := m.GetContainerPath(), m.GetHostPath()
 		if !filepath.IsAbs(dst) {
 			return nil, fmt.Errorf("mount %q: container_path must be absolute: %w", dst, errdefs.ErrInvalidArgument)
 		}
-		if src == "" {
-			if m.GetImage() != nil {
-				return nil, fmt.Errorf("mount %s: image volume mounts are not supported: %w", dst, errdefs.ErrInvalidArgument)
+		if m.GetImage() != nil {
+			im, err := imageVolumeMount(m, imageVolumes, i)
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, im)
+			continue
+		}
+		if src == "" {
 			return nil, fmt.Errorf("mount %s: host_path is empty: %w", dst, errdefs.ErrInvalidArgument)
 		}
 		if _, err := os.Stat(src); err != nil {

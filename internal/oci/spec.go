@@ -58,6 +58,11 @@ type ContainerParams struct {
 	// always sends the defaults otherwise). Turn it on for clients that
 	// never send masked paths and want the safe defaults.
 	DefaultMaskedPaths bool
+	// ImageVolumes maps the index in Config.Mounts of each image volume
+	// (a mount with an image, KEP-4639) to the host directory to bind
+	// there: the image mounted read-only, with image_sub_path applied
+	// (see ImageSubPath). Every image mount must have an entry.
+	ImageVolumes map[int]string
 }
 
 // SandboxSpec builds the pause container's spec. Invalid input is an
@@ -345,7 +350,7 @@ func containerSpec(p ContainerParams, h hostFacts) (*specs.Spec, error) {
 			defaults = append(defaults, bindMount(f.src, f.dst, ro))
 		}
 	}
-	requested, err := criMounts(cfg.GetMounts(), s, h)
+	requested, err := criMounts(cfg.GetMounts(), p.ImageVolumes, s, h)
 	if err != nil {
 		return nil, wrap(err)
 	}
