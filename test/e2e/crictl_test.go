@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,7 +132,7 @@ func TestCrictl(t *testing.T) {
 	other := "gcr.io/k8s-staging-cri-tools/test-image-tags:1"
 	run("pull", other)
 	run("rmi", other)
-	if out := run("images", "-q"); strings.Contains(out, fmt.Sprint("test-image-tags")) {
+	if out := run("images", "-q"); strings.Contains(out, "test-image-tags") {
 		t.Errorf("image still listed after rmi: %s", out)
 	}
 	assertNoLeftovers(t, pod, ctr)
