@@ -233,4 +233,4 @@ done
 
 # ---- summary -------------------------------------------------------------
 log "summary ($out/summary.txt)"
-(cd "$repo" && go run ./test/conformance/junitsum --expected "$here/expected-pass.txt" --out "$out/summary.txt" "${reports[@]}")
+(cd "$repo" && go run ./test/conformance/junitsum --expected "$here/expected-pass.txt" --out "$out/summary.txt" --markdown "$out/results.md" --reasons "$here/reasons.tsv" "${reports[@]}")

@@ -48,6 +48,7 @@ type result struct {
 	failed  []string // specs and suite nodes (BeforeSuite...) that failed
 	skipped int
 	total   int
+	status  map[string]string // every spec's status
 }
 
 // specName strips ginkgo's node-type prefix: "[It] [sig-node] X" -> "[sig-node] X".
@@ -73,13 +74,14 @@ func parseReport(run string, r io.Reader) (*result, error) {
 	if err := xml.NewDecoder(r).Decode(&rep); err != nil {
 		return nil, fmt.Errorf("run %s: parse JUnit: %w", run, err)
 	}
-	res := &result{name: run, passed: map[string]bool{}}
+	res := &result{name: run, passed: map[string]bool{}, status: map[string]string{}}
 	for _, s := range rep.Suites {
 		for _, c := range s.Cases {
 			isSpec := strings.HasPrefix(c.Name, "[It]")
 			st := caseStatus(c)
 			if isSpec {
 				res.total++
+				res.status[specName(c.Name)] = st
 			}
 			switch st {
 			case "passed":
@@ -160,6 +162,8 @@ func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("junitsum", flag.ContinueOnError)
 	expectedPath := fs.String("expected", "", "file listing spec names that must pass (one per line, # comments)")
 	outPath := fs.String("out", "", "also write the summary to this file")
+	mdPath := fs.String("markdown", "", "write a markdown table of every spec and its result per run to this file")
+	reasonsPath := fs.String("reasons", "", "file of `spec name<TAB>reason` lines explaining specs that do not pass (for --markdown)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -205,8 +209,91 @@ func run(args []string, stdout io.Writer) error {
 		fmt.Fprintln(w, p)
 	}
 	missing := summarise(w, results, expected)
+	if *mdPath != "" {
+		reasons, err := readReasons(*reasonsPath)
+		if err != nil {
+			return fmt.Errorf("reasons: %w", err)
+		}
+		if err := writeMarkdown(*mdPath, results, reasons); err != nil {
+			return err
+		}
+	}
 	if len(missing) > 0 || len(problems) > 0 {
 		return fmt.Errorf("%d expected spec(s) did not pass, %d report problem(s)", len(missing), len(problems))
 	}
 	return nil
+}
+
+// readReasons reads "spec<TAB>reason" lines.
+func readReasons(path string) (map[string]string, error) {
+	out := map[string]string{}
+	if path == "" {
+		return out, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		name, reason, ok := strings.Cut(l, "\t")
+		if !ok {
+			return nil, fmt.Errorf("line %q: want spec<TAB>reason", l)
+		}
+		out[specName(name)] = strings.TrimSpace(reason)
+	}
+	return out, nil
+}
+
+// writeMarkdown writes the counts per run and one table row per spec.
+func writeMarkdown(path string, results []*result, reasons map[string]string) error {
+	var b strings.Builder
+	b.WriteString("| run | specs | passed | failed | skipped |\n|---|---|---|---|---|\n")
+	for _, r := range results {
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", r.name, r.total, len(r.passed), len(r.failed), r.skipped)
+	}
+	names := map[string]bool{}
+	for _, r := range results {
+		for n := range r.status {
+			names[n] = true
+		}
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	b.WriteString("\n| spec |")
+	for _, r := range results {
+		fmt.Fprintf(&b, " %s |", r.name)
+	}
+	b.WriteString(" why not passing / what it would take |\n|---|")
+	for range results {
+		b.WriteString("---|")
+	}
+	b.WriteString("---|\n")
+	for _, n := range sorted {
+		fmt.Fprintf(&b, "| %s |", strings.ReplaceAll(n, "|", "\\|"))
+		allPass := true
+		for _, r := range results {
+			st := r.status[n]
+			if st == "" {
+				st = "—"
+			}
+			if st != "passed" {
+				allPass = false
+			}
+			fmt.Fprintf(&b, " %s |", st)
+		}
+		reason := reasons[n]
+		if allPass {
+			reason = ""
+		} else if reason == "" {
+			reason = "not yet explained"
+		}
+		fmt.Fprintf(&b, " %s |\n", reason)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
