@@ -52,6 +52,9 @@ type containerRecord struct {
 	// Resources is the proto of the latest UpdateContainerResources, kept so
 	// a restart and status report it.
 	Resources []byte `json:"resources,omitempty"`
+	// ImageVolumes are the images mounted as volumes; mounted under
+	// imageVolumesDir(ID).
+	ImageVolumes []imageVolume `json:"imageVolumes,omitempty"`
 }
 
 type container struct {
@@ -146,6 +149,10 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: image %q: %w", cfg.Metadata.Name, cfg.Image.Image, err)
 	}
+	volumes, volumeImages, err := s.resolveImageVolumes(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
 	id := newID()
 	log := s.log.With("pod", sbRec.ID, "container", id, "name", cfg.Metadata.Name)
 	m := sb.config.GetMetadata()
@@ -178,7 +185,8 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	c.rec = containerRecord{
 		ID: id, SandboxID: sbRec.ID, Name: name, Config: cfgBytes, ImageID: img.ID, ImageRef: imageRef,
 		State: containerInit, CreatedAt: time.Now().UnixNano(), LogPath: logPath,
-		CgroupsPath: oci.CgroupsPath(s.cfg.CgroupDriver, sbCfg.GetLinux().GetCgroupParent(), id),
+		CgroupsPath:  oci.CgroupsPath(s.cfg.CgroupDriver, sbCfg.GetLinux().GetCgroupParent(), id),
+		ImageVolumes: volumes,
 	}
 	if err := s.saveContainer(c); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
@@ -212,6 +220,10 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 		return nil, fmt.Errorf("create container: rootfs: %w", err)
 	}
 	u.add(func(ctx context.Context) error { return s.images.ReleaseRootfs(ctx, rwDir, rootfs) })
+	imageVolumes, err := s.mountImageVolumes(ctx, id, cfg, volumeImages, u)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
 
 	sbDir := s.sandboxDir(sbRec.ID)
 	shm := filepath.Join(s.sandboxBundle(sbRec.ID), "shm")
@@ -223,7 +235,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 		RootfsPath: rootfs, SandboxPID: sbRec.PID, NetNSPath: sbRec.NetNSPath,
 		ResolvConfPath: filepath.Join(sbDir, "resolv.conf"), HostsPath: filepath.Join(sbDir, "hosts"),
 		HostnamePath: filepath.Join(sbDir, "hostname"), ShmPath: shm,
-		CgroupsPath: c.rec.CgroupsPath, MinOOMScoreAdj: s.minOOM,
+		CgroupsPath: c.rec.CgroupsPath, MinOOMScoreAdj: s.minOOM, ImageVolumes: imageVolumes,
 	}
 	if t := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetTargetId(); t != "" {
 		tc, err := s.getContainer(t)
@@ -482,6 +494,10 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	if err := s.images.ReleaseRootfs(ctx, filepath.Join(dir, "rw"), filepath.Join(bundle, "rootfs")); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
+	// Before the bundle is removed: RemoveAll must not walk into a mount.
+	if err := s.releaseImageVolumes(ctx, rec.ID); err != nil {
+		return fmt.Errorf("remove container %s: %w", rec.ID, err)
+	}
 	for _, d := range []string{bundle, dir} {
 		if err := os.RemoveAll(d); err != nil {
 			return fmt.Errorf("remove container %s: %w", rec.ID, err)
@@ -541,7 +557,7 @@ func (s *Service) containerStatus(c *container) *runtime.ContainerStatus {
 		Id: rec.ID, Metadata: cfg.GetMetadata(), State: containerState(rec.State),
 		CreatedAt: rec.CreatedAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt,
 		Image: cfg.GetImage(), ImageRef: rec.ImageRef, ImageId: rec.ImageID,
-		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), Mounts: cfg.GetMounts(), LogPath: rec.LogPath,
+		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), Mounts: statusMounts(cfg.GetMounts(), rec.ImageVolumes), LogPath: rec.LogPath,
 		StopSignal: cfg.GetStopSignal(),
 	}
 	if rec.State == containerExited {

@@ -199,12 +199,13 @@ func (s *Service) releaseName(name, id string) {
 	}
 }
 
-// ImageInUse reports whether a container or sandbox uses the image.
+// ImageInUse reports whether a container (as its rootfs or an image
+// volume) or sandbox uses the image.
 func (s *Service) ImageInUse(imageID string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, c := range s.containers {
-		if c.rec.ImageID == imageID {
+		if c.rec.usesImage(imageID) {
 			return true
 		}
 	}
