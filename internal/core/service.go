@@ -84,6 +84,11 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		names:      map[string]string{},
 		events:     newEventHub(),
 	}
+	if cfg.CgroupDriver == "systemd" {
+		if err := systemdAvailable(); err != nil {
+			return nil, fmt.Errorf("key cgroup_driver: systemd cgroup driver unavailable: %w; use cgroup_driver = \"cgroupfs\"", err)
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	mon, err := findMonitor(cfg.Runtime.MonitorPath)
 	if err != nil {
@@ -250,4 +255,14 @@ func (s *Service) specVersion(ctx context.Context, rt *runc.Runtime) string {
 		return f.OCIVersionMax
 	}
 	return "1.0.2"
+}
+
+// systemdAvailable reports why the systemd cgroup driver cannot work: it
+// needs systemd as PID 1 to create scopes and slices.
+func systemdAvailable() error {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		comm, _ := os.ReadFile("/proc/1/comm")
+		return fmt.Errorf("systemd is not running as PID 1 (PID 1 is %q)", strings.TrimSpace(string(comm)))
+	}
+	return nil
 }
