@@ -58,6 +58,9 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	if err := core.CheckCgroupDriver(cfg.CgroupDriver); err != nil {
+		return err
+	}
 	for _, d := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.Socket)} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)

@@ -84,10 +84,8 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		names:      map[string]string{},
 		events:     newEventHub(),
 	}
-	if cfg.CgroupDriver == "systemd" {
-		if err := systemdAvailable(); err != nil {
-			return nil, fmt.Errorf("key cgroup_driver: systemd cgroup driver unavailable: %w; use cgroup_driver = \"cgroupfs\"", err)
-		}
+	if err := CheckCgroupDriver(cfg.CgroupDriver); err != nil {
+		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	mon, err := findMonitor(cfg.Runtime.MonitorPath)
@@ -255,6 +253,18 @@ func (s *Service) specVersion(ctx context.Context, rt *runc.Runtime) string {
 		return f.OCIVersionMax
 	}
 	return "1.0.2"
+}
+
+// CheckCgroupDriver fails when the configured cgroup driver cannot work on
+// this host. The daemon calls it before touching anything.
+func CheckCgroupDriver(driver string) error {
+	if driver != "systemd" {
+		return nil
+	}
+	if err := systemdAvailable(); err != nil {
+		return fmt.Errorf("key cgroup_driver: systemd cgroup driver unavailable: %w; use cgroup_driver = \"cgroupfs\"", err)
+	}
+	return nil
 }
 
 // systemdAvailable reports why the systemd cgroup driver cannot work: it
