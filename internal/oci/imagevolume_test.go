@@ -108,7 +108,9 @@ func TestImageVolumeMounts(t *testing.T) {
 		}
 	}
 	// Parents before children, whatever the request's order.
-	idx := func(d string) int { return slices.IndexFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == d }) }
+	idx := func(d string) int {
+		return slices.IndexFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == d })
+	}
 	if !(idx("/data") < idx("/data/img") && idx("/data/img") < idx("/data/img/etc")) {
 		t.Errorf("mount order: /data %d, /data/img %d, /data/img/etc %d", idx("/data"), idx("/data/img"), idx("/data/img/etc"))
 	}
