@@ -1,0 +1,796 @@
+package core
+
+// CRI metrics (KEP-2371): kubelet asks the runtime for cAdvisor-named
+// metrics instead of running cAdvisor itself. crid describes a fixed set
+// (ListMetricDescriptors) and reports, per ready pod, the pod's network
+// counters and each live container's cgroup, process and filesystem
+// counters (ListPodSandboxMetrics / StreamPodSandboxMetrics).
+//
+// Every metric carries the descriptor's label values in the descriptor's
+// order: the base labels (pod, namespace, container, id, image) and then
+// the metric's own (interface, device, ...). Values are integers because
+// the CRI carries UInt64Value; seconds are whole seconds, as in containerd.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crid-dev/crid/internal/cgroups"
+	"github.com/crid-dev/crid/internal/image"
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// metricBaseLabels name the pod and container a metric belongs to; kubelet
+// turns them into the labels cAdvisor used to put on the same metrics.
+var metricBaseLabels = []string{"pod", "namespace", "container", "id", "image"}
+
+// metricDef is one metric crid reports.
+type metricDef struct {
+	name, help string
+	typ        runtime.MetricType
+	extra      []string // label keys after the base labels
+}
+
+const (
+	counter = runtime.MetricType_COUNTER
+	gauge   = runtime.MetricType_GAUGE
+)
+
+// metricDefs is the fixed set crid describes and reports. Each one is
+// emitted for every running container (network ones for every pod with its
+// own network namespace), so the descriptor list never names a metric that
+// is never reported; disk I/O counters are emitted per block device that
+// has I/O accounted, so they may be absent for an idle container.
+var metricDefs = []metricDef{
+	// CPU
+	{"container_cpu_usage_seconds_total", "Cumulative CPU time consumed in seconds.", counter, nil},
+	{"container_cpu_user_seconds_total", "Cumulative user CPU time consumed in seconds.", counter, nil},
+	{"container_cpu_system_seconds_total", "Cumulative system CPU time consumed in seconds.", counter, nil},
+	{"container_cpu_cfs_periods_total", "Number of elapsed enforcement period intervals.", counter, nil},
+	{"container_cpu_cfs_throttled_periods_total", "Number of throttled period intervals.", counter, nil},
+	{"container_cpu_cfs_throttled_seconds_total", "Total time duration the container has been throttled, in seconds.", counter, nil},
+	// Memory
+	{"container_memory_cache", "Number of bytes of page cache memory.", gauge, nil},
+	{"container_memory_rss", "Size of RSS (anonymous memory) in bytes.", gauge, nil},
+	{"container_memory_kernel_usage", "Size of kernel memory allocated to the container in bytes.", gauge, nil},
+	{"container_memory_mapped_file", "Size of memory mapped files in bytes.", gauge, nil},
+	{"container_memory_swap", "Container swap usage in bytes.", gauge, nil},
+	{"container_memory_failcnt", "Number of times memory usage hit the limit.", counter, nil},
+	{"container_memory_usage_bytes", "Current memory usage in bytes, including all memory regardless of when it was accessed.", gauge, nil},
+	{"container_memory_max_usage_bytes", "Maximum memory usage recorded in bytes.", gauge, nil},
+	{"container_memory_working_set_bytes", "Current working set in bytes (usage minus inactive file cache).", gauge, nil},
+	{"container_memory_failures_total", "Cumulative count of memory allocation failures (page faults).", counter, []string{"failure_type", "scope"}},
+	{"container_oom_events_total", "Count of out of memory events observed for the container.", counter, nil},
+	// Network (pod level: containers share the pod's network namespace)
+	{"container_network_receive_bytes_total", "Cumulative count of bytes received.", counter, []string{"interface"}},
+	{"container_network_receive_packets_total", "Cumulative count of packets received.", counter, []string{"interface"}},
+	{"container_network_receive_packets_dropped_total", "Cumulative count of packets dropped while receiving.", counter, []string{"interface"}},
+	{"container_network_receive_errors_total", "Cumulative count of errors encountered while receiving.", counter, []string{"interface"}},
+	{"container_network_transmit_bytes_total", "Cumulative count of bytes transmitted.", counter, []string{"interface"}},
+	{"container_network_transmit_packets_total", "Cumulative count of packets transmitted.", counter, []string{"interface"}},
+	{"container_network_transmit_packets_dropped_total", "Cumulative count of packets dropped while transmitting.", counter, []string{"interface"}},
+	{"container_network_transmit_errors_total", "Cumulative count of errors encountered while transmitting.", counter, []string{"interface"}},
+	// Filesystem: the writable layer on the filesystem holding crid's root.
+	{"container_fs_usage_bytes", "Number of bytes consumed by the container's writable layer.", gauge, []string{"device"}},
+	{"container_fs_limit_bytes", "Number of bytes that can be consumed by the container on this filesystem.", gauge, []string{"device"}},
+	{"container_fs_inodes_total", "Number of inodes on the filesystem of the writable layer.", gauge, []string{"device"}},
+	{"container_fs_inodes_free", "Number of free inodes on the filesystem of the writable layer.", gauge, []string{"device"}},
+	// Disk I/O from the blkio (v1) or io (v2) controller.
+	{"container_fs_reads_bytes_total", "Cumulative count of bytes read.", counter, []string{"device"}},
+	{"container_fs_reads_total", "Cumulative count of reads completed.", counter, []string{"device"}},
+	{"container_fs_writes_bytes_total", "Cumulative count of bytes written.", counter, []string{"device"}},
+	{"container_fs_writes_total", "Cumulative count of writes completed.", counter, []string{"device"}},
+	{"container_blkio_device_usage_total", "Block I/O device usage in bytes.", counter, []string{"device", "major", "minor", "operation"}},
+	// Processes
+	{"container_processes", "Number of processes running inside the container.", gauge, nil},
+	{"container_threads", "Number of threads running inside the container.", gauge, nil},
+	{"container_threads_max", "Maximum number of threads allowed inside the container, 0 for unlimited.", gauge, nil},
+	{"container_file_descriptors", "Number of open file descriptors for the container.", gauge, nil},
+	{"container_sockets", "Number of open sockets for the container.", gauge, nil},
+	// Limits as set on the container's cgroup
+	{"container_spec_cpu_period", "CPU period of the container, in microseconds.", gauge, nil},
+	{"container_spec_cpu_shares", "CPU share of the container.", gauge, nil},
+	{"container_spec_memory_limit_bytes", "Memory limit for the container, 0 for unlimited.", gauge, nil},
+	{"container_spec_memory_swap_limit_bytes", "Memory and swap limit for the container, 0 for unlimited.", gauge, nil},
+	{"container_spec_memory_reservation_limit_bytes", "Memory reservation (soft limit) for the container, 0 for none.", gauge, nil},
+	// Time
+	{"container_last_seen", "Last time the container was seen by the runtime, in seconds since the epoch.", gauge, nil},
+	{"container_start_time_seconds", "Start time of the container, in seconds since the epoch.", gauge, nil},
+}
+
+// metricDescriptors builds the CRI descriptors of metricDefs.
+func metricDescriptors() []*runtime.MetricDescriptor {
+	out := make([]*runtime.MetricDescriptor, 0, len(metricDefs))
+	for _, d := range metricDefs {
+		keys := append(append([]string(nil), metricBaseLabels...), d.extra...)
+		out = append(out, &runtime.MetricDescriptor{Name: d.name, Help: d.help, LabelKeys: keys})
+	}
+	return out
+}
+
+// ListMetricDescriptors describes the metrics ListPodSandboxMetrics reports.
+func (s *Service) ListMetricDescriptors(ctx context.Context, req *runtime.ListMetricDescriptorsRequest) (*runtime.ListMetricDescriptorsResponse, error) {
+	return &runtime.ListMetricDescriptorsResponse{Descriptors: metricDescriptors()}, nil
+}
+
+// ListPodSandboxMetrics reports the metrics of every ready pod.
+func (s *Service) ListPodSandboxMetrics(ctx context.Context, req *runtime.ListPodSandboxMetricsRequest) (*runtime.ListPodSandboxMetricsResponse, error) {
+	out := &runtime.ListPodSandboxMetricsResponse{}
+	err := s.eachPodMetrics(ctx, func(m *runtime.PodSandboxMetrics) error {
+		out.PodMetrics = append(out.PodMetrics, m)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// podMetricsBatch is how many pods go into one StreamPodSandboxMetrics
+// message: far below gRPC's 16 MiB limit even for pods with many containers.
+const podMetricsBatch = 32
+
+// StreamPodSandboxMetrics sends the metrics of every ready pod in batches,
+// each pod exactly once.
+func (s *Service) StreamPodSandboxMetrics(ctx context.Context, send func(*runtime.StreamPodSandboxMetricsResponse) error) error {
+	var batch []*runtime.PodSandboxMetrics
+	err := s.eachPodMetrics(ctx, func(m *runtime.PodSandboxMetrics) error {
+		batch = append(batch, m)
+		if len(batch) < podMetricsBatch {
+			return nil
+		}
+		err := send(&runtime.StreamPodSandboxMetricsResponse{PodSandboxMetrics: batch})
+		batch = nil
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return send(&runtime.StreamPodSandboxMetricsResponse{PodSandboxMetrics: batch})
+	}
+	return nil
+}
+
+// eachPodMetrics collects the metrics of each ready pod and hands them to fn.
+// A pod or container whose counters cannot be read (it is going away) is
+// left out, as cAdvisor does, rather than failing the whole list.
+func (s *Service) eachPodMetrics(ctx context.Context, fn func(*runtime.PodSandboxMetrics) error) error {
+	s.mu.RLock()
+	all := make([]*sandbox, 0, len(s.sandboxes))
+	for _, sb := range s.sandboxes {
+		all = append(all, sb)
+	}
+	s.mu.RUnlock()
+	fsInfo := s.rootFsInfo()
+	var v1 map[string]string
+	if !cgroups.Unified() {
+		m, err := v1ControllerMounts()
+		if err != nil {
+			return fmt.Errorf("pod sandbox metrics: %w", err)
+		}
+		v1 = m
+	}
+	for _, sb := range all {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rec := sb.snapshot()
+		if rec.State != sandboxReady {
+			continue
+		}
+		select {
+		case <-sb.exited:
+			continue
+		default:
+		}
+		m := s.podMetrics(sb, rec, v1, fsInfo)
+		if err := fn(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) podMetrics(sb *sandbox, rec sandboxRecord, v1 map[string]string, fsInfo rootFs) *runtime.PodSandboxMetrics {
+	now := time.Now()
+	md := sb.config.GetMetadata()
+	out := &runtime.PodSandboxMetrics{PodSandboxId: rec.ID}
+	// Pod-level metrics have no container and no image.
+	podLabels := []string{md.GetName(), md.GetNamespace(), "", rec.ID, ""}
+	if rec.NetNSPath != "" && rec.PID > 0 {
+		devs, err := readNetDev(filepath.Join("/proc", strconv.Itoa(rec.PID), "net", "dev"))
+		if err != nil {
+			s.log.Debug("pod network metrics", "pod", rec.ID, "error", err)
+		}
+		for _, d := range devs {
+			e := emitter{labels: append(podLabels[:len(podLabels):len(podLabels)], d.name), at: now}
+			e.add("container_network_receive_bytes_total", d.rxBytes)
+			e.add("container_network_receive_packets_total", d.rxPackets)
+			e.add("container_network_receive_packets_dropped_total", d.rxDropped)
+			e.add("container_network_receive_errors_total", d.rxErrors)
+			e.add("container_network_transmit_bytes_total", d.txBytes)
+			e.add("container_network_transmit_packets_total", d.txPackets)
+			e.add("container_network_transmit_packets_dropped_total", d.txDropped)
+			e.add("container_network_transmit_errors_total", d.txErrors)
+			out.Metrics = append(out.Metrics, e.out...)
+		}
+	}
+	for _, c := range s.containersOf(rec.ID) {
+		crec := c.snapshot()
+		if crec.State != containerRunning && crec.State != containerCreated {
+			continue
+		}
+		labels := []string{md.GetName(), md.GetNamespace(), c.config.GetMetadata().GetName(), crec.ID, containerImageLabel(c.config, crec)}
+		ms, err := s.containerMetrics(crec, labels, v1, fsInfo, now)
+		if err != nil {
+			s.log.Debug("container metrics", "container", crec.ID, "error", err)
+			continue
+		}
+		out.ContainerMetrics = append(out.ContainerMetrics, &runtime.ContainerMetrics{ContainerId: crec.ID, Metrics: ms})
+	}
+	return out
+}
+
+// containerImageLabel is the image as the user named it, as cAdvisor shows it.
+func containerImageLabel(cfg *runtime.ContainerConfig, rec containerRecord) string {
+	if u := cfg.GetImage().GetUserSpecifiedImage(); u != "" {
+		return u
+	}
+	if i := cfg.GetImage().GetImage(); i != "" {
+		return i
+	}
+	return rec.ImageRef
+}
+
+// emitter appends metrics sharing one label prefix.
+type emitter struct {
+	labels []string
+	at     time.Time
+	out    []*runtime.Metric
+}
+
+func (e *emitter) add(name string, v uint64, extra ...string) {
+	typ := gauge
+	for _, d := range metricDefs {
+		if d.name == name {
+			typ = d.typ
+			break
+		}
+	}
+	lv := e.labels
+	if len(extra) > 0 {
+		lv = append(append([]string(nil), e.labels...), extra...)
+	}
+	e.out = append(e.out, &runtime.Metric{
+		Name: name, Timestamp: e.at.UnixNano(), MetricType: typ, LabelValues: lv, Value: &runtime.UInt64Value{Value: v},
+	})
+}
+
+func (s *Service) containerMetrics(rec containerRecord, labels []string, v1 map[string]string, fsInfo rootFs, now time.Time) ([]*runtime.Metric, error) {
+	cg, err := readCgroupMetrics(rec.CgroupsPath, v1)
+	if err != nil {
+		return nil, err
+	}
+	e := &emitter{labels: labels, at: now}
+	sec := uint64(time.Second)
+	e.add("container_cpu_usage_seconds_total", cg.cpuTotal/sec)
+	e.add("container_cpu_user_seconds_total", cg.cpuUser/sec)
+	e.add("container_cpu_system_seconds_total", cg.cpuSystem/sec)
+	e.add("container_cpu_cfs_periods_total", cg.periods)
+	e.add("container_cpu_cfs_throttled_periods_total", cg.throttledPeriods)
+	e.add("container_cpu_cfs_throttled_seconds_total", cg.throttledNanos/sec)
+
+	e.add("container_memory_cache", cg.memCache)
+	e.add("container_memory_rss", cg.memRSS)
+	e.add("container_memory_kernel_usage", cg.memKernel)
+	e.add("container_memory_mapped_file", cg.memMapped)
+	e.add("container_memory_swap", cg.memSwap)
+	e.add("container_memory_failcnt", cg.memFailcnt)
+	e.add("container_memory_usage_bytes", cg.memUsage)
+	e.add("container_memory_max_usage_bytes", cg.memMaxUsage)
+	e.add("container_memory_working_set_bytes", cg.memWorkingSet)
+	e.add("container_memory_failures_total", cg.pgfault, "pgfault", "container")
+	e.add("container_memory_failures_total", cg.pgmajfault, "pgmajfault", "container")
+	e.add("container_memory_failures_total", cg.pgfaultHierarchy, "pgfault", "hierarchy")
+	e.add("container_memory_failures_total", cg.pgmajfaultHierarchy, "pgmajfault", "hierarchy")
+	e.add("container_oom_events_total", cg.oomKills)
+
+	used, _, err := image.WritableUsage(filepath.Join(s.containerDir(rec.ID), "rw"))
+	if err != nil {
+		s.log.Debug("writable layer usage", "container", rec.ID, "error", err)
+	}
+	e.add("container_fs_usage_bytes", used, fsInfo.device)
+	e.add("container_fs_limit_bytes", fsInfo.capacity, fsInfo.device)
+	e.add("container_fs_inodes_total", fsInfo.inodes, fsInfo.device)
+	e.add("container_fs_inodes_free", fsInfo.inodesFree, fsInfo.device)
+	for _, io := range cg.blkio {
+		dev := blockDeviceName(io.major, io.minor)
+		e.add("container_fs_reads_bytes_total", io.readBytes, dev)
+		e.add("container_fs_reads_total", io.reads, dev)
+		e.add("container_fs_writes_bytes_total", io.writeBytes, dev)
+		e.add("container_fs_writes_total", io.writes, dev)
+		maj, mnr := strconv.FormatUint(io.major, 10), strconv.FormatUint(io.minor, 10)
+		e.add("container_blkio_device_usage_total", io.readBytes, dev, maj, mnr, "Read")
+		e.add("container_blkio_device_usage_total", io.writeBytes, dev, maj, mnr, "Write")
+	}
+
+	procs := processCounts(cg.pids)
+	e.add("container_processes", uint64(len(cg.pids)))
+	e.add("container_threads", procs.threads)
+	e.add("container_threads_max", cg.pidsMax)
+	e.add("container_file_descriptors", procs.fds)
+	e.add("container_sockets", procs.sockets)
+
+	e.add("container_spec_cpu_period", cg.cpuPeriod)
+	e.add("container_spec_cpu_shares", cg.cpuShares)
+	e.add("container_spec_memory_limit_bytes", cg.memLimit)
+	e.add("container_spec_memory_swap_limit_bytes", cg.memSwapLimit)
+	e.add("container_spec_memory_reservation_limit_bytes", cg.memReservation)
+
+	e.add("container_last_seen", uint64(now.Unix()))
+	start := rec.StartedAt
+	if start == 0 {
+		start = rec.CreatedAt
+	}
+	e.add("container_start_time_seconds", uint64(start/int64(time.Second)))
+	return e.out, nil
+}
+
+// cgroupMetrics are the counters of one container cgroup, in bytes and
+// nanoseconds; limits are 0 when unlimited.
+type cgroupMetrics struct {
+	cpuTotal, cpuUser, cpuSystem              uint64
+	periods, throttledPeriods, throttledNanos uint64
+	cpuPeriod, cpuShares                      uint64
+	memUsage, memMaxUsage, memWorkingSet      uint64
+	memCache, memRSS, memKernel, memMapped    uint64
+	memSwap, memFailcnt, oomKills             uint64
+	pgfault, pgmajfault                       uint64
+	pgfaultHierarchy, pgmajfaultHierarchy     uint64
+	memLimit, memSwapLimit, memReservation    uint64
+	pidsMax                                   uint64
+	pids                                      []int
+	blkio                                     []blkioDevice
+}
+
+// blkioDevice is the I/O of a cgroup on one block device.
+type blkioDevice struct {
+	major, minor                         uint64
+	readBytes, writeBytes, reads, writes uint64
+}
+
+// v1Unlimited: cgroup v1 reports "no limit" as a page-rounded LONG_MAX.
+const v1Unlimited = uint64(1) << 62
+
+func limitOrZero(v uint64) uint64 {
+	if v >= v1Unlimited {
+		return 0
+	}
+	return v
+}
+
+// v1ControllerMounts maps each cgroup v1 controller to its mount point;
+// co-mounted controllers ("cpu,cpuacct") map to the same directory.
+func v1ControllerMounts() (map[string]string, error) {
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	if err != nil {
+		return nil, fmt.Errorf("read cgroup mounts: %w", err)
+	}
+	out := map[string]string{}
+	for _, m := range infos {
+		for _, opt := range strings.Split(m.VFSOptions, ",") {
+			if _, ok := out[opt]; !ok && opt != "rw" && opt != "ro" && opt != "" {
+				out[opt] = m.Mountpoint
+			}
+		}
+	}
+	return out, nil
+}
+
+// readCgroupMetrics reads a container cgroup from v1 controllers (mounts
+// from v1ControllerMounts) or, with v1 nil, from the v2 tree.
+func readCgroupMetrics(cgroupsPath string, v1 map[string]string) (*cgroupMetrics, error) {
+	if cgroupsPath == "" || filepath.Clean("/"+cgroupsPath) == "/" {
+		return nil, fmt.Errorf("container has no cgroup")
+	}
+	if v1 == nil {
+		return readCgroupMetricsV2(filepath.Join("/sys/fs/cgroup", cgroupsPath))
+	}
+	dir := func(ctl string) string {
+		if mp, ok := v1[ctl]; ok {
+			return filepath.Join(mp, cgroupsPath)
+		}
+		return ""
+	}
+	mem, cpu, cpuacct, pids, blkio := dir("memory"), dir("cpu"), dir("cpuacct"), dir("pids"), dir("blkio")
+	if cpuacct == "" || !dirExists(cpuacct) {
+		return nil, fmt.Errorf("cgroup %s: %w", cgroupsPath, fs.ErrNotExist)
+	}
+	r := &cgReader{}
+	m := &cgroupMetrics{}
+	m.cpuTotal = r.uint(cpuacct, "cpuacct.usage")
+	if u, ok := r.optUint(cpuacct, "cpuacct.usage_user"); ok {
+		m.cpuUser, m.cpuSystem = u, r.uint(cpuacct, "cpuacct.usage_sys")
+	} else {
+		// cpuacct.stat counts USER_HZ ticks, 100 per second on Linux.
+		st := r.kv(cpuacct, "cpuacct.stat")
+		m.cpuUser, m.cpuSystem = st["user"]*uint64(10*time.Millisecond), st["system"]*uint64(10*time.Millisecond)
+	}
+	cs := r.kv(cpu, "cpu.stat")
+	m.periods, m.throttledPeriods, m.throttledNanos = cs["nr_periods"], cs["nr_throttled"], cs["throttled_time"]
+	m.cpuPeriod = r.uint(cpu, "cpu.cfs_period_us")
+	m.cpuShares = r.uint(cpu, "cpu.shares")
+
+	ms := r.kv(mem, "memory.stat")
+	m.memUsage = r.uint(mem, "memory.usage_in_bytes")
+	m.memMaxUsage = r.uint(mem, "memory.max_usage_in_bytes")
+	m.memWorkingSet = subFloor(m.memUsage, ms["total_inactive_file"])
+	m.memCache, m.memRSS, m.memMapped, m.memSwap = ms["total_cache"], ms["total_rss"], ms["total_mapped_file"], ms["total_swap"]
+	m.memKernel = r.uint(mem, "memory.kmem.usage_in_bytes")
+	m.memFailcnt = r.uint(mem, "memory.failcnt")
+	m.pgfault, m.pgmajfault = ms["pgfault"], ms["pgmajfault"]
+	m.pgfaultHierarchy, m.pgmajfaultHierarchy = ms["total_pgfault"], ms["total_pgmajfault"]
+	m.oomKills = r.kv(mem, "memory.oom_control")["oom_kill"]
+	m.memLimit = limitOrZero(r.uint(mem, "memory.limit_in_bytes"))
+	m.memSwapLimit = limitOrZero(r.uint(mem, "memory.memsw.limit_in_bytes"))
+	m.memReservation = limitOrZero(r.uint(mem, "memory.soft_limit_in_bytes"))
+	m.pidsMax = r.uint(pids, "pids.max")
+	procsDir := pids
+	if procsDir == "" {
+		procsDir = cpuacct
+	}
+	m.pids = r.pids(procsDir)
+	if blkio != "" {
+		m.blkio = mergeBlkio(
+			parseBlkioV1(r.raw(blkio, "blkio.throttle.io_service_bytes_recursive"), true),
+			parseBlkioV1(r.raw(blkio, "blkio.throttle.io_serviced_recursive"), false),
+		)
+	}
+	return m, r.err
+}
+
+func readCgroupMetricsV2(dir string) (*cgroupMetrics, error) {
+	if !dirExists(dir) {
+		return nil, fmt.Errorf("cgroup %s: %w", dir, fs.ErrNotExist)
+	}
+	r := &cgReader{}
+	m := &cgroupMetrics{}
+	cs := r.kv(dir, "cpu.stat")
+	us := uint64(time.Microsecond)
+	m.cpuTotal, m.cpuUser, m.cpuSystem = cs["usage_usec"]*us, cs["user_usec"]*us, cs["system_usec"]*us
+	m.periods, m.throttledPeriods, m.throttledNanos = cs["nr_periods"], cs["nr_throttled"], cs["throttled_usec"]*us
+	if f := strings.Fields(r.raw(dir, "cpu.max")); len(f) == 2 {
+		m.cpuPeriod, _ = strconv.ParseUint(f[1], 10, 64)
+	}
+	if w := r.uint(dir, "cpu.weight"); w > 0 {
+		// The inverse of the shares->weight conversion runc applies.
+		m.cpuShares = 2 + (w-1)*262142/9999
+	}
+	ms := r.kv(dir, "memory.stat")
+	m.memUsage = r.uint(dir, "memory.current")
+	m.memMaxUsage = r.uint(dir, "memory.peak")
+	m.memWorkingSet = subFloor(m.memUsage, ms["inactive_file"])
+	m.memCache, m.memRSS, m.memMapped = ms["file"], ms["anon"], ms["file_mapped"]
+	m.memKernel = ms["kernel"]
+	if m.memKernel == 0 {
+		m.memKernel = ms["kernel_stack"] + ms["slab"] + ms["sock"] + ms["vmalloc"] + ms["pagetables"]
+	}
+	m.memSwap = r.uint(dir, "memory.swap.current")
+	ev := r.kv(dir, "memory.events")
+	m.memFailcnt, m.oomKills = ev["max"], ev["oom_kill"]
+	// v2 counts faults for the subtree only.
+	m.pgfault, m.pgmajfault = ms["pgfault"], ms["pgmajfault"]
+	m.pgfaultHierarchy, m.pgmajfaultHierarchy = ms["pgfault"], ms["pgmajfault"]
+	m.memLimit = r.uint(dir, "memory.max")
+	if sw := r.uint(dir, "memory.swap.max"); sw > 0 && m.memLimit > 0 {
+		m.memSwapLimit = m.memLimit + sw
+	}
+	m.memReservation = r.uint(dir, "memory.low")
+	m.pidsMax = r.uint(dir, "pids.max")
+	m.pids = r.pids(dir)
+	m.blkio = parseIOStatV2(r.raw(dir, "io.stat"))
+	return m, r.err
+}
+
+func subFloor(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// cgReader reads cgroup files best effort: a controller that is not
+// mounted (dir "") or a file this kernel lacks reads as zero, and "max" as
+// 0 (unlimited). Other read errors are kept in err.
+type cgReader struct{ err error }
+
+func (r *cgReader) raw(dir, name string) string {
+	if dir == "" {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.EOPNOTSUPP) && r.err == nil {
+			r.err = err
+		}
+		return ""
+	}
+	return string(b)
+}
+
+func (r *cgReader) optUint(dir, name string) (uint64, bool) {
+	s := strings.TrimSpace(r.raw(dir, name))
+	if s == "" {
+		return 0, false
+	}
+	if s == "max" {
+		return 0, true
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	return v, err == nil
+}
+
+func (r *cgReader) uint(dir, name string) uint64 {
+	v, _ := r.optUint(dir, name)
+	return v
+}
+
+func (r *cgReader) kv(dir, name string) map[string]uint64 {
+	return parseKV(r.raw(dir, name))
+}
+
+func (r *cgReader) pids(dir string) []int {
+	var out []int
+	for _, f := range strings.Fields(r.raw(dir, "cgroup.procs")) {
+		if p, err := strconv.Atoi(f); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseKV parses "key value" lines; non-numeric values are skipped.
+func parseKV(s string) map[string]uint64 {
+	out := map[string]uint64{}
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		if v, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+			out[f[0]] = v
+		}
+	}
+	return out
+}
+
+// parseBlkioV1 parses blkio.throttle.io_service{d,_bytes}_recursive:
+// "MAJ:MIN Read|Write|Sync|Async|Discard|Total N" lines plus a "Total N".
+// isBytes selects which blkioDevice fields the values fill.
+func parseBlkioV1(s string, isBytes bool) []blkioDevice {
+	var out []blkioDevice
+	idx := map[[2]uint64]int{}
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 3 {
+			continue
+		}
+		maj, mnr, ok := parseMajMin(f[0])
+		v, err := strconv.ParseUint(f[2], 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		k := [2]uint64{maj, mnr}
+		i, seen := idx[k]
+		if !seen {
+			i = len(out)
+			idx[k] = i
+			out = append(out, blkioDevice{major: maj, minor: mnr})
+		}
+		switch {
+		case f[1] == "Read" && isBytes:
+			out[i].readBytes = v
+		case f[1] == "Write" && isBytes:
+			out[i].writeBytes = v
+		case f[1] == "Read":
+			out[i].reads = v
+		case f[1] == "Write":
+			out[i].writes = v
+		}
+	}
+	return out
+}
+
+// mergeBlkio joins the byte and operation counts of the same devices.
+func mergeBlkio(byteCounts, ops []blkioDevice) []blkioDevice {
+	out := append([]blkioDevice(nil), byteCounts...)
+	for _, o := range ops {
+		found := false
+		for i := range out {
+			if out[i].major == o.major && out[i].minor == o.minor {
+				out[i].reads, out[i].writes = o.reads, o.writes
+				found = true
+			}
+		}
+		if !found {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// parseIOStatV2 parses io.stat: "MAJ:MIN rbytes=N wbytes=N rios=N wios=N ...".
+func parseIOStatV2(s string) []blkioDevice {
+	var out []blkioDevice
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		maj, mnr, ok := parseMajMin(f[0])
+		if !ok {
+			continue
+		}
+		d := blkioDevice{major: maj, minor: mnr}
+		for _, kv := range f[1:] {
+			k, vs, _ := strings.Cut(kv, "=")
+			v, err := strconv.ParseUint(vs, 10, 64)
+			if err != nil {
+				continue
+			}
+			switch k {
+			case "rbytes":
+				d.readBytes = v
+			case "wbytes":
+				d.writeBytes = v
+			case "rios":
+				d.reads = v
+			case "wios":
+				d.writes = v
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func parseMajMin(s string) (uint64, uint64, bool) {
+	a, b, ok := strings.Cut(s, ":")
+	if !ok {
+		return 0, 0, false
+	}
+	maj, err1 := strconv.ParseUint(a, 10, 64)
+	mnr, err2 := strconv.ParseUint(b, 10, 64)
+	return maj, mnr, err1 == nil && err2 == nil
+}
+
+// blockDeviceName is /dev/<name> of a block device, or "MAJ:MIN" when sysfs
+// does not know it.
+func blockDeviceName(major, minor uint64) string {
+	b, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/uevent", major, minor))
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if n, ok := strings.CutPrefix(line, "DEVNAME="); ok {
+				return "/dev/" + n
+			}
+		}
+	}
+	return fmt.Sprintf("%d:%d", major, minor)
+}
+
+// netDev is one interface's line of /proc/<pid>/net/dev.
+type netDev struct {
+	name                                    string
+	rxBytes, rxPackets, rxErrors, rxDropped uint64
+	txBytes, txPackets, txErrors, txDropped uint64
+}
+
+// readNetDev reads the interfaces of the network namespace a process is
+// in, except loopback (cAdvisor leaves it out too).
+func readNetDev(path string) ([]netDev, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseNetDev(b), nil
+}
+
+func parseNetDev(b []byte) []netDev {
+	var out []netDev
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue // the two header lines
+		}
+		name = strings.TrimSpace(name)
+		f := strings.Fields(rest)
+		if name == "lo" || len(f) < 16 {
+			continue
+		}
+		n := make([]uint64, 16)
+		for i := range n {
+			n[i], _ = strconv.ParseUint(f[i], 10, 64)
+		}
+		// Receive: bytes packets errs drop fifo frame compressed multicast;
+		// transmit: bytes packets errs drop fifo colls carrier compressed.
+		out = append(out, netDev{
+			name: name, rxBytes: n[0], rxPackets: n[1], rxErrors: n[2], rxDropped: n[3],
+			txBytes: n[8], txPackets: n[9], txErrors: n[10], txDropped: n[11],
+		})
+	}
+	return out
+}
+
+// procCounts are the threads and open files of a set of processes.
+type procCounts struct{ threads, fds, sockets uint64 }
+
+// processCounts counts threads, file descriptors and sockets of pids. A
+// process that exits meanwhile is skipped.
+func processCounts(pids []int) procCounts {
+	var c procCounts
+	for _, pid := range pids {
+		base := filepath.Join("/proc", strconv.Itoa(pid))
+		if tasks, err := os.ReadDir(filepath.Join(base, "task")); err == nil {
+			c.threads += uint64(len(tasks))
+		}
+		fdDir := filepath.Join(base, "fd")
+		fds, err := os.ReadDir(fdDir)
+		if err != nil {
+			continue
+		}
+		c.fds += uint64(len(fds))
+		for _, fd := range fds {
+			if t, err := os.Readlink(filepath.Join(fdDir, fd.Name())); err == nil && strings.HasPrefix(t, "socket:") {
+				c.sockets++
+			}
+		}
+	}
+	return c
+}
+
+// rootFs describes the filesystem holding crid's root (and so every
+// writable layer).
+type rootFs struct {
+	device                       string
+	capacity, inodes, inodesFree uint64
+}
+
+func (s *Service) rootFsInfo() rootFs {
+	out := rootFs{device: s.cfg.Root}
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.cfg.Root, &st); err == nil {
+		out.capacity = st.Blocks * uint64(st.Bsize)
+		out.inodes, out.inodesFree = st.Files, st.Ffree
+	}
+	// The device is the source of the deepest mount containing the root.
+	if infos, err := mountinfo.GetMounts(mountinfo.ParentsFilter(s.cfg.Root)); err == nil {
+		best := -1
+		for _, m := range infos {
+			if len(m.Mountpoint) > best {
+				best, out.device = len(m.Mountpoint), m.Source
+			}
+		}
+	}
+	return out
+}
