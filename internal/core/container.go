@@ -220,6 +220,9 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 		return nil, fmt.Errorf("create container: rootfs: %w", err)
 	}
 	u.add(func(ctx context.Context) error { return s.images.ReleaseRootfs(ctx, rwDir, rootfs) })
+	if err := s.idmapContainerRootfs(sbCfg, sbRec.PID, rootfs); err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
 	imageVolumes, err := s.mountImageVolumes(ctx, id, cfg, volumeImages, u)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)

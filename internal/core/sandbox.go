@@ -113,6 +113,9 @@ func validateSandboxConfig(c *runtime.PodSandboxConfig) error {
 	if err := validateSandboxConfigMeta(c); err != nil {
 		return err
 	}
+	if err := oci.ValidatePodUserNamespace(c); err != nil {
+		return fmt.Errorf("pod sandbox config: %w", err)
+	}
 	for i, pm := range c.GetPortMappings() {
 		if pm.HostIp != "" && net.ParseIP(pm.HostIp) == nil {
 			return fmt.Errorf("pod sandbox config: port_mappings[%d].host_ip %q is not an IP address: %w", i, pm.HostIp, errdefs.ErrInvalidArgument)
@@ -161,6 +164,12 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	rt, err := s.runtimeFor(req.GetRuntimeHandler())
 	if err != nil {
 		return nil, err
+	}
+	userns := oci.PodUserNamespace(cfg)
+	if userns != nil {
+		if err := s.usernsSupported(ctx, rt); err != nil {
+			return nil, fmt.Errorf("run pod sandbox: %w", errUsernsUnsupported(err))
+		}
 	}
 	id := newID()
 	log := s.log.With("pod", id, "name", cfg.Metadata.Name, "namespace", cfg.Metadata.Namespace)
@@ -231,12 +240,30 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		u.add(func(context.Context) error { return unmount(shmPath) })
 	}
 
+	// The pod's own user namespace, if it has one, comes first: the
+	// network namespace is made inside it (see userns.go). The helper
+	// holding it lives until the pause has joined.
+	var usernsHelper *usernsHelper
+	if userns != nil {
+		usernsHelper, err = newUsernsHelper(userns.GetUids()[0], userns.GetGids()[0], !hostNetwork(cfg))
+		if err != nil {
+			return nil, fmt.Errorf("run pod sandbox: %w", err)
+		}
+		defer usernsHelper.close()
+	}
+
 	// Network namespace and CNI.
 	if !hostNetwork(cfg) {
 		if err := s.net.Ready(); err != nil {
 			return nil, fmt.Errorf("run pod sandbox: network not ready: %w: %w", err, errdefs.ErrFailedPrecondition)
 		}
-		nsPath, err := s.net.CreateNetNS(id)
+		var nsPath string
+		if usernsHelper != nil {
+			nsPath = filepath.Join(s.cfg.State, "netns", id)
+			err = pinNetNS(usernsHelper.nsPath("net"), nsPath)
+		} else {
+			nsPath, err = s.net.CreateNetNS(id)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("run pod sandbox: %w", err)
 		}
@@ -272,12 +299,19 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		return nil, fmt.Errorf("run pod sandbox: rootfs: %w", err)
 	}
 	u.add(func(ctx context.Context) error { return s.images.ReleaseRootfs(ctx, rwDir, rootfs) })
+	usernsPath := ""
+	if usernsHelper != nil {
+		usernsPath = usernsHelper.nsPath("user")
+		if err := idmapRootfs(rootfs, usernsPath, userns.GetUids()[0].GetHostId(), userns.GetGids()[0].GetHostId()); err != nil {
+			return nil, fmt.Errorf("run pod sandbox: %w", err)
+		}
+	}
 
 	spec, err := oci.SandboxSpec(oci.SandboxParams{
 		ID: id, Config: cfg, Image: img.Config, RootfsPath: rootfs, NetNSPath: sb.rec.NetNSPath,
 		ResolvConfPath: filepath.Join(dir, "resolv.conf"), HostsPath: filepath.Join(dir, "hosts"),
 		HostnamePath: filepath.Join(dir, "hostname"), ShmPath: shmPath,
-		CgroupsPath: sb.rec.CgroupsPath, MinOOMScoreAdj: s.minOOM,
+		CgroupsPath: sb.rec.CgroupsPath, MinOOMScoreAdj: s.minOOM, UsernsPath: usernsPath,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox: %w", err)

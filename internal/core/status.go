@@ -38,6 +38,7 @@ func (s *Service) Status(ctx context.Context, req *runtime.StatusRequest) (*runt
 	// The default handler is also reported under the empty name, as kubelet
 	// looks features up for pods without a RuntimeClass that way.
 	handlers := append([]string{""}, names...)
+	idmapErr := probeIdmappedOverlay(s.cfg.Root)
 	for _, n := range handlers {
 		rt, err := s.runtimeFor(n)
 		if err != nil {
@@ -46,6 +47,17 @@ func (s *Service) Status(ctx context.Context, req *runtime.StatusRequest) (*runt
 		f := &runtime.RuntimeHandlerFeatures{}
 		if feat, err := rt.Features(ctx); err == nil {
 			f.RecursiveReadOnlyMounts = slices.Contains(feat.MountOptions, "rro")
+		}
+		// Pod user namespaces need no idmapped-mount support from the
+		// runtime (crid idmaps the rootfs itself), only the kernel's.
+		err = idmapErr
+		if err == nil {
+			err = runtimeJoinsUserns(ctx, rt)
+		}
+		if err == nil {
+			f.UserNamespaces = true
+		} else {
+			s.log.Debug("pod user namespaces unavailable", "handler", n, "error", err)
 		}
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{Name: n, Features: f})
 	}

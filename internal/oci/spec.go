@@ -31,6 +31,9 @@ type SandboxParams struct {
 	CgroupsPath string
 	// MinOOMScoreAdj is the lowest oom_score_adj crid may set; lower requests are clamped.
 	MinOOMScoreAdj int
+	// UsernsPath is the pod's user namespace for the pause to join when
+	// the pod has its own (see PodUserNamespace); "" otherwise.
+	UsernsPath string
 }
 
 // ContainerParams is what a container's spec is made from.
@@ -96,8 +99,8 @@ func sandboxSpec(p SandboxParams, h hostFacts) (*specs.Spec, error) {
 	privileged := sc.GetPrivileged()
 	hostNet := ns.GetNetwork() == runtime.NamespaceMode_NODE
 	hostIPC := ns.GetIpc() == runtime.NamespaceMode_NODE
-	if u := ns.GetUsernsOptions(); u != nil && u.GetMode() != runtime.NamespaceMode_NODE {
-		return nil, invalid("sandbox %s: user namespaces are not supported (userns mode %v)", p.ID, u.GetMode())
+	if err := ValidatePodUserNamespace(cfg); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", p.ID, err)
 	}
 
 	args := append(slices.Clone(p.Image.Entrypoint), p.Image.Cmd...)
@@ -166,6 +169,9 @@ func sandboxSpec(p SandboxParams, h hostFacts) (*specs.Spec, error) {
 	}
 	if h.unified && !privileged {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	if err := sandboxUserns(s, p); err != nil {
+		return nil, err
 	}
 
 	shm := p.ShmPath
@@ -462,8 +468,8 @@ func containerNamespaces(s *specs.Spec, p ContainerParams, ns *runtime.Namespace
 	default:
 		return invalid("unknown pid namespace mode %v", ns.GetPid())
 	}
-	if u := ns.GetUsernsOptions(); u != nil && u.GetMode() != runtime.NamespaceMode_NODE {
-		return invalid("user namespaces are not supported (userns mode %v)", u.GetMode())
+	if err := containerUserns(s, p, ns); err != nil {
+		return err
 	}
 	if h.unified && !privileged {
 		add(specs.CgroupNamespace, "")
