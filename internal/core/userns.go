@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/oci"
 	"github.com/crid-dev/crid/internal/runc"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -229,9 +230,13 @@ func idmappedOverlay(nsFd int, lowers []string, upper, work string) (int, error)
 // pod's user namespace (through the pause process), when the pod has one.
 // CreateContainer calls it right after mounting the rootfs.
 func (s *Service) idmapContainerRootfs(sbCfg *runtime.PodSandboxConfig, sandboxPID int, rootfs string) error {
-	u := sbCfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()
-	if u.GetMode() != runtime.NamespaceMode_POD {
+	// Mode POD is the enum's zero value: absent options are not POD.
+	u := oci.PodUserNamespace(sbCfg)
+	if u == nil {
 		return nil
+	}
+	if len(u.GetUids()) != 1 || len(u.GetGids()) != 1 {
+		return fmt.Errorf("pod user namespace: %w", oci.ValidatePodUserNamespace(sbCfg))
 	}
 	if sandboxPID <= 0 {
 		return fmt.Errorf("pod user namespace: the pause is not running: %w", errdefs.ErrFailedPrecondition)

@@ -17,8 +17,9 @@ import (
 // PodUserNamespace returns the pod's user namespace options when the pod
 // has a user namespace of its own (mode POD), nil when it shares the host's.
 func PodUserNamespace(cfg *runtime.PodSandboxConfig) *runtime.UserNamespace {
+	// POD is the enum's zero value: absent options mean the host's.
 	u := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()
-	if u.GetMode() != runtime.NamespaceMode_POD {
+	if u == nil || u.GetMode() != runtime.NamespaceMode_POD {
 		return nil
 	}
 	return u
