@@ -46,7 +46,12 @@ type Server struct {
 	ln      net.Listener // tracking listener (TLS, if any, is layered on top)
 	http    *http.Server
 	cri     cristreaming.Server
+	rt      *adapter
 	baseURL *url.URL
+
+	tokens          tokens // CRI request of every URL handed out
+	idleTimeout     time.Duration
+	creationTimeout time.Duration
 
 	// ctx is the parent of every request context; Stop cancels it so
 	// running execs, attaches and forwards end with the server.
@@ -112,7 +117,10 @@ func NewWithLogger(cfg config.Streaming, b Backend, log *slog.Logger) (*Server, 
 	criCfg.BaseURL = s.baseURL
 	criCfg.StreamIdleTimeout = idle
 	criCfg.TLSConfig = tlsConfig
-	s.cri, err = cristreaming.NewServer(criCfg, &adapter{b: b, srv: s})
+	s.rt = &adapter{b: b, srv: s}
+	s.idleTimeout = idle
+	s.creationTimeout = criCfg.StreamCreationTimeout
+	s.cri, err = cristreaming.NewServer(criCfg, s.rt)
 	if err != nil {
 		cancel()
 		raw.Close()
@@ -120,7 +128,7 @@ func NewWithLogger(cfg config.Streaming, b Backend, log *slog.Logger) (*Server, 
 	}
 
 	s.http = &http.Server{
-		Handler: s.cri,
+		Handler: s,
 		// Header reads get a bound; upgraded streams are governed by the
 		// stream idle timeout instead, so no ReadTimeout/WriteTimeout.
 		ReadHeaderTimeout: 30 * time.Second,
@@ -250,15 +258,27 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // GetExec returns the URL for an exec session.
 func (s *Server) GetExec(req *runtime.ExecRequest) (*runtime.ExecResponse, error) {
-	return s.cri.GetExec(req)
+	resp, err := s.cri.GetExec(req)
+	if err == nil {
+		s.tokens.add(resp.Url, req)
+	}
+	return resp, err
 }
 
 // GetAttach returns the URL for an attach session.
 func (s *Server) GetAttach(req *runtime.AttachRequest) (*runtime.AttachResponse, error) {
-	return s.cri.GetAttach(req)
+	resp, err := s.cri.GetAttach(req)
+	if err == nil {
+		s.tokens.add(resp.Url, req)
+	}
+	return resp, err
 }
 
 // GetPortForward returns the URL for a port-forward session.
 func (s *Server) GetPortForward(req *runtime.PortForwardRequest) (*runtime.PortForwardResponse, error) {
-	return s.cri.GetPortForward(req)
+	resp, err := s.cri.GetPortForward(req)
+	if err == nil {
+		s.tokens.add(resp.Url, req)
+	}
+	return resp, err
 }
