@@ -385,7 +385,7 @@ func TestIsolationPortMappings(t *testing.T) {
 			_, _ = h.rt.RemovePodSandbox(ctxT(t), &runtime.RemovePodSandboxRequest{PodSandboxId: podID})
 		}
 	})
-	web := createStart(t, podID, pod, containerConfig("web", "sh", "-c",
+	createStart(t, podID, pod, containerConfig("web", "sh", "-c",
 		"mkdir -p /www && echo crid-hostport > /www/index.html && exec httpd -f -p 8080 -h /www"))
 	udp := containerConfig("udp", "/e2e.test")
 	udp.Envs = []*runtime.KeyValue{{Key: udpEchoEnv, Value: []byte("5353")}}
@@ -457,7 +457,6 @@ func TestIsolationPortMappings(t *testing.T) {
 		c.Close()
 		t.Errorf("host port %d still answers after the pod is gone", tcpPort)
 	}
-	_ = web
 }
 
 // TestIsolationSysctls: namespaced sysctls, safe and unsafe, are set in the
@@ -631,6 +630,11 @@ func TestIsolationUsers(t *testing.T) {
 		if image != "" {
 			cfg.Image = &runtime.ImageSpec{Image: image}
 		}
+		if sc == nil {
+			sc = &runtime.LinuxContainerSecurityContext{}
+		}
+		// Its own pid namespace, so /proc/1 is the container's process.
+		sc.NamespaceOptions = &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER}
 		cfg.Linux = &runtime.LinuxContainerConfig{SecurityContext: sc}
 		return createStart(t, podID, pod, cfg)
 	}
@@ -660,11 +664,17 @@ func TestIsolationUsers(t *testing.T) {
 				t.Errorf("groups = %v, want %q (id: %s)", got, c.groups, must(t, id, "id"))
 			}
 			// The container's own process, not only exec, runs so.
-			if st := procStatus(t, id, "$(pidof sleep | cut -d' ' -f1)"); !strings.HasPrefix(st["Uid"], strings.Fields(c.id)[0]+"\t") {
-				t.Errorf("main process Uid %q, want %s", st["Uid"], strings.Fields(c.id)[0])
+			st := procStatus(t, id, "1")
+			uid, gid := strings.Fields(c.id)[0], strings.Fields(c.id)[1]
+			if f := strings.Fields(st["Uid"]); len(f) == 0 || f[0] != uid {
+				t.Errorf("main process Uid %q, want %s", st["Uid"], uid)
 			}
-			st := containerStatus(t, id)
-			_ = st
+			if f := strings.Fields(st["Gid"]); len(f) == 0 || f[0] != gid {
+				t.Errorf("main process Gid %q, want %s", st["Gid"], gid)
+			}
+			if g := strings.Join(strings.Fields(st["Groups"]), " "); g != c.groups {
+				t.Errorf("main process Groups %q, want %q", g, c.groups)
+			}
 		})
 	}
 	err := tryCreate(t, podID, pod, func() *runtime.ContainerConfig {
