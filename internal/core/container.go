@@ -329,7 +329,9 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 	if err := s.saveContainer(c); err != nil {
 		s.log.Error("persist container exit", "container", snap.ID, "error", err)
 	}
-	close(c.exited)
+	// Delete from the runtime before waking waiters: a RemoveContainer
+	// racing this delete makes runc 1.1 see a half-deleted container
+	// ("invalid state transition from stopped to paused").
 	if rt, err := s.runtimeFor(s.handlerOf(snap.SandboxID)); err == nil {
 		ctx, cancel := cleanupCtx()
 		if err := rt.Delete(ctx, snap.ID, true); err != nil {
@@ -338,6 +340,7 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 		cancel()
 	}
 	_ = cgroups.Remove(snap.CgroupsPath)
+	close(c.exited)
 	s.events.publish(c, runtime.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	s.log.Info("container exited", "container", snap.ID, "exitCode", snap.ExitCode, "reason", snap.Reason)
 }

@@ -102,6 +102,9 @@ func (s *Service) cleanupContainer(ctx context.Context, c *container) {
 	_ = cgroups.Remove(rec.CgroupsPath)
 	dir, bundle := s.containerDir(rec.ID), s.containerBundle(rec.ID)
 	_ = s.images.ReleaseRootfs(ctx, filepath.Join(dir, "rw"), filepath.Join(bundle, "rootfs"))
+	if err := s.releaseImageVolumes(ctx, rec.ID); err != nil {
+		s.log.Warn("cleanup: image volumes", "container", rec.ID, "error", err)
+	}
 	_ = removeAll(bundle, dir)
 	if err := s.st.Delete(store.BucketContainers, rec.ID); err != nil {
 		s.log.Error("cleanup: delete container record", "container", rec.ID, "error", err)
