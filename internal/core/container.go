@@ -240,13 +240,21 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 		HostnamePath: filepath.Join(sbDir, "hostname"), ShmPath: shm,
 		CgroupsPath: c.rec.CgroupsPath, MinOOMScoreAdj: s.minOOM, ImageVolumes: imageVolumes,
 	}
-	if t := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetTargetId(); t != "" {
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	targetSandbox := sbRec.ID
+	if t := nsOpts.GetTargetId(); t != "" {
 		tc, err := s.getContainer(t)
 		if err != nil {
 			return nil, fmt.Errorf("create container: target container: %w", err)
 		}
-		params.TargetPID = tc.snapshot().PID
+		tr := tc.snapshot()
+		params.TargetPID, targetSandbox = tr.PID, tr.SandboxID
 	}
+	if err := validatePIDTarget(nsOpts, sbRec.ID, targetSandbox); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	sc := cfg.GetLinux().GetSecurityContext()
+	logIgnoredAppArmor(log, sc.GetApparmor(), sc.GetApparmorProfile())
 	spec, err := oci.ContainerSpec(params)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
