@@ -91,7 +91,7 @@ func TestCrictl(t *testing.T) {
 			Network struct{ IP string } `json:"network"`
 		} `json:"status"`
 	}
-	if err := json.Unmarshal([]byte(run("inspectp", pod)), &inspectp); err != nil || !strings.HasPrefix(inspectp.Status.Network.IP, "10.99.0.") {
+	if err := json.Unmarshal([]byte(run("inspectp", pod)), &inspectp); err != nil || !strings.HasPrefix(inspectp.Status.Network.IP, strings.TrimSuffix(podSubnet, "0/24")) {
 		t.Errorf("inspectp: IP %q (%v)", inspectp.Status.Network.IP, err)
 	}
 	ctr := run("create", pod, ctrJSON, podJSON)

@@ -27,11 +27,15 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-const (
-	busybox     = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
-	bridgeName  = "crid-e2e0"
-	networkName = "crid-e2e"
-	podSubnet   = "10.99.0.0/24"
+const busybox = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
+
+// Each run gets its own bridge, CNI network and subnet so that two runs
+// on one machine (developers, helpers, CI) cannot tear each other down.
+var (
+	runTag      = randHex(3)
+	bridgeName  = "crid-e2e" + runTag[:4]
+	networkName = "crid-e2e-" + runTag
+	podSubnet   = fmt.Sprintf("10.99.%d.0/24", int(runTag[4])%200+10)
 )
 
 // harness is the crid under test and what it needs around it.
