@@ -124,7 +124,7 @@ func validateSandboxConfig(c *runtime.PodSandboxConfig) error {
 			return fmt.Errorf("pod sandbox config: port_mappings[%d]: ports must be within 1-65535 (container %d, host %d): %w", i, pm.ContainerPort, pm.HostPort, errdefs.ErrInvalidArgument)
 		}
 	}
-	return nil
+	return validateSandboxSecurity(c)
 }
 
 func validateSandboxConfigMeta(c *runtime.PodSandboxConfig) error {
@@ -173,6 +173,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	}
 	id := newID()
 	log := s.log.With("pod", id, "name", cfg.Metadata.Name, "namespace", cfg.Metadata.Namespace)
+	logIgnoredAppArmor(log, cfg.GetLinux().GetSecurityContext().GetApparmor(), "")
 	name := sandboxName(cfg.Metadata)
 	if err := s.reserveName(name, id); err != nil {
 		return nil, fmt.Errorf("run pod sandbox: %w", err)

@@ -55,6 +55,9 @@ type Service struct {
 	monitor  string // crid-monitor binary
 	minOOM   int
 	events   *eventHub
+	// idmapProbe caches whether idmapped overlays work here; the kernel
+	// does not change under a running crid, and Status is polled.
+	idmapProbe func() error
 
 	// ctx lives as long as the service; watchers run under it.
 	ctx    context.Context
@@ -87,6 +90,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if err := CheckCgroupDriver(cfg.CgroupDriver); err != nil {
 		return nil, err
 	}
+	s.idmapProbe = sync.OnceValue(func() error { return probeIdmappedOverlay(cfg.Root) })
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	mon, err := findMonitor(cfg.Runtime.MonitorPath)
 	if err != nil {

@@ -38,7 +38,7 @@ func (s *Service) Status(ctx context.Context, req *runtime.StatusRequest) (*runt
 	// The default handler is also reported under the empty name, as kubelet
 	// looks features up for pods without a RuntimeClass that way.
 	handlers := append([]string{""}, names...)
-	idmapErr := probeIdmappedOverlay(s.cfg.Root)
+	idmapErr := s.idmapProbe()
 	for _, n := range handlers {
 		rt, err := s.runtimeFor(n)
 		if err != nil {

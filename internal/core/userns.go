@@ -250,7 +250,7 @@ func (s *Service) usernsSupported(ctx context.Context, rt *runc.Runtime) error {
 	if err := runtimeJoinsUserns(ctx, rt); err != nil {
 		return err
 	}
-	return probeIdmappedOverlay(s.cfg.Root)
+	return s.idmapProbe()
 }
 
 // runtimeJoinsUserns checks that the runtime knows user namespaces; it
