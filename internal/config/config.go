@@ -80,6 +80,9 @@ type Runtime struct {
 	ExecSyncDrainTimeout Duration `toml:"exec_sync_drain_timeout" comment:"after an exec'd process exits, wait at most this long for its output pipes"`
 	// RestrictOOMScoreAdj clamps requested oom_score_adj to what crid itself may set.
 	RestrictOOMScoreAdj bool `toml:"restrict_oom_score_adj" comment:"clamp oom_score_adj to crid's own (needed without CAP_SYS_RESOURCE)"`
+	// CDISpecDirs are searched for CDI spec files resolving a container's
+	// cdi_devices (and cdi.k8s.io/ annotations); later dirs win on conflict.
+	CDISpecDirs []string `toml:"cdi_spec_dirs" comment:"CDI spec dirs for cdi_devices; later dirs take precedence; empty: CDI devices are refused"`
 }
 
 // Handler is one OCI runtime handler.
@@ -146,6 +149,7 @@ func Default() *Config {
 			},
 			ExecSyncDrainTimeout: Duration{time.Second},
 			RestrictOOMScoreAdj:  true,
+			CDISpecDirs:          []string{"/etc/cdi", "/var/run/cdi"},
 		},
 		Network: Network{
 			ConfDir: "/etc/cni/net.d",
@@ -255,6 +259,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.ExecSyncDrainTimeout.Duration < 0 {
 		return errors.New("key runtime.exec_sync_drain_timeout: must not be negative")
+	}
+	for i, d := range c.Runtime.CDISpecDirs {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("key runtime.cdi_spec_dirs[%d]: must be an absolute path, got %q", i, d)
+		}
 	}
 	if c.Network.ConfDir == "" {
 		return errors.New("key network.conf_dir: must not be empty")

@@ -81,6 +81,17 @@ port = 0
 		{name: "bad port", toml: "[streaming]\nport = 70000\n", wantErr: "streaming.port"},
 		{name: "bad address", toml: "[streaming]\naddress = \"localhost\"\n", wantErr: "streaming.address"},
 		{name: "bad duration", toml: "[images]\npull_progress_timeout = \"soon\"\n", wantErr: "pull_progress_timeout"},
+		{name: "cdi spec dirs default", toml: "", check: func(t *testing.T, c *Config) {
+			if got := strings.Join(c.Runtime.CDISpecDirs, ","); got != "/etc/cdi,/var/run/cdi" {
+				t.Errorf("cdi_spec_dirs = %v", c.Runtime.CDISpecDirs)
+			}
+		}},
+		{name: "cdi spec dirs set", toml: "[runtime]\ncdi_spec_dirs = [\"/opt/cdi\"]\n[runtime.handlers.crun]\npath = \"crun\"\n", check: func(t *testing.T, c *Config) {
+			if got := strings.Join(c.Runtime.CDISpecDirs, ","); got != "/opt/cdi" {
+				t.Errorf("cdi_spec_dirs = %v", c.Runtime.CDISpecDirs)
+			}
+		}},
+		{name: "relative cdi spec dir", toml: "[runtime]\ncdi_spec_dirs = [\"cdi\"]\n", wantErr: "runtime.cdi_spec_dirs[0]"},
 		{name: "tls half set", toml: "[streaming]\ntls_cert = \"/c\"\n", wantErr: "tls_cert"},
 	}
 	for _, tt := range tests {

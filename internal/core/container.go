@@ -259,6 +259,13 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
+	cdiDevices, err := oci.CDIDevices(cfg)
+	if err == nil {
+		err = oci.ApplyCDI(spec, cdiDevices, s.cfg.Runtime.CDISpecDirs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
 	spec.Version = s.specVersion(ctx, rt)
 	if err := writeSpec(bundle, spec); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
