@@ -174,10 +174,15 @@ func exitCode(ps *os.ProcessState) int {
 // which is our pty: resizing our pty makes the kernel send runc SIGWINCH,
 // and runc applies the new size to the container's console.
 func (r *Runtime) execTTY(cmd *exec.Cmd, eio ExecIO, drain time.Duration) error {
-	// A size already queued applies from the start, so the process never
-	// sees the default 0x0.
+	// The client's first size applies from the start, so the process never
+	// sees the default 0x0. Clients send it right after the streams open,
+	// which can be a moment after the exec request: wait for it briefly.
 	var ptmx *os.File
 	var err error
+	var first <-chan time.Time
+	if eio.Resize != nil {
+		first = time.After(300 * time.Millisecond)
+	}
 	select {
 	case sz, ok := <-eio.Resize:
 		if ok {
@@ -185,7 +190,7 @@ func (r *Runtime) execTTY(cmd *exec.Cmd, eio ExecIO, drain time.Duration) error 
 			break
 		}
 		ptmx, err = pty.Start(cmd)
-	default:
+	case <-first:
 		ptmx, err = pty.Start(cmd)
 	}
 	if err != nil {
