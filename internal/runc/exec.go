@@ -179,9 +179,9 @@ func (r *Runtime) execTTY(cmd *exec.Cmd, eio ExecIO, drain time.Duration) error 
 	// which can be a moment after the exec request: wait for it briefly.
 	var ptmx *os.File
 	var err error
-	var first <-chan time.Time
-	if eio.Resize != nil {
-		first = time.After(300 * time.Millisecond)
+	first := time.After(300 * time.Millisecond)
+	if eio.Resize == nil {
+		first = time.After(0)
 	}
 	select {
 	case sz, ok := <-eio.Resize:
