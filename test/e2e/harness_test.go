@@ -151,6 +151,8 @@ log_level = "debug"
 [images]
 sandbox_image = "registry.k8s.io/pause:3.10"
 %s
+[runtime]
+cdi_spec_dirs = [%q]
 [runtime.handlers.runc-b]
 path = "runc"
 [runtime.handlers.broken]
@@ -158,7 +160,7 @@ path = "/bin/false"
 [network]
 conf_dir = %q
 bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
-`, filepath.Join(base, "root"), filepath.Join(base, "state"), hh.socket, regs.String(), cniDir, cniBin)
+`, filepath.Join(base, "root"), filepath.Join(base, "state"), hh.socket, regs.String(), filepath.Join(base, "cdi"), cniDir, cniBin)
 	hh.cfgPath = filepath.Join(base, "crid.toml")
 	if err := os.WriteFile(hh.cfgPath, []byte(cfg), 0o644); err != nil {
 		return hh, err
