@@ -16,6 +16,16 @@ import (
 // Objects caught half-created by a crash are cleaned up; containers that
 // exited while crid was down get their exit from the monitor's exit file.
 func (s *Service) recover(ctx context.Context) error {
+	// Pauses run without a monitor are orphaned to crid when runc exits;
+	// being their subreaper lets crid reap them (see pause.go).
+	if err := becomeSubreaper(); err != nil {
+		return err
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		reapStrays(s.ctx, s.log)
+	}()
 	sbs, err := store.List[sandboxRecord](s.st, store.BucketSandboxes)
 	if err != nil {
 		return err

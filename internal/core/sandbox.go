@@ -17,6 +17,7 @@ import (
 	"github.com/crid-dev/crid/internal/monitor"
 	"github.com/crid-dev/crid/internal/network"
 	"github.com/crid-dev/crid/internal/oci"
+	"github.com/crid-dev/crid/internal/runc"
 	"github.com/crid-dev/crid/internal/store"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -43,6 +44,7 @@ type sandboxRecord struct {
 	IP            string   `json:"ip,omitempty"`
 	AdditionalIPs []string `json:"additionalIPs,omitempty"`
 	PID           int      `json:"pid,omitempty"`
+	PIDStart      uint64   `json:"pidStart,omitempty"` // /proc/<pid>/stat start time: tells the pause from a pid reuse
 	MonitorPID    int      `json:"monitorPid,omitempty"`
 	ImageID       string   `json:"imageId"`
 	CgroupsPath   string   `json:"cgroupsPath"`
@@ -171,6 +173,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 			return nil, fmt.Errorf("run pod sandbox: %w", errUsernsUnsupported(err))
 		}
 	}
+	tm := newStepTimer()
 	id := newID()
 	log := s.log.With("pod", id, "name", cfg.Metadata.Name, "namespace", cfg.Metadata.Namespace)
 	logIgnoredAppArmor(log, cfg.GetLinux().GetSecurityContext().GetApparmor(), "")
@@ -191,6 +194,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox: sandbox image %s: %w", s.cfg.Images.SandboxImage, err)
 	}
+	tm.mark("image")
 	cfgBytes, err := proto.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
@@ -214,6 +218,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		s.mu.Unlock()
 		return s.st.Delete(store.BucketSandboxes, id)
 	})
+	tm.mark("record init")
 
 	dir, bundle := s.sandboxDir(id), s.sandboxBundle(id)
 	for _, d := range []string{dir, bundle} {
@@ -241,6 +246,8 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		u.add(func(context.Context) error { return unmount(shmPath) })
 	}
 
+	tm.mark("files")
+
 	// The pod's own user namespace, if it has one, comes first: the
 	// network namespace is made inside it (see userns.go). The helper
 	// holding it lives until the pause has joined.
@@ -253,8 +260,21 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		defer usernsHelper.close()
 	}
 
-	// Network namespace and CNI.
-	if !hostNetwork(cfg) {
+	// The network namespace is created and pinned first; then CNI ADD runs
+	// alongside the pause's rootfs, spec and start (the pause joins the
+	// namespace by path, so neither waits for the other). Both are joined
+	// before the pod is declared ready.
+	var (
+		netDone = make(chan struct{})
+		netRes  *network.Result
+		netErr  error
+		pod     network.Pod
+	)
+	netCtx, cancelNet := context.WithCancel(ctx)
+	defer cancelNet()
+	if hostNetwork(cfg) {
+		close(netDone)
+	} else {
 		if err := s.net.Ready(); err != nil {
 			return nil, fmt.Errorf("run pod sandbox: network not ready: %w: %w", err, errdefs.ErrFailedPrecondition)
 		}
@@ -269,95 +289,171 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 			return nil, fmt.Errorf("run pod sandbox: %w", err)
 		}
 		u.add(func(context.Context) error { return s.net.RemoveNetNS(nsPath) })
+		// NetworkSetUp is recorded before ADD starts: should crid die
+		// during ADD, recovery runs DEL, which tolerates a pod never added.
 		sb.mu.Lock()
 		sb.rec.NetNSPath = nsPath
-		sb.mu.Unlock()
-		if err := s.saveSandbox(sb); err != nil {
-			return nil, fmt.Errorf("run pod sandbox: %w", err)
-		}
-		pod := podNetwork(sb.rec, cfg)
-		res, err := s.net.Setup(ctx, pod)
-		if err != nil {
-			return nil, fmt.Errorf("run pod sandbox: network setup: %w", err)
-		}
-		u.add(func(ctx context.Context) error { return s.net.Teardown(ctx, pod) })
-		sb.mu.Lock()
 		sb.rec.NetworkSetUp = true
-		sb.rec.IP, sb.rec.AdditionalIPs = res.IP, res.AdditionalIPs
 		sb.mu.Unlock()
 		if err := s.saveSandbox(sb); err != nil {
 			return nil, fmt.Errorf("run pod sandbox: %w", err)
 		}
-		// /etc/hosts names the pod's own IP.
-		if err := writeHosts(dir, cfg, res.IP); err != nil {
-			return nil, fmt.Errorf("run pod sandbox: %w", err)
+		tm.mark("netns")
+		pod = podNetwork(sb.snapshot(), cfg)
+		go func() {
+			defer close(netDone)
+			begin := time.Now()
+			// Setup undoes its own partial ADD on failure.
+			netRes, netErr = s.net.Setup(netCtx, pod)
+			if netErr == nil {
+				// /etc/hosts names the pod's own IP. It is rewritten in
+				// place, so a bind mount of it already made sees the change.
+				netErr = writeHosts(dir, cfg, netRes.IP)
+				if netErr != nil {
+					netErr = fmt.Errorf("write hosts: %w", netErr)
+				}
+			}
+			tm.since("cni", begin)
+		}()
+	}
+	// joinNet waits for the network; on failure the pause path cancels
+	// the ADD first. A successful ADD is undone by rollback.
+	netJoined := false
+	joinNet := func() error {
+		if netJoined {
+			return netErr
 		}
-	}
-
-	rootfs := filepath.Join(bundle, "rootfs")
-	rwDir := filepath.Join(dir, "rw")
-	if err := s.images.PrepareRootfs(ctx, img, rwDir, rootfs); err != nil {
-		return nil, fmt.Errorf("run pod sandbox: rootfs: %w", err)
-	}
-	u.add(func(ctx context.Context) error { return s.images.ReleaseRootfs(ctx, rwDir, rootfs) })
-	usernsPath := ""
-	if usernsHelper != nil {
-		usernsPath = usernsHelper.nsPath("user")
-		if err := idmapRootfs(rootfs, usernsPath, userns.GetUids()[0].GetHostId(), userns.GetGids()[0].GetHostId()); err != nil {
-			return nil, fmt.Errorf("run pod sandbox: %w", err)
+		netJoined = true
+		<-netDone
+		if netRes != nil {
+			u.add(func(ctx context.Context) error { return s.net.Teardown(ctx, pod) })
 		}
+		if netErr != nil {
+			return fmt.Errorf("run pod sandbox: network setup: %w", netErr)
+		}
+		return nil
 	}
+	defer func() {
+		if !netJoined {
+			cancelNet()
+			_ = joinNet()
+			if netRes != nil {
+				// Registered after the steps above ran their undo: run it now.
+				ctx, cancel := cleanupCtx()
+				defer cancel()
+				if err := s.net.Teardown(ctx, pod); err != nil {
+					log.Error("rollback step failed", "error", err)
+				}
+			}
+		}
+	}()
 
-	spec, err := oci.SandboxSpec(oci.SandboxParams{
-		ID: id, Config: cfg, Image: img.Config, RootfsPath: rootfs, NetNSPath: sb.rec.NetNSPath,
-		ResolvConfPath: filepath.Join(dir, "resolv.conf"), HostsPath: filepath.Join(dir, "hosts"),
-		HostnamePath: filepath.Join(dir, "hostname"), ShmPath: shmPath,
-		CgroupsPath: sb.rec.CgroupsPath, MinOOMScoreAdj: s.minOOM, UsernsPath: usernsPath,
-	})
+	pid, err := s.startPause(ctx, sb, rt, img, usernsHelper, userns, shmPath, tm, u)
 	if err != nil {
-		return nil, fmt.Errorf("run pod sandbox: %w", err)
+		return nil, err
 	}
-	spec.Version = s.specVersion(ctx, rt)
-	if err := writeSpec(bundle, spec); err != nil {
-		return nil, fmt.Errorf("run pod sandbox: %w", err)
-	}
-	proc, err := monitor.Spawn(ctx, s.monitor, monitor.Options{
-		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("run pod sandbox: create pause container: %w", err)
-	}
-	u.add(func(ctx context.Context) error {
-		_ = rt.Kill(ctx, id, syscall.SIGKILL, true)
-		err := rt.Delete(ctx, id, true)
-		_ = cgroups.Remove(sb.rec.CgroupsPath)
-		return err
-	})
-	if err := rt.Start(ctx, id); err != nil {
-		return nil, fmt.Errorf("run pod sandbox: start pause container: %w", err)
+	if err := joinNet(); err != nil {
+		return nil, err
 	}
 	sb.mu.Lock()
-	sb.rec.PID, sb.rec.MonitorPID, sb.rec.State = proc.ContainerPID, proc.MonitorPID, sandboxReady
+	if netRes != nil {
+		sb.rec.IP, sb.rec.AdditionalIPs = netRes.IP, netRes.AdditionalIPs
+	}
+	sb.rec.PID, sb.rec.PIDStart, sb.rec.State = pid.pid, pid.start, sandboxReady
 	sb.mu.Unlock()
 	if err := s.saveSandbox(sb); err != nil {
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
 	}
+	tm.mark("record ready")
 	s.watchSandbox(sb, bundle)
+	tm.log(log, "run pod sandbox timings")
 	log.Info("pod sandbox ready", "ip", sb.rec.IP)
 	return &runtime.RunPodSandboxResponse{PodSandboxId: id}, nil
 }
 
+// pauseID is a started pause: pid and start time.
+type pauseID struct {
+	pid   int
+	start uint64
+}
+
+// startPause mounts the pause's rootfs, writes its spec and runs it
+// detached, registering the undo steps on u.
+func (s *Service) startPause(ctx context.Context, sb *sandbox, rt *runc.Runtime, img *image.Image,
+	uh *usernsHelper, userns *runtime.UserNamespace, shmPath string, tm *stepTimer, u *undo) (pauseID, error) {
+	id, cfg := sb.rec.ID, sb.config
+	dir, bundle := s.sandboxDir(id), s.sandboxBundle(id)
+	rootfs := filepath.Join(bundle, "rootfs")
+	rwDir := filepath.Join(dir, "rw")
+	if err := s.images.PrepareRootfs(ctx, img, rwDir, rootfs); err != nil {
+		return pauseID{}, fmt.Errorf("run pod sandbox: rootfs: %w", err)
+	}
+	u.add(func(ctx context.Context) error { return s.images.ReleaseRootfs(ctx, rwDir, rootfs) })
+	usernsPath := ""
+	if uh != nil {
+		usernsPath = uh.nsPath("user")
+		if err := idmapRootfs(rootfs, usernsPath, userns.GetUids()[0].GetHostId(), userns.GetGids()[0].GetHostId()); err != nil {
+			return pauseID{}, fmt.Errorf("run pod sandbox: %w", err)
+		}
+	}
+	tm.mark("rootfs")
+	rec := sb.snapshot()
+	spec, err := oci.SandboxSpec(oci.SandboxParams{
+		ID: id, Config: cfg, Image: img.Config, RootfsPath: rootfs, NetNSPath: rec.NetNSPath,
+		ResolvConfPath: filepath.Join(dir, "resolv.conf"), HostsPath: filepath.Join(dir, "hosts"),
+		HostnamePath: filepath.Join(dir, "hostname"), ShmPath: shmPath,
+		CgroupsPath: rec.CgroupsPath, MinOOMScoreAdj: s.minOOM, UsernsPath: usernsPath,
+	})
+	if err != nil {
+		return pauseID{}, fmt.Errorf("run pod sandbox: %w", err)
+	}
+	spec.Version = s.specVersion(ctx, rt)
+	if err := writeSpec(bundle, spec); err != nil {
+		return pauseID{}, fmt.Errorf("run pod sandbox: %w", err)
+	}
+	tm.mark("spec")
+	// A failed or interrupted run may still have left a container behind.
+	u.add(func(ctx context.Context) error {
+		_ = rt.Kill(ctx, id, syscall.SIGKILL, true)
+		err := rt.Delete(ctx, id, true)
+		_ = cgroups.Remove(rec.CgroupsPath)
+		return err
+	})
+	pid, err := rt.Run(ctx, id, bundle, filepath.Join(bundle, "pause.pid"), filepath.Join(bundle, "runtime.log"))
+	if err != nil {
+		return pauseID{}, fmt.Errorf("run pod sandbox: start pause container: %w", err)
+	}
+	start, err := procStartTime(pid)
+	if err != nil {
+		return pauseID{}, fmt.Errorf("run pod sandbox: pause container process %d: %w", pid, err)
+	}
+	tm.mark("runc run")
+	return pauseID{pid: pid, start: start}, nil
+}
+
 // watchSandbox waits in the background for the pause process to exit.
+// Pauses run under a monitor (sandboxes made by an earlier crid) are
+// waited for through it; the others through a pidfd.
 func (s *Service) watchSandbox(sb *sandbox, stateDir string) {
+	rec := sb.snapshot()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		_, err := monitor.Wait(s.ctx, stateDir)
+		var err error
+		if rec.MonitorPID != 0 {
+			_, err = monitor.Wait(s.ctx, stateDir)
+		} else {
+			var f *os.File
+			f, err = openPause(rec.PID, rec.PIDStart)
+			if f != nil {
+				err = waitPidfd(s.ctx, f)
+			}
+		}
 		if err != nil && s.ctx.Err() != nil {
 			return // crid is shutting down; the pause keeps running
 		}
 		if err != nil {
-			s.log.Warn("wait for pause container", "pod", sb.rec.ID, "error", err)
+			s.log.Warn("wait for pause container", "pod", rec.ID, "error", err)
 		}
 		close(sb.exited)
 	}()
