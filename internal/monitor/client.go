@@ -26,21 +26,13 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/crid-dev/crid/internal/monitor/shim"
+	"github.com/crid-dev/crid/internal/monitor/wire"
 	"github.com/crid-dev/crid/internal/runc"
 )
 
 // Options describe one container for its monitor.
-type Options struct {
-	ID          string
-	Bundle      string // holds config.json; rootfs already mounted
-	StateDir    string // monitor's own dir: socket, pid file, exit file
-	RuntimePath string
-	RuntimeRoot string
-	LogPath     string // CRI log file; "" discards output
-	Stdin       bool
-	StdinOnce   bool
-	Terminal    bool
-}
+type Options = wire.Options
 
 // Process is a created container under its monitor.
 type Process struct {
@@ -49,12 +41,7 @@ type Process struct {
 }
 
 // Exit is how a container ended.
-type Exit struct {
-	Code      int32     `json:"code"`
-	ExitedAt  time.Time `json:"exitedAt"`
-	OOMKilled bool      `json:"oomKilled"`
-	Signal    int       `json:"signal,omitempty"`
-}
+type Exit = wire.Exit
 
 // AttachOptions are the streams of one attach session.
 type AttachOptions struct {
@@ -66,13 +53,6 @@ type AttachOptions struct {
 // ErrMonitorVanished is returned by Wait when the monitor is gone without
 // having recorded an exit (it was killed); the container's fate is unknown.
 var ErrMonitorVanished = errors.New("monitor vanished without recording an exit")
-
-// syncMsg is what the monitor reports on the sync pipe (fd 3) once
-// `runtime create` has finished.
-type syncMsg struct {
-	ContainerPID int    `json:"containerPid,omitempty"`
-	Error        string `json:"error,omitempty"`
-}
 
 // spawnAbortTimeout bounds how long Spawn waits, after ctx ended, for the
 // monitor to abort the create and clean up.
@@ -106,7 +86,8 @@ func Spawn(ctx context.Context, monitorBin string, o Options) (*Process, error) 
 	if err != nil {
 		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, optionsName), opts); err != nil {
+	// Read once by the monitor right away; it need not survive a crash.
+	if err := wire.WriteFileAtomic(filepath.Join(dir, optionsName), opts, false); err != nil {
 		return nil, fmt.Errorf("spawn monitor for %s: write options: %w", o.ID, err)
 	}
 	logf, err := os.OpenFile(filepath.Join(dir, logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -131,7 +112,9 @@ func Spawn(ctx context.Context, monitorBin string, o Options) (*Process, error) 
 	if path == "" {
 		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	}
-	cmd.Env = []string{"PATH=" + path}
+	// The Go runtime sizes itself before main runs: its knobs must be in
+	// the environment at exec (one P, a tight heap; see shim.RuntimeEnv).
+	cmd.Env = append([]string{"PATH=" + path}, shim.RuntimeEnv...)
 	if err := cmd.Start(); err != nil {
 		syncW.Close()
 		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)

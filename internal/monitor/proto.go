@@ -2,91 +2,62 @@ package monitor
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crid-dev/crid/internal/monitor/shim"
+	"github.com/crid-dev/crid/internal/monitor/wire"
 )
 
-// The monitor's socket protocol.
-//
-// A client connects to <StateDir>/monitor.sock and sends one JSON request
-// line (request). The monitor answers with one JSON line (reply). For "wait"
-// that line is sent when the container has exited and carries the exit; for
-// "reopen" it is sent once the log file is reopened. For "attach" the reply
-// line says whether the attach is accepted and is followed, in both
-// directions, by frames: 1 byte type, 4 bytes big-endian length, payload.
-//
-//	monitor -> client: frameStdout, frameStderr (output), frameExit (JSON Exit; last frame)
-//	client -> monitor: frameStdin (input), frameStdinEOF, frameResize (u16 width, u16 height)
-//
-// The monitor closes an attach connection after frameExit, or right away
-// if the attacher falls too far behind the container's output.
-const (
-	opAttach = "attach"
-	opWait   = "wait"
-	opReopen = "reopen"
+// The protocol, the options file and the state dir's names are shared with
+// the monitor process (package shim) through package wire; see there.
+type (
+	request = wire.Request
+	reply   = wire.Reply
+	syncMsg = wire.SyncMsg
 )
-
-type request struct {
-	Op     string `json:"op"`
-	Stdin  bool   `json:"stdin,omitempty"`
-	Stdout bool   `json:"stdout,omitempty"`
-	Stderr bool   `json:"stderr,omitempty"`
-}
-
-type reply struct {
-	Error string `json:"error,omitempty"`
-	Exit  *Exit  `json:"exit,omitempty"`
-}
 
 const (
-	frameStdout   byte = 1
-	frameStderr   byte = 2
-	frameExit     byte = 3
-	frameStdin    byte = 10
-	frameStdinEOF byte = 11
-	frameResize   byte = 12
+	opAttach = wire.OpAttach
+	opWait   = wire.OpWait
+	opReopen = wire.OpReopen
 
-	maxFrame = 1 << 20
+	frameStdout   = wire.FrameStdout
+	frameStderr   = wire.FrameStderr
+	frameExit     = wire.FrameExit
+	frameStdin    = wire.FrameStdin
+	frameStdinEOF = wire.FrameStdinEOF
+	frameResize   = wire.FrameResize
+
+	socketName  = wire.SocketName
+	consoleName = wire.ConsoleName
+	optionsName = wire.OptionsName
+	pidName     = wire.PidName
+	monPidName  = wire.MonPidName
+	exitName    = wire.ExitName
+	logName     = wire.LogName
+	runcLogName = wire.RuncLogName
+
+	sunPathMax = wire.SunPathMax
 )
+
+// Main is the crid-monitor program; it returns the process exit status.
+// cmd/crid-monitor calls shim.Main directly, so the monitor binary does
+// not link this package (and package net with it).
+func Main(args []string) int { return shim.Main(args) }
 
 func writeFrame(w io.Writer, typ byte, payload []byte) error {
-	_, err := w.Write(appendFrame(nil, typ, payload))
+	_, err := w.Write(wire.AppendFrame(nil, typ, payload))
 	return err
 }
 
-func appendFrame(b []byte, typ byte, payload []byte) []byte {
-	b = append(b, typ)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(payload)))
-	return append(b, payload...)
-}
-
-func readFrame(r io.Reader) (byte, []byte, error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr[1:])
-	if n > maxFrame {
-		return 0, nil, fmt.Errorf("monitor protocol: frame of %d bytes exceeds %d", n, maxFrame)
-	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(r, p); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return 0, nil, err
-	}
-	return hdr[0], p, nil
-}
+func readFrame(r io.Reader) (byte, []byte, error) { return wire.ReadFrame(r) }
 
 func writeJSONLine(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
@@ -96,21 +67,6 @@ func writeJSONLine(w io.Writer, v any) error {
 	_, err = w.Write(append(b, '\n'))
 	return err
 }
-
-// Files in the state dir.
-const (
-	socketName  = "monitor.sock"
-	consoleName = "console.sock"
-	optionsName = "options.json"
-	pidName     = "pid"         // container init pid (runtime --pid-file)
-	monPidName  = "monitor.pid" // the monitor's pid
-	exitName    = "exit"
-	logName     = "monitor.log"
-	runcLogName = "runtime.log"
-)
-
-// sunPathMax is the usable length of a unix socket path (108 with the NUL).
-const sunPathMax = 107
 
 func cleanStateDir(dir string) (string, error) {
 	abs, err := filepath.Abs(dir)
@@ -141,23 +97,7 @@ func dial(ctx context.Context, stateDir string) (net.Conn, error) {
 	return d.DialContext(ctx, "unix", "/proc/self/fd/"+strconv.Itoa(fd)+"/"+socketName)
 }
 
-// writeFileAtomic makes path appear complete or not at all.
+// writeFileAtomic makes path appear complete (and synced) or not at all.
 func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return wire.WriteFileAtomic(path, data, true)
 }

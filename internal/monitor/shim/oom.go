@@ -1,4 +1,4 @@
-package monitor
+package shim
 
 import (
 	"bufio"

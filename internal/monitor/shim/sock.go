@@ -1,0 +1,101 @@
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// The monitor serves its socket with raw unix sockets wrapped in *os.File
+// (non-blocking, so the runtime poller serves them: deadlines and Close
+// wake blocked readers) instead of package net: net pulls in cgo and libc,
+// which costs every monitor memory and start-up time.
+
+// listenUnix binds and listens on name (relative to the working directory).
+func listenUnix(name string) (*os.File, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: name}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("bind %s: %w", name, err)
+	}
+	if err := unix.Listen(fd, 64); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("listen %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// accept waits for a connection on ln (honouring ln's read deadline: then
+// the error is os.ErrDeadlineExceeded). It fails once ln is closed.
+func accept(ln *os.File) (*os.File, error) {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	var aerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if aerr != unix.EINTR {
+				return aerr != unix.EAGAIN
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if aerr != nil {
+		return nil, fmt.Errorf("accept: %w", aerr)
+	}
+	return os.NewFile(uintptr(nfd), "conn"), nil
+}
+
+// recvFd reads one message from conn and returns the first descriptor it
+// carries (SCM_RIGHTS); others are closed. It honours conn's read deadline.
+func recvFd(conn *os.File) (int, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	var oobn int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			_, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+			if rerr != unix.EINTR {
+				return rerr != unix.EAGAIN
+			}
+		}
+	})
+	if err != nil {
+		return -1, err
+	}
+	if rerr != nil {
+		return -1, rerr
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		return -1, err
+	}
+	var fds []int
+	for i := range msgs {
+		if f, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+			fds = append(fds, f...)
+		}
+	}
+	if len(fds) == 0 {
+		return -1, errors.New("no file descriptor")
+	}
+	for _, fd := range fds[1:] {
+		unix.Close(fd)
+	}
+	return fds[0], nil
+}
