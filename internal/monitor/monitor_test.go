@@ -79,6 +79,10 @@ func setup() (int, error) {
 		buildArgs = append(buildArgs, "-race")
 	}
 	build := exec.Command("go", append(buildArgs, "github.com/crid-dev/crid/cmd/crid-monitor")...)
+	if bin := os.Getenv("CRID_MONITOR_TEST_BIN"); bin != "" {
+		// Compare another build (e.g. an older one's footprint).
+		build = exec.Command("cp", bin, monitorBin)
+	}
 	if out, err := build.CombinedOutput(); err != nil {
 		return 1, fmt.Errorf("build crid-monitor: %v\n%s", err, out)
 	}
