@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/crid-dev/crid/internal/config"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -212,10 +214,14 @@ func (m *Manager) Setup(ctx context.Context, pod Pod) (*Result, error) {
 }
 
 func (m *Manager) add(ctx context.Context, list *libcni.NetworkConfigList, pod Pod) (*Result, error) {
-	if _, err := m.cni.AddNetworkList(ctx, m.loopback, m.runtimeConf(pod, pod.NetNSPath, "lo")); err != nil {
-		return nil, fmt.Errorf("loopback: %w", err)
+	// lo only needs to be up, which a netlink call does in microseconds;
+	// the loopback plugin would cost a process on the pod startup path.
+	loErr := make(chan error, 1)
+	go func() { loErr <- loopbackUp(pod.NetNSPath) }()
+	r, err := m.cni.AddNetworkList(ctx, withoutIdlePortmap(list, pod), m.runtimeConf(pod, pod.NetNSPath, podIfName))
+	if lerr := <-loErr; lerr != nil && err == nil {
+		err = fmt.Errorf("loopback: %w", lerr)
 	}
-	r, err := m.cni.AddNetworkList(ctx, list, m.runtimeConf(pod, pod.NetNSPath, podIfName))
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", list.Name, err)
 	}
@@ -313,10 +319,49 @@ func (m *Manager) del(ctx context.Context, list *libcni.NetworkConfigList, pod P
 			errs = append(errs, fmt.Errorf("network %s: %w", list.Name, err))
 		}
 	}
-	// lo holds no host-side state (no address lease, no rules): a failed
-	// DEL there is logged, never allowed to keep the pod Terminating.
-	if err := m.cni.DelNetworkList(ctx, m.loopback, m.runtimeConf(pod, netns, "lo")); err != nil {
-		m.log.Warn("CNI DEL for loopback failed", "sandbox", pod.ID, "error", err)
-	}
+	// lo holds no host-side state (no address lease, no rules) and goes
+	// away with the namespace: there is nothing to DEL there.
 	return errors.Join(errs...)
+}
+
+// loopbackUp brings lo up inside the namespace at nsPath.
+func loopbackUp(nsPath string) error {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", nsPath, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", nsPath, err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo in %s: %w", nsPath, err)
+	}
+	return h.LinkSetUp(lo)
+}
+
+// withoutIdlePortmap drops portmap plugins from the chain of a pod that
+// maps no host ports: they would only exec to do nothing, on the pod
+// startup path. DEL still runs the full cached chain, where portmap's
+// removal of nothing is harmless.
+func withoutIdlePortmap(list *libcni.NetworkConfigList, pod Pod) *libcni.NetworkConfigList {
+	for _, pm := range pod.PortMappings {
+		if pm.GetHostPort() > 0 {
+			return list
+		}
+	}
+	trimmed := *list
+	trimmed.Plugins = nil
+	for _, p := range list.Plugins {
+		if p.Network.Type != "portmap" {
+			trimmed.Plugins = append(trimmed.Plugins, p)
+		}
+	}
+	if len(trimmed.Plugins) == 0 {
+		return list
+	}
+	return &trimmed
 }
