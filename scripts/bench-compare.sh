@@ -44,7 +44,7 @@ done
 PAUSE_IMAGE=registry.k8s.io/pause:3.10
 IMAGE=registry.k8s.io/e2e-test-images/busybox:1.29-2
 # The second pull image shares the first's base layer.
-PULL_IMAGES=${PULL_IMAGES:-registry.k8s.io/e2e-test-images/busybox:1.29-2,registry.k8s.io/e2e-test-images/busybox-extra:1.29-2}
+PULL_IMAGES=${PULL_IMAGES:-registry.k8s.io/e2e-test-images/busybox:1.29-2,registry.k8s.io/e2e-test-images/nginx:1.14-2}
 RUNC=/usr/sbin/runc
 BRIDGE=cbench0
 SUBNET=10.231.0.0/16
