@@ -122,10 +122,12 @@ fi
 if ! curl -fsS "http://$REG/v2/" >/dev/null 2>&1; then
 	log "starting test registry on $REG"
 	go build -o "$W/crid-testregistry" ./cmd/crid-testregistry
-	"$W/crid-testregistry" --addr "$REG" >"$W/registry.log" 2>&1 &
+	# The registry answers /v2/ before every image is pushed; the ready
+	# file says the catalog is complete.
+	"$W/crid-testregistry" --addr "$REG" --ready-file "$W/registry.ready" >"$W/registry.log" 2>&1 &
 	PIDS_TO_STOP+=($!)
-	for _ in $(seq 100); do curl -fsS "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-	curl -fsS "http://$REG/v2/" >/dev/null || { log "registry did not start"; cat "$W/registry.log" >&2; exit 1; }
+	for _ in $(seq 300); do [ -f "$W/registry.ready" ] && break; sleep 0.1; done
+	[ -f "$W/registry.ready" ] || { log "registry did not start"; cat "$W/registry.log" >&2; exit 1; }
 fi
 
 # One CNI network for both runtimes: a private bridge, no masquerading (no
