@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -58,6 +59,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	go releaseMemory(ctx)
 	if err := core.CheckCgroupDriver(cfg.CgroupDriver); err != nil {
 		return err
 	}
@@ -161,4 +163,24 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return lis, nil
+}
+
+// releaseMemory keeps crid's footprint on the node small: a smaller GC
+// target than Go's default (unless GOGC is set), and freed heap handed
+// back to the kernel periodically, so a burst (hundreds of containers
+// listed, a big pull) does not stay charged to the node for minutes.
+func releaseMemory(ctx context.Context) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			debug.FreeOSMemory()
+		}
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/crid-dev/crid/internal/monitor"
 	"github.com/crid-dev/crid/internal/oci"
 	"github.com/crid-dev/crid/internal/store"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -65,6 +66,10 @@ type container struct {
 	config  *runtime.ContainerConfig
 	exited  chan struct{} // closed once the exit is recorded
 	lastCPU *cpuSample
+	fsUsage *fsSample
+	// proc is the container's OCI process, read once from its bundle:
+	// status and exec need it on every call and the spec never changes.
+	proc *specs.Process
 }
 
 func (c *container) snapshot() containerRecord {
@@ -270,6 +275,9 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	if err := writeSpec(bundle, spec); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
+	c.mu.Lock()
+	c.proc = spec.Process
+	c.mu.Unlock()
 	proc, err := monitor.Spawn(ctx, s.monitor, monitor.Options{
 		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
 		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
@@ -594,9 +602,9 @@ func (s *Service) containerStatus(c *container) *runtime.ContainerStatus {
 	if res != nil {
 		st.Resources = &runtime.ContainerResources{Linux: res}
 	}
-	if spec, err := readSpec(s.containerBundle(rec.ID)); err == nil && spec.Process != nil {
-		u := &runtime.LinuxContainerUser{Uid: int64(spec.Process.User.UID), Gid: int64(spec.Process.User.GID)}
-		for _, g := range spec.Process.User.AdditionalGids {
+	if proc, err := s.containerProcess(c); err == nil {
+		u := &runtime.LinuxContainerUser{Uid: int64(proc.User.UID), Gid: int64(proc.User.GID)}
+		for _, g := range proc.User.AdditionalGids {
 			u.SupplementalGroups = append(u.SupplementalGroups, int64(g))
 		}
 		st.User = &runtime.ContainerUser{Linux: u}
@@ -693,4 +701,25 @@ func (s *Service) ReopenContainerLog(ctx context.Context, req *runtime.ReopenCon
 		return nil, fmt.Errorf("reopen log of container %s: %w", rec.ID, err)
 	}
 	return &runtime.ReopenContainerLogResponse{}, nil
+}
+
+// containerProcess returns the container's OCI process spec, cached.
+func (s *Service) containerProcess(c *container) (*specs.Process, error) {
+	c.mu.RLock()
+	p := c.proc
+	c.mu.RUnlock()
+	if p != nil {
+		return p, nil
+	}
+	spec, err := readSpec(s.containerBundle(c.rec.ID))
+	if err != nil {
+		return nil, fmt.Errorf("read spec of container %s: %w", c.rec.ID, err)
+	}
+	if spec.Process == nil {
+		return nil, fmt.Errorf("spec of container %s has no process", c.rec.ID)
+	}
+	c.mu.Lock()
+	c.proc = spec.Process
+	c.mu.Unlock()
+	return spec.Process, nil
 }

@@ -49,11 +49,11 @@ func (s *Service) ContainerRunning(ctx context.Context, containerID string) erro
 
 // execProcess is the container's process spec with cmd as its args.
 func (s *Service) execProcess(c *container, cmd []string, tty bool) (*specs.Process, error) {
-	spec, err := readSpec(s.containerBundle(c.rec.ID))
+	base, err := s.containerProcess(c)
 	if err != nil {
-		return nil, fmt.Errorf("read spec of container %s: %w", c.rec.ID, err)
+		return nil, err
 	}
-	p := *spec.Process
+	p := *base
 	p.Args = cmd
 	p.Terminal = tty
 	p.ConsoleSize = nil

@@ -17,6 +17,35 @@ type cpuSample struct {
 	usage uint64
 }
 
+// fsUsageTTL is how long a writable-layer walk is reused. kubelet asks for
+// stats about every 10 s; walking hundreds of upper dirs on each
+// ListContainerStats would make the call cost grow with disk contents.
+const fsUsageTTL = 10 * time.Second
+
+type fsSample struct {
+	at            time.Time
+	bytes, inodes uint64
+}
+
+// writableUsage is the container's writable layer usage, cached for fsUsageTTL.
+func (s *Service) writableUsage(c *container) (uint64, uint64) {
+	c.mu.RLock()
+	cached := c.fsUsage
+	c.mu.RUnlock()
+	if cached != nil && time.Since(cached.at) < fsUsageTTL {
+		return cached.bytes, cached.inodes
+	}
+	id := c.snapshot().ID
+	bytes, inodes, err := image.WritableUsage(filepath.Join(s.containerDir(id), "rw"))
+	if err != nil {
+		s.log.Debug("writable layer usage", "container", id, "error", err)
+	}
+	c.mu.Lock()
+	c.fsUsage = &fsSample{at: time.Now(), bytes: bytes, inodes: inodes}
+	c.mu.Unlock()
+	return bytes, inodes
+}
+
 func u64(v uint64) *runtime.UInt64Value { return &runtime.UInt64Value{Value: v} }
 
 func (s *Service) containerStats(c *container) *runtime.ContainerStats {
@@ -47,10 +76,7 @@ func (s *Service) containerStats(c *container) *runtime.ContainerStats {
 			s.log.Debug("read container cgroup", "container", rec.ID, "error", err)
 		}
 	}
-	bytes, inodes, err := image.WritableUsage(filepath.Join(s.containerDir(rec.ID), "rw"))
-	if err != nil {
-		s.log.Debug("writable layer usage", "container", rec.ID, "error", err)
-	}
+	bytes, inodes := s.writableUsage(c)
 	st.WritableLayer = &runtime.FilesystemUsage{
 		Timestamp: now.UnixNano(), FsId: &runtime.FilesystemIdentifier{Mountpoint: s.cfg.Root},
 		UsedBytes: u64(bytes), InodesUsed: u64(inodes),
