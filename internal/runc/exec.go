@@ -43,6 +43,22 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio 
 
 	p := *proc
 	p.Terminal = eio.Terminal
+	// The client's first terminal size goes into the process spec: runc
+	// init sizes the console before it execs the process, so even a
+	// command that asks at once (stty size) never sees 0x0. runc's own
+	// resize, after the process starts, would race with it. Clients send
+	// the size right after the streams open: wait for it briefly.
+	var first *Size
+	if eio.Terminal && eio.Resize != nil {
+		select {
+		case sz, ok := <-eio.Resize:
+			if ok {
+				first = &sz
+				p.ConsoleSize = &specs.Box{Height: uint(sz.Height), Width: uint(sz.Width)}
+			}
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
 	spec, err := json.Marshal(&p)
 	if err != nil {
 		return -1, fmt.Errorf("exec in container %s: encode process: %w", id, err)
@@ -89,7 +105,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio 
 		cmd.WaitDelay = drain
 	}
 	if eio.Terminal {
-		waitErr = r.execTTY(cmd, eio, drain)
+		waitErr = r.execTTY(cmd, eio, first, drain)
 	} else {
 		cmd.Stdin = eio.Stdin
 		cmd.Stdout = eio.Stdout
@@ -173,24 +189,12 @@ func exitCode(ps *os.ProcessState) int {
 // container process's own console and relays between it and its stdio,
 // which is our pty: resizing our pty makes the kernel send runc SIGWINCH,
 // and runc applies the new size to the container's console.
-func (r *Runtime) execTTY(cmd *exec.Cmd, eio ExecIO, drain time.Duration) error {
-	// The client's first size applies from the start, so the process never
-	// sees the default 0x0. Clients send it right after the streams open,
-	// which can be a moment after the exec request: wait for it briefly.
+func (r *Runtime) execTTY(cmd *exec.Cmd, eio ExecIO, first *Size, drain time.Duration) error {
 	var ptmx *os.File
 	var err error
-	first := time.After(300 * time.Millisecond)
-	if eio.Resize == nil {
-		first = time.After(0)
-	}
-	select {
-	case sz, ok := <-eio.Resize:
-		if ok {
-			ptmx, err = pty.StartWithSize(cmd, &pty.Winsize{Rows: sz.Height, Cols: sz.Width})
-			break
-		}
-		ptmx, err = pty.Start(cmd)
-	case <-first:
+	if first != nil {
+		ptmx, err = pty.StartWithSize(cmd, &pty.Winsize{Rows: first.Height, Cols: first.Width})
+	} else {
 		ptmx, err = pty.Start(cmd)
 	}
 	if err != nil {
