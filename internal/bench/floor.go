@@ -100,6 +100,7 @@ func loadCNIConf(dir string) (*libcni.NetworkConfigList, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", f, err)
 	}
+	//lint:ignore SA1019 single-network .conf files are still common in /etc/cni/net.d; libcni has no replacement that wraps them
 	return libcni.ConfListFromConf(pc)
 }
 

@@ -259,6 +259,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 	sc := cfg.GetLinux().GetSecurityContext()
+	//lint:ignore SA1019 older kubelets still send the deprecated apparmor_profile field
 	logIgnoredAppArmor(log, sc.GetApparmor(), sc.GetApparmorProfile())
 	spec, err := oci.ContainerSpec(params)
 	if err != nil {

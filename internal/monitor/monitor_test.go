@@ -50,7 +50,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "monitor tests run real containers and need root")
 		os.Exit(1)
 	}
-	code, err := setup()
+	var code int
+	_, err := setup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "setup:", err)
 		code = 1

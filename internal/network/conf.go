@@ -111,6 +111,7 @@ func loadConfFile(path string) (*libcni.NetworkConfigList, error) {
 		if err != nil {
 			return nil, err
 		}
+		//lint:ignore SA1019 single-network .conf files are still common in /etc/cni/net.d; libcni has no replacement that wraps them
 		list, err = libcni.ConfListFromConf(conf)
 		if err != nil {
 			return nil, err

@@ -690,6 +690,7 @@ func TestSeccomp(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := baseContainer(t)
 			sc := p.Config.Linux.SecurityContext
+			//lint:ignore SA1019 the deprecated field must keep working
 			sc.Seccomp, sc.SeccompProfilePath, sc.Privileged = tc.sp, tc.legacy, tc.privileged
 			p.SandboxConfig.Linux.SecurityContext.Privileged = tc.privileged
 			s, err := containerSpec(p, testHost())

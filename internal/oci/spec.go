@@ -191,6 +191,7 @@ func sandboxSpec(p SandboxParams, h hostFacts) (*specs.Spec, error) {
 		s.Linux.MaskedPaths = defaultMaskedPaths()
 		s.Linux.ReadonlyPaths = slices.Clone(defaultReadonlyPaths)
 	}
+	//lint:ignore SA1019 older kubelets still send the deprecated seccomp_profile_path field
 	if s.Linux.Seccomp, err = seccompProfile(sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged, s); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", p.ID, err)
 	}
@@ -397,9 +398,11 @@ func containerSpec(p ContainerParams, h hostFacts) (*specs.Spec, error) {
 		s.Linux.ReadonlyPaths = slices.Clone(defaultReadonlyPaths)
 	}
 
+	//lint:ignore SA1019 older kubelets still send the deprecated seccomp_profile_path field
 	if s.Linux.Seccomp, err = seccompProfile(sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged, s); err != nil {
 		return nil, wrap(err)
 	}
+	//lint:ignore SA1019 older kubelets still send the deprecated apparmor_profile field
 	if s.Process.ApparmorProfile, err = apparmorProfile(sc.GetApparmor(), sc.GetApparmorProfile(), h); err != nil {
 		return nil, wrap(err)
 	}

@@ -168,7 +168,7 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return errors.New("usage: junitsum [--expected FILE] [--out FILE] RUN=REPORT.xml ...")
+		return errors.New("usage: junitsum [--expected FILE] [--out FILE] [--markdown FILE --reasons FILE] RUN=REPORT.xml")
 	}
 	expected, err := readExpected(*expectedPath)
 	if err != nil {
