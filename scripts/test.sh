@@ -6,8 +6,12 @@ cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 ./scripts/deps.sh
 make build
-echo "== vet"
+echo "== vet, gofmt, staticcheck"
 go vet ./...
+unformatted=$(gofmt -l cmd internal test images 2>/dev/null)
+[ -z "$unformatted" ] || { echo "not gofmt-ed: $unformatted" >&2; exit 1; }
+GOBIN="$PWD/bin" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+./bin/staticcheck ./...
 echo "== unit and package integration tests"
 go test -count=1 -p 1 -timeout 20m $(go list ./... | grep -v /test/e2e)
 echo "== crictl and critest"
