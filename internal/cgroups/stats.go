@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/sys/mountinfo"
@@ -47,7 +48,7 @@ func Read(cgroupsPath string) (*Stats, error) {
 	if Unified() {
 		return readV2(filepath.Join(cgroupRoot, cgroupsPath))
 	}
-	mounts, err := v1Mounts()
+	mounts, err := cachedV1Mounts()
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +134,29 @@ func removeTree(dir string) error {
 // v1Mounts maps each v1 controller (and named hierarchy, e.g.
 // "name=systemd") to its mount point, from /proc/self/mountinfo, so
 // co-mounted controllers like "cpu,cpuacct" are found wherever they are.
+// cachedV1Mounts is v1Mounts read once. The controller mounts are fixed
+// for the life of the host's boot, while /proc/self/mountinfo grows with
+// every container rootfs: parsing it on each Read made ListContainerStats
+// quadratic in the number of containers.
+var v1MountCache struct {
+	sync.Mutex
+	mounts map[string]string
+}
+
+func cachedV1Mounts() (map[string]string, error) {
+	v1MountCache.Lock()
+	defer v1MountCache.Unlock()
+	if v1MountCache.mounts != nil {
+		return v1MountCache.mounts, nil
+	}
+	m, err := v1Mounts()
+	if err != nil {
+		return nil, err // not cached: a later call retries
+	}
+	v1MountCache.mounts = m
+	return m, nil
+}
+
 func v1Mounts() (map[string]string, error) {
 	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
 	if err != nil {
