@@ -143,6 +143,11 @@ var v1MountCache struct {
 	mounts map[string]string
 }
 
+// V1Mounts maps each cgroup v1 controller (and named hierarchy) to its
+// mount point; co-mounted controllers map to the same directory. The
+// result is shared: callers must not modify it.
+func V1Mounts() (map[string]string, error) { return cachedV1Mounts() }
+
 func cachedV1Mounts() (map[string]string, error) {
 	v1MountCache.Lock()
 	defer v1MountCache.Unlock()

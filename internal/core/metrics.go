@@ -176,7 +176,7 @@ func (s *Service) eachPodMetrics(ctx context.Context, fn func(*runtime.PodSandbo
 	fsInfo := s.rootFsInfo()
 	var v1 map[string]string
 	if !cgroups.Unified() {
-		m, err := v1ControllerMounts()
+		m, err := cgroups.V1Mounts()
 		if err != nil {
 			return fmt.Errorf("pod sandbox metrics: %w", err)
 		}
@@ -381,26 +381,8 @@ func limitOrZero(v uint64) uint64 {
 	return v
 }
 
-// v1ControllerMounts maps each cgroup v1 controller to its mount point;
-// co-mounted controllers ("cpu,cpuacct") map to the same directory.
-func v1ControllerMounts() (map[string]string, error) {
-	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
-	if err != nil {
-		return nil, fmt.Errorf("read cgroup mounts: %w", err)
-	}
-	out := map[string]string{}
-	for _, m := range infos {
-		for _, opt := range strings.Split(m.VFSOptions, ",") {
-			if _, ok := out[opt]; !ok && opt != "rw" && opt != "ro" && opt != "" {
-				out[opt] = m.Mountpoint
-			}
-		}
-	}
-	return out, nil
-}
-
 // readCgroupMetrics reads a container cgroup from v1 controllers (mounts
-// from v1ControllerMounts) or, with v1 nil, from the v2 tree.
+// from cgroups.V1Mounts) or, with v1 nil, from the v2 tree.
 func readCgroupMetrics(cgroupsPath string, v1 map[string]string) (*cgroupMetrics, error) {
 	if cgroupsPath == "" || filepath.Clean("/"+cgroupsPath) == "/" {
 		return nil, fmt.Errorf("container has no cgroup")
