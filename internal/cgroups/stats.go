@@ -331,7 +331,7 @@ func HugetlbAvailable() bool {
 	if Unified() {
 		return v2ControllerEnabled("hugetlb")
 	}
-	m, err := v1Mounts()
+	m, err := cachedV1Mounts()
 	if err != nil {
 		return false
 	}
@@ -355,7 +355,7 @@ func SwapAvailable() bool {
 		_, err = os.Stat(filepath.Join(cgroupRoot, own, "memory.swap.max"))
 		return err == nil
 	}
-	m, err := v1Mounts()
+	m, err := cachedV1Mounts()
 	if err != nil {
 		return false
 	}
