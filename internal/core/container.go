@@ -344,10 +344,6 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 			rec.Reason = "Error"
 		}
 	}
-	if rec.StartedAt == 0 && rec.Reason != "StartError" {
-		// Killed before it was started: kubelet still wants a finish time.
-		rec.StartedAt = 0
-	}
 	snap := *rec
 	c.mu.Unlock()
 	if err := s.saveContainer(c); err != nil {
