@@ -30,15 +30,9 @@ func (s *Service) PrepareRootfs(ctx context.Context, img *Image, rwDir, target s
 	} else if mounted {
 		return nil
 	}
-	// Topmost layer first, as overlayfs wants it.
-	chains := chainIDs(img.DiffIDs)
-	lowers := make([]string, 0, len(chains))
-	for i := len(chains) - 1; i >= 0; i-- {
-		p := s.snapshotFs(chains[i])
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("prepare rootfs of image %s: layer %d snapshot: %v: %w", img.ID, i, err, errdefs.ErrNotFound)
-		}
-		lowers = append(lowers, p)
+	lowers, err := s.layerLowers(img)
+	if err != nil {
+		return fmt.Errorf("prepare rootfs of image %s: %w", img.ID, err)
 	}
 	if len(lowers) == 0 {
 		lowers = []string{s.emptyDir()}
@@ -49,7 +43,7 @@ func (s *Service) PrepareRootfs(ctx context.Context, img *Image, rwDir, target s
 			return fmt.Errorf("prepare rootfs: %w", err)
 		}
 	}
-	for _, p := range append([]string{upper, work}, lowers...) {
+	for _, p := range []string{upper, work, s.emptyDir()} {
 		if strings.ContainsAny(p, ",:") {
 			return fmt.Errorf("prepare rootfs: path %q has a character overlayfs options cannot carry: %w", p, errdefs.ErrInvalidArgument)
 		}
@@ -60,13 +54,19 @@ func (s *Service) PrepareRootfs(ctx context.Context, img *Image, rwDir, target s
 	return nil
 }
 
-// mountOverlay mounts an overlay at target. The classic mount(2) data is
-// limited to a page; images with many layers are mounted through the
+// mountOverlay mounts an overlay at target; with upper "" it is a
+// read-only, lower-only overlay (image volumes). The classic mount(2) data
+// is limited to a page; images with many layers are mounted through the
 // fsconfig API, passing one lower dir at a time ("lowerdir+", Linux 6.8).
 func mountOverlay(lowers []string, upper, work, target string) error {
-	data := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
+	data := "lowerdir=" + strings.Join(lowers, ":")
+	var flags uintptr = unix.MS_RDONLY
+	if upper != "" {
+		data += ",upperdir=" + upper + ",workdir=" + work
+		flags = 0
+	}
 	if len(data) < unix.Getpagesize()-1 {
-		if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
+		if err := unix.Mount("overlay", target, "overlay", flags, data); err != nil {
 			return fmt.Errorf("mount overlay: %w", err)
 		}
 		return nil
@@ -85,16 +85,21 @@ func mountOverlayFsconfig(lowers []string, upper, work, target string) error {
 			return fmt.Errorf("overlay with %d layers: lowerdir+ %s (needs Linux 6.8+): %w", len(lowers), l, err)
 		}
 	}
-	if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
-		return fmt.Errorf("overlay upperdir: %w", err)
-	}
-	if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
-		return fmt.Errorf("overlay workdir: %w", err)
+	var attrs int
+	if upper == "" {
+		attrs = unix.MOUNT_ATTR_RDONLY
+	} else {
+		if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
+			return fmt.Errorf("overlay upperdir: %w", err)
+		}
+		if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
+			return fmt.Errorf("overlay workdir: %w", err)
+		}
 	}
 	if err := unix.FsconfigCreate(fsfd); err != nil {
 		return fmt.Errorf("create overlay: %w", err)
 	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
 	if err != nil {
 		return fmt.Errorf("fsmount overlay: %w", err)
 	}
@@ -103,6 +108,24 @@ func mountOverlayFsconfig(lowers []string, upper, work, target string) error {
 		return fmt.Errorf("move overlay mount to %s: %w", target, err)
 	}
 	return nil
+}
+
+// layerLowers is the image's layer snapshot dirs, topmost first as
+// overlayfs wants them; a missing snapshot is ErrNotFound.
+func (s *Service) layerLowers(img *Image) ([]string, error) {
+	chains := chainIDs(img.DiffIDs)
+	lowers := make([]string, 0, len(chains)+1)
+	for i := len(chains) - 1; i >= 0; i-- {
+		p := s.snapshotFs(chains[i])
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("layer %d snapshot: %v: %w", i, err, errdefs.ErrNotFound)
+		}
+		if strings.ContainsAny(p, ",:") {
+			return nil, fmt.Errorf("path %q has a character overlayfs options cannot carry: %w", p, errdefs.ErrInvalidArgument)
+		}
+		lowers = append(lowers, p)
+	}
+	return lowers, nil
 }
 
 // ReleaseRootfs unmounts target and removes rwDir; missing ones are fine.

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 )
 
 // MountImageVolume mounts img read-only at target for an image volume
@@ -34,7 +32,7 @@ func (s *Service) MountImageVolume(ctx context.Context, img *Image, target strin
 	if err != nil {
 		return fmt.Errorf("mount image volume of image %s: %w", img.ID, err)
 	}
-	if err := mountReadOnlyOverlay(lowers, target); err != nil {
+	if err := mountOverlay(lowers, "", "", target); err != nil {
 		return fmt.Errorf("mount image volume of image %s at %s: %w", img.ID, target, err)
 	}
 	return nil
@@ -52,60 +50,12 @@ func (s *Service) UnmountImageVolume(ctx context.Context, target string) error {
 	return nil
 }
 
-// volumeLowers lists img's layer snapshots topmost first, as overlayfs
-// wants them. Overlayfs without an upper dir needs at least two lower
-// dirs on older kernels, so the shared empty dir goes at the bottom; it
-// also stands in for an image without layers.
+// volumeLowers is img's layer snapshots plus the shared empty dir.
 func (s *Service) volumeLowers(img *Image) ([]string, error) {
-	chains := chainIDs(img.DiffIDs)
-	lowers := make([]string, 0, len(chains)+1)
-	for i := len(chains) - 1; i >= 0; i-- {
-		p := s.snapshotFs(chains[i])
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("layer %d snapshot: %v: %w", i, err, errdefs.ErrNotFound)
-		}
-		lowers = append(lowers, p)
-	}
-	lowers = append(lowers, s.emptyDir())
-	for _, p := range lowers {
-		if strings.ContainsAny(p, ",:") {
-			return nil, fmt.Errorf("path %q has a character overlayfs options cannot carry: %w", p, errdefs.ErrInvalidArgument)
-		}
-	}
-	return lowers, nil
-}
-
-// mountReadOnlyOverlay mounts a lower-only overlay at target, read-only.
-// Like mountOverlay it falls back to the fsconfig API when the lower dirs
-// do not fit in a page of mount data.
-func mountReadOnlyOverlay(lowers []string, target string) error {
-	data := "lowerdir=" + strings.Join(lowers, ":")
-	if len(data) < unix.Getpagesize()-1 {
-		if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, data); err != nil {
-			return fmt.Errorf("mount overlay: %w", err)
-		}
-		return nil
-	}
-	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	lowers, err := s.layerLowers(img)
 	if err != nil {
-		return fmt.Errorf("fsopen overlay: %w", err)
+		return nil, err
 	}
-	defer unix.Close(fsfd)
-	for _, l := range lowers {
-		if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
-			return fmt.Errorf("overlay with %d layers: lowerdir+ %s (needs Linux 6.8+): %w", len(lowers), l, err)
-		}
-	}
-	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return fmt.Errorf("create overlay: %w", err)
-	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY)
-	if err != nil {
-		return fmt.Errorf("fsmount overlay: %w", err)
-	}
-	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move overlay mount to %s: %w", target, err)
-	}
-	return nil
+	// A lower-only overlay needs at least two lower dirs.
+	return append(lowers, s.emptyDir()), nil
 }
