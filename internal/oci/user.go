@@ -155,22 +155,35 @@ func readRootfsFile(rootfs, name string) ([]byte, error) {
 	return b, nil
 }
 
-func readPasswd(rootfs string) ([]passwdEntry, error) {
-	b, err := readRootfsFile(rootfs, "etc/passwd")
+// colonRecords reads a colon-separated database (/etc/passwd, /etc/group)
+// of the image: the fields of each non-comment line with at least min
+// fields. A missing file is no records.
+func colonRecords(rootfs, name string, min int) ([][]string, error) {
+	b, err := readRootfsFile(rootfs, name)
 	if err != nil || b == nil {
 		return nil, err
 	}
-	var out []passwdEntry
+	var out [][]string
 	sc := bufio.NewScanner(strings.NewReader(string(b)))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		f := strings.Split(line, ":")
-		if len(f) < 4 {
-			continue
+		if f := strings.Split(line, ":"); len(f) >= min {
+			out = append(out, f)
 		}
+	}
+	return out, nil
+}
+
+func readPasswd(rootfs string) ([]passwdEntry, error) {
+	recs, err := colonRecords(rootfs, "etc/passwd", 4)
+	if err != nil {
+		return nil, err
+	}
+	var out []passwdEntry
+	for _, f := range recs {
 		uid, err1 := strconv.ParseUint(f[2], 10, 32)
 		gid, err2 := strconv.ParseUint(f[3], 10, 32)
 		if err1 != nil || err2 != nil {
@@ -182,21 +195,12 @@ func readPasswd(rootfs string) ([]passwdEntry, error) {
 }
 
 func readGroup(rootfs string) ([]groupEntry, error) {
-	b, err := readRootfsFile(rootfs, "etc/group")
-	if err != nil || b == nil {
+	recs, err := colonRecords(rootfs, "etc/group", 3)
+	if err != nil {
 		return nil, err
 	}
 	var out []groupEntry
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Split(line, ":")
-		if len(f) < 3 {
-			continue
-		}
+	for _, f := range recs {
 		gid, err := strconv.ParseUint(f[2], 10, 32)
 		if err != nil {
 			continue
