@@ -89,27 +89,9 @@ func (s *Service) saveContainer(c *container) error {
 }
 
 func (s *Service) getContainer(id string) (*container, error) {
-	if id == "" {
-		return nil, fmt.Errorf("container id is required: %w", errdefs.ErrInvalidArgument)
-	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if c, ok := s.containers[id]; ok {
-		return c, nil
-	}
-	var found *container
-	for k, c := range s.containers {
-		if hasPrefix(k, id) {
-			if found != nil {
-				return nil, fmt.Errorf("container id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
-			}
-			found = c
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-	}
-	return found, nil
+	return lookupID(s.containers, id, "container")
 }
 
 func (s *Service) containersOf(sandboxID string) []*container {

@@ -76,27 +76,9 @@ func (s *Service) saveSandbox(sb *sandbox) error {
 
 // getSandbox finds a sandbox by full id or unique prefix.
 func (s *Service) getSandbox(id string) (*sandbox, error) {
-	if id == "" {
-		return nil, fmt.Errorf("pod sandbox id is required: %w", errdefs.ErrInvalidArgument)
-	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if sb, ok := s.sandboxes[id]; ok {
-		return sb, nil
-	}
-	var found *sandbox
-	for k, sb := range s.sandboxes {
-		if len(id) < len(k) && k[:len(id)] == id {
-			if found != nil {
-				return nil, fmt.Errorf("pod sandbox id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
-			}
-			found = sb
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
-	}
-	return found, nil
+	return lookupID(s.sandboxes, id, "pod sandbox")
 }
 
 func sandboxName(m *runtime.PodSandboxMetadata) string {

@@ -280,3 +280,28 @@ func systemdAvailable() error {
 	}
 	return nil
 }
+
+// lookupID finds an object by full id or unique id prefix, as crictl lets
+// users type. The caller holds s.mu.
+func lookupID[T any](objs map[string]T, id, kind string) (T, error) {
+	var zero T
+	if id == "" {
+		return zero, fmt.Errorf("%s id is required: %w", kind, errdefs.ErrInvalidArgument)
+	}
+	if o, ok := objs[id]; ok {
+		return o, nil
+	}
+	found, n := zero, 0
+	for k, o := range objs {
+		if hasPrefix(k, id) {
+			found, n = o, n+1
+		}
+	}
+	switch n {
+	case 0:
+		return zero, fmt.Errorf("%s %q: %w", kind, id, errdefs.ErrNotFound)
+	case 1:
+		return found, nil
+	}
+	return zero, fmt.Errorf("%s id prefix %q is ambiguous: %w", kind, id, errdefs.ErrInvalidArgument)
+}
