@@ -315,18 +315,13 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		}
 		return nil
 	}
+	// On an early return the ADD is cancelled and joined here. This defer
+	// runs before the rollback defer above (LIFO), so the Teardown that
+	// joinNet registers still runs, first, before the netns is removed.
 	defer func() {
 		if !netJoined {
 			cancelNet()
 			_ = joinNet()
-			if netRes != nil {
-				// Registered after the steps above ran their undo: run it now.
-				ctx, cancel := cleanupCtx()
-				defer cancel()
-				if err := s.net.Teardown(ctx, pod); err != nil {
-					log.Error("rollback step failed", "error", err)
-				}
-			}
 		}
 	}()
 
