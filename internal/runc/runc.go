@@ -34,8 +34,9 @@ type Runtime struct {
 	ExecHelper string
 
 	// featMu guards feat, the cached `features` answer.
-	featMu sync.Mutex
-	feat   *features.Features
+	featMu  sync.Mutex
+	feat    *features.Features
+	featErr error
 }
 
 // State is what `runtime state` reports.
@@ -243,16 +244,23 @@ func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResourc
 func (r *Runtime) Features(ctx context.Context) (*features.Features, error) {
 	r.featMu.Lock()
 	defer r.featMu.Unlock()
-	if r.feat != nil {
-		return r.feat, nil
+	if r.feat != nil || r.featErr != nil {
+		return r.feat, r.featErr
 	}
+	// A runtime without `features` (crun 1.8) fails the same way every
+	// time: the failure is cached too, or every Status poll and every
+	// container spec would spawn the runtime again to learn it.
 	out, err := r.run(ctx, nil, "features")
 	if err != nil {
+		if ctx.Err() == nil {
+			r.featErr = fmt.Errorf("runtime features: %w", err)
+		}
 		return nil, fmt.Errorf("runtime features: %w", err)
 	}
 	var f features.Features
 	if err := json.Unmarshal(out, &f); err != nil {
-		return nil, fmt.Errorf("runtime features: decode: %w", err)
+		r.featErr = fmt.Errorf("runtime features: decode: %w", err)
+		return nil, r.featErr
 	}
 	r.feat = &f
 	return r.feat, nil
