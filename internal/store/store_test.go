@@ -61,9 +61,6 @@ func TestStoreLockedByOtherOpener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if testing.Short() {
-		return
-	}
 	// bbolt holds an flock; a second opener in this process times out.
 	done := make(chan error, 1)
 	go func() {
