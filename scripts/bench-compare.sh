@@ -17,6 +17,8 @@
 #   --containerd-only     measure containerd alone (no crid)
 #   --out FILE            default docs/performance.md
 #   --work DIR            scratch dir (default: mktemp)
+#   --serve               start both runtimes, print their sockets and wait
+#                         (for profiling by hand); Ctrl-C cleans up
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -27,6 +29,7 @@ SCENARIOS="floor pod-lifecycle exec-sync list pull memory"
 ONLY_CONTAINERD=0
 OUT=docs/performance.md
 W=""
+SERVE=0
 EXTRA=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
 	--containerd-only) ONLY_CONTAINERD=1; shift ;;
 	--out) OUT=$2; shift 2 ;;
 	--work) W=$2; shift 2 ;;
+	--serve) SERVE=1; shift ;;
 	--) shift; EXTRA=("$@"); break ;;
 	*) echo "unknown option $1" >&2; exit 2 ;;
 	esac
@@ -222,6 +226,13 @@ TOML
 	PIDS_TO_STOP+=($CRID_PID)
 	for _ in $(seq 100); do [ -S "$R/crid.sock" ] && break; sleep 0.1; done
 	[ -S "$R/crid.sock" ] || { log "crid did not start"; cat "$R/crid.log" >&2; exit 1; }
+fi
+
+if [ "$SERVE" = 1 ]; then
+	go build -o "$W/crid-bench" ./cmd/crid-bench
+	log "serving: crid unix://$W/crid/crid.sock (pid ${CRID_PID:-none}), containerd unix://$C/containerd.sock (pid $CONTAINERD_PID)"
+	log "bench: $W/crid-bench run <scenario> --endpoint ... --image $IMAGE --keep-images; Ctrl-C to clean up"
+	while sleep 3600; do :; done
 fi
 
 # Root filesystems for the floor scenario: the same images, unpacked by

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,5 +186,10 @@ func adminHandler(images *image.Service, log *slog.Logger) http.Handler {
 		log.Info("images imported", "images", names)
 		_ = json.NewEncoder(w).Encode(names)
 	})
+	// Profiles for finding where time and memory go on a live node; the
+	// admin socket is root-only, like the CRI socket.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
