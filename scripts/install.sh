@@ -11,7 +11,7 @@ export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 ./scripts/deps.sh
 make build
 
-install -m 0755 bin/crid bin/crid-monitor /usr/local/bin/
+install -m 0755 bin/crid bin/crid-monitor bin/crid-nsexec /usr/local/bin/
 install -d /etc/crid /etc/cni/net.d
 # A config file is optional; write the commented defaults once for operators to edit.
 [ -f /etc/crid/config.toml ] || /usr/local/bin/crid config default > /etc/crid/config.toml

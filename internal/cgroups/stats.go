@@ -140,7 +140,8 @@ func removeTree(dir string) error {
 // quadratic in the number of containers.
 var v1MountCache struct {
 	sync.Mutex
-	mounts map[string]string
+	mounts  map[string]string
+	unified string // v2 mount point, see unifiedMount
 }
 
 // V1Mounts maps each cgroup v1 controller (and named hierarchy) to its
@@ -391,4 +392,79 @@ func ownV2Path() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no cgroup v2 entry in /proc/self/cgroup")
+}
+
+// ProcessDirs returns the host directories of every cgroup process pid is
+// in: one per v1 hierarchy and, on hybrid and v2 hosts, its v2 cgroup. It
+// fails unless one of them is cgroupsPath (cgroupfs form), which ties the
+// pid to the container that owns that cgroup.
+func ProcessDirs(pid int, cgroupsPath string) ([]string, error) {
+	if err := checkPath(cgroupsPath); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return nil, fmt.Errorf("cgroups of process %d: %w", pid, err)
+	}
+	return processDirs(string(b), cgroupsPath, V1Mounts, unifiedMount)
+}
+
+func processDirs(procCgroup, cgroupsPath string, v1 func() (map[string]string, error), v2 func() (string, error)) ([]string, error) {
+	want := filepath.Clean("/" + cgroupsPath)
+	var dirs []string
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(procCgroup), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var mount string
+		if parts[0] == "0" && parts[1] == "" {
+			mp, err := v2()
+			if err != nil {
+				continue // no v2 tree mounted here
+			}
+			mount = mp
+		} else {
+			mounts, err := v1()
+			if err != nil {
+				return nil, err
+			}
+			mp, ok := mounts[strings.Split(parts[1], ",")[0]]
+			if !ok {
+				continue
+			}
+			mount = mp
+		}
+		if filepath.Clean(parts[2]) == want {
+			found = true
+		}
+		dirs = append(dirs, filepath.Join(mount, parts[2]))
+	}
+	if !found {
+		return nil, fmt.Errorf("process is not in cgroup %s: %w", cgroupsPath, errdefs.ErrNotFound)
+	}
+	return dirs, nil
+}
+
+// unifiedMount is where the v2 tree is mounted: the cgroup root on a pure
+// v2 host, usually /sys/fs/cgroup/unified on a hybrid one.
+func unifiedMount() (string, error) {
+	if Unified() {
+		return cgroupRoot, nil
+	}
+	v1MountCache.Lock()
+	defer v1MountCache.Unlock()
+	if v1MountCache.unified != "" {
+		return v1MountCache.unified, nil
+	}
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup2"))
+	if err != nil {
+		return "", fmt.Errorf("read cgroup2 mounts: %w", err)
+	}
+	if len(infos) == 0 {
+		return "", fmt.Errorf("no cgroup2 mount: %w", errdefs.ErrNotFound)
+	}
+	v1MountCache.unified = infos[0].Mountpoint
+	return v1MountCache.unified, nil
 }

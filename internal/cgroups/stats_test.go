@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -241,5 +243,82 @@ func TestDetection(t *testing.T) {
 	_, err = os.Stat("/sys/fs/cgroup/hugetlb")
 	if HugetlbAvailable() != (err == nil) {
 		t.Errorf("HugetlbAvailable %v, hugetlb v1 hierarchy present: %v", HugetlbAvailable(), err == nil)
+	}
+}
+
+func TestProcessDirs(t *testing.T) {
+	v1 := func() (map[string]string, error) {
+		return map[string]string{"cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct", "memory": "/sys/fs/cgroup/memory", "name=systemd": "/sys/fs/cgroup/systemd"}, nil
+	}
+	v2 := func() (string, error) { return "/sys/fs/cgroup/unified", nil }
+	noV2 := func() (string, error) { return "", errors.New("none") }
+	tests := []struct {
+		name    string
+		proc    string
+		path    string
+		v2      func() (string, error)
+		want    []string
+		wantErr bool
+	}{
+		{
+			name: "hybrid", path: "/kubepods/c1", v2: v2,
+			proc: "12:memory:/kubepods/c1\n4:cpu,cpuacct:/kubepods/c1\n1:name=systemd:/kubepods/c1\n0::/kubepods/c1\n",
+			want: []string{"/sys/fs/cgroup/memory/kubepods/c1", "/sys/fs/cgroup/cpu,cpuacct/kubepods/c1", "/sys/fs/cgroup/systemd/kubepods/c1", "/sys/fs/cgroup/unified/kubepods/c1"},
+		},
+		{
+			name: "unknown hierarchy skipped, no v2", path: "kubepods/c1", v2: noV2,
+			proc: "9:rdma:/kubepods/c1\n12:memory:/kubepods/c1\n0::/\n",
+			want: []string{"/sys/fs/cgroup/memory/kubepods/c1"},
+		},
+		{
+			name: "another container's process", path: "/kubepods/c1", v2: v2,
+			proc: "12:memory:/kubepods/c2\n0::/kubepods/c2\n", wantErr: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := processDirs(tt.proc, tt.path, v1, tt.v2)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("want error, got %v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestProcessDirsSelf(t *testing.T) {
+	// This test process is in some cgroup on every host: find its own
+	// v1 memory or v2 path and check the directories exist.
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var own string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 && (parts[1] == "memory" || parts[0] == "0") {
+			own = parts[2]
+			break
+		}
+	}
+	dirs, err := ProcessDirs(os.Getpid(), own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dirs) == 0 {
+		t.Fatal("no cgroup directories")
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err != nil {
+			t.Errorf("%s: %v", d, err)
+		}
 	}
 }

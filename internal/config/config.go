@@ -75,6 +75,9 @@ type Runtime struct {
 	Handlers       map[string]Handler `toml:"handlers" comment:"OCI runtime handlers (RuntimeClass handlers)"`
 	// MonitorPath is the crid-monitor binary; empty means next to crid, then $PATH.
 	MonitorPath string `toml:"monitor_path" comment:"crid-monitor binary; empty: next to the crid binary, then $PATH"`
+	// NsexecPath is the crid-nsexec binary that runs exec and ExecSync
+	// without the runtime's CLI; empty means next to crid, then $PATH.
+	NsexecPath string `toml:"nsexec_path" comment:"crid-nsexec binary (fast exec); empty: next to the crid binary, then $PATH; \"none\": always exec through the runtime"`
 	// ExecSyncDrainTimeout bounds how long ExecSync waits for output after
 	// the process exited (a background child may hold the pipe).
 	ExecSyncDrainTimeout Duration `toml:"exec_sync_drain_timeout" comment:"after an exec'd process exits, wait at most this long for its output pipes"`
@@ -91,7 +94,15 @@ type Handler struct {
 	Path string `toml:"path"`
 	// Root is the runtime's --root state dir; empty means <state>/runtime/<handler>.
 	Root string `toml:"root"`
+	// DirectExec runs exec and ExecSync through crid-nsexec, which joins
+	// the container's namespaces itself, instead of `<runtime> exec`; nil
+	// means true. Turn it off for runtimes whose containers are not plain
+	// namespaces and cgroups (gVisor's runsc, VM-based runtimes).
+	DirectExec *bool `toml:"direct_exec" comment:"exec through crid-nsexec instead of '<runtime> exec' (default true; false for runsc or VM runtimes)"`
 }
+
+// ExecDirect reports whether the handler execs through crid-nsexec.
+func (h Handler) ExecDirect() bool { return h.DirectExec == nil || *h.DirectExec }
 
 // Network configures CNI.
 type Network struct {

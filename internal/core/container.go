@@ -69,7 +69,7 @@ type container struct {
 	fsUsage *fsSample
 	// proc is the container's OCI process, read once from its bundle:
 	// status and exec need it on every call and the spec never changes.
-	proc *specs.Process
+	spec *specs.Spec // the OCI spec, cached: exec needs it on every call
 }
 
 func (c *container) snapshot() containerRecord {
@@ -259,7 +259,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	c.mu.Lock()
-	c.proc = spec.Process
+	c.spec = spec
 	c.mu.Unlock()
 	proc, err := monitor.Spawn(ctx, s.monitor, monitor.Options{
 		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
@@ -684,11 +684,20 @@ func (s *Service) ReopenContainerLog(ctx context.Context, req *runtime.ReopenCon
 
 // containerProcess returns the container's OCI process spec, cached.
 func (s *Service) containerProcess(c *container) (*specs.Process, error) {
+	spec, err := s.containerSpec(c)
+	if err != nil {
+		return nil, err
+	}
+	return spec.Process, nil
+}
+
+// containerSpec returns the container's OCI spec, read once from its bundle.
+func (s *Service) containerSpec(c *container) (*specs.Spec, error) {
 	c.mu.RLock()
-	p := c.proc
+	sp := c.spec
 	c.mu.RUnlock()
-	if p != nil {
-		return p, nil
+	if sp != nil {
+		return sp, nil
 	}
 	spec, err := readSpec(s.containerBundle(c.rec.ID))
 	if err != nil {
@@ -698,7 +707,7 @@ func (s *Service) containerProcess(c *container) (*specs.Process, error) {
 		return nil, fmt.Errorf("spec of container %s has no process", c.rec.ID)
 	}
 	c.mu.Lock()
-	c.proc = spec.Process
+	c.spec = spec
 	c.mu.Unlock()
-	return spec.Process, nil
+	return spec, nil
 }

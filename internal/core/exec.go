@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/crid-dev/crid/internal/monitor"
+	"github.com/crid-dev/crid/internal/nsexec"
 	"github.com/crid-dev/crid/internal/runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -76,11 +77,30 @@ func (s *Service) exec(ctx context.Context, containerID string, cmd []string, ei
 	if err != nil {
 		return 0, err
 	}
-	rt, err := s.runtimeFor(s.handlerOf(c.rec.SandboxID))
+	handler := s.handlerOf(c.rec.SandboxID)
+	rt, err := s.runtimeFor(handler)
 	if err != nil {
 		return 0, err
 	}
-	return rt.Exec(ctx, c.rec.ID, proc, eio, s.cfg.Runtime.ExecSyncDrainTimeout.Duration)
+	drain := s.cfg.Runtime.ExecSyncDrainTimeout.Duration
+	if s.nsexec != nil && s.handlerConfig(handler).ExecDirect() {
+		spec, err := s.containerSpec(c)
+		if err != nil {
+			return 0, err
+		}
+		if why := nsexec.Supported(spec, proc); why == nil {
+			rec := c.snapshot()
+			t := nsexec.Target{Pid: rec.PID, CgroupsPath: spec.Linux.CgroupsPath, Spec: spec}
+			code, err := s.nsexec.Exec(ctx, t, proc, nsexec.IO{Stdin: eio.Stdin, Stdout: eio.Stdout, Stderr: eio.Stderr}, drain)
+			if err != nil {
+				return code, fmt.Errorf("exec in container %s: %w", rec.ID, err)
+			}
+			return code, nil
+		} else if !eio.Terminal {
+			s.log.Debug("exec through the runtime", "container", c.rec.ID, "reason", why)
+		}
+	}
+	return rt.Exec(ctx, c.rec.ID, proc, eio, drain)
 }
 
 // ExecSync runs a command in a container and returns its output and exit code.
@@ -98,7 +118,7 @@ func (s *Service) ExecSync(ctx context.Context, req *runtime.ExecSyncRequest) (*
 			return nil, fmt.Errorf("exec in container %s: command %q timed out after %ds: %w",
 				req.GetContainerId(), req.GetCmd(), req.GetTimeout(), context.DeadlineExceeded)
 		}
-		return nil, fmt.Errorf("exec in container %s: %w", req.GetContainerId(), err)
+		return nil, err // names the container already
 	}
 	return &runtime.ExecSyncResponse{Stdout: stdout.buf.Bytes(), Stderr: stderr.buf.Bytes(), ExitCode: int32(code)}, nil
 }

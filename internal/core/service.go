@@ -28,6 +28,7 @@ import (
 	"github.com/crid-dev/crid/internal/config"
 	"github.com/crid-dev/crid/internal/image"
 	"github.com/crid-dev/crid/internal/network"
+	"github.com/crid-dev/crid/internal/nsexec"
 	"github.com/crid-dev/crid/internal/runc"
 	"github.com/crid-dev/crid/internal/store"
 )
@@ -53,8 +54,10 @@ type Service struct {
 	version  string
 	runtimes map[string]*runc.Runtime
 	monitor  string // crid-monitor binary
-	minOOM   int
-	events   *eventHub
+	// nsexec runs exec without the runtime's CLI; nil if not installed.
+	nsexec *nsexec.Helper
+	minOOM int
+	events *eventHub
 	// idmapProbe caches whether idmapped overlays work here; the kernel
 	// does not change under a running crid, and Status is polled.
 	idmapProbe func() error
@@ -97,6 +100,12 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	s.monitor = mon
+	if s.nsexec, err = loadNsexec(cfg.Runtime.NsexecPath); err != nil {
+		return nil, err
+	}
+	if s.nsexec == nil {
+		s.log.Warn("crid-nsexec not found: exec goes through the OCI runtime's CLI (slower)")
+	}
 	for name, h := range cfg.Runtime.Handlers {
 		path, err := exec.LookPath(h.Path)
 		if err != nil {
@@ -136,6 +145,9 @@ func New(ctx context.Context, o Options) (*Service, error) {
 func (s *Service) Close() {
 	s.cancel()
 	s.wg.Wait()
+	if s.nsexec != nil {
+		s.nsexec.Close()
+	}
 }
 
 func findMonitor(configured string) (string, error) {
@@ -157,6 +169,40 @@ func findMonitor(configured string) (string, error) {
 		return "", fmt.Errorf("monitor binary crid-monitor not found next to crid nor in $PATH: %w", err)
 	}
 	return p, nil
+}
+
+// loadNsexec loads the exec helper: the configured path (an error if it is
+// missing), or next to crid, or from $PATH; nil if none is installed or
+// the config says "none".
+func loadNsexec(configured string) (*nsexec.Helper, error) {
+	if configured == "none" {
+		return nil, nil
+	}
+	path := configured
+	if path == "" {
+		if self, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(self), nsexec.BinaryName); fileExists(p) {
+				path = p
+			}
+		}
+		if path == "" {
+			p, err := exec.LookPath(nsexec.BinaryName)
+			if err != nil {
+				return nil, nil
+			}
+			path = p
+		}
+	}
+	h, err := nsexec.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("nsexec_path: %w", err)
+	}
+	return h, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func readOOMScoreAdj() (int, error) {
@@ -185,6 +231,14 @@ func (s *Service) runtimeFor(handler string) (*runc.Runtime, error) {
 		return nil, fmt.Errorf("runtime handler %q is not configured: %w", handler, errdefs.ErrInvalidArgument)
 	}
 	return r, nil
+}
+
+// handlerConfig is the configuration of a handler ("" = default).
+func (s *Service) handlerConfig(handler string) config.Handler {
+	if handler == "" {
+		handler = s.cfg.Runtime.DefaultHandler
+	}
+	return s.cfg.Runtime.Handlers[handler]
 }
 
 // reserveName reserves name for id; AlreadyExists if another id holds it.

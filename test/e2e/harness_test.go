@@ -94,6 +94,11 @@ func setup() (*harness, error) {
 		if err := cmd.Run(); err != nil {
 			return hh, fmt.Errorf("build crid: %w", err)
 		}
+		cmd = exec.Command("make", "-C", "../..", "nsexec", "NSEXEC_OUT="+hh.binDir+"/crid-nsexec")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return hh, fmt.Errorf("build crid-nsexec: %w", err)
+		}
 	}
 	// Registry with the test images.
 	cat, err := images.Catalog()
