@@ -372,7 +372,12 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 	if err != nil {
 		return nil, err
 	}
-	if err := rt.Start(ctx, rec.ID); err != nil {
+	start := func() error { return rt.StartFifo(ctx, rec.ID, rec.PID) }
+	if spec, err := s.containerSpec(c); err != nil || (spec.Hooks != nil && len(spec.Hooks.Poststart) > 0) {
+		// Poststart hooks are run by the runtime's start command.
+		start = func() error { return rt.Start(ctx, rec.ID) }
+	}
+	if err := start(); err != nil {
 		// Leave it EXITED with the reason rather than vanish.
 		c.mu.Lock()
 		c.rec.Reason, c.rec.Message, c.rec.ExitCode = "StartError", err.Error(), 128

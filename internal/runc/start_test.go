@@ -1,0 +1,100 @@
+package runc
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// deadPid is the pid of a process that has exited and been reaped.
+func deadPid(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+func TestStartFifo(t *testing.T) {
+	tests := []struct {
+		name    string
+		writer  func(path string) // plays the container's init
+		pid     func(t *testing.T) int
+		wantErr bool
+	}{
+		{
+			name: "init writes and execs",
+			writer: func(path string) {
+				f, err := os.OpenFile(path, os.O_WRONLY, 0)
+				if err != nil {
+					return
+				}
+				time.Sleep(20 * time.Millisecond) // still open for a while, as before exec
+				f.Write([]byte("0"))
+				f.Close()
+			},
+			pid: func(t *testing.T) int { return os.Getpid() },
+		},
+		{
+			name:    "init died before opening the fifo",
+			pid:     deadPid,
+			wantErr: true,
+		},
+		{
+			name: "init opened the fifo but died without writing",
+			writer: func(path string) {
+				f, err := os.OpenFile(path, os.O_WRONLY, 0)
+				if err == nil {
+					f.Close()
+				}
+			},
+			pid:     deadPid,
+			wantErr: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			r := &Runtime{Name: "test", Path: "/bin/false", Root: root}
+			path := filepath.Join(root, "c1", execFifo)
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tt.writer != nil {
+				go tt.writer(path)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := r.StartFifo(ctx, "c1", tt.pid(t))
+			if tt.wantErr {
+				if err == nil {
+					t.Fatal("want error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(path); !os.IsNotExist(err) {
+				t.Errorf("fifo still there after start: %v", err)
+			}
+		})
+	}
+}
+
+func TestStartFifoFallsBackWithoutFifo(t *testing.T) {
+	// No fifo: the runtime's start command runs (here /bin/false, failing).
+	r := &Runtime{Name: "test", Path: "/bin/false", Root: t.TempDir()}
+	if err := r.StartFifo(context.Background(), "c1", os.Getpid()); err == nil {
+		t.Fatal("want the runtime's start error")
+	}
+}
