@@ -587,8 +587,9 @@ func TestSecondHandler(t *testing.T) {
 	pod := podConfig(t)
 	podID := runPod(t, pod, "runc-b")
 	id := createStart(t, podID, pod, containerConfig("c", "sleep", "100"))
-	if r := execSync(t, id, 10, "echo", "second"); string(r.Stdout) != "second\n" {
-		t.Errorf("exec under runc-b: %q", r.Stdout)
+	// runc-b has direct_exec = false: this exec runs `runc exec`.
+	if r := execSync(t, id, 10, "sh", "-c", "echo second; exit 3"); string(r.Stdout) != "second\n" || r.ExitCode != 3 {
+		t.Errorf("exec under runc-b: %q, exit %d", r.Stdout, r.ExitCode)
 	}
 	if out, _ := runOut("runc", "--root", filepath.Join(h.base, "state", "runtime", "runc-b"), "list", "-q"); !strings.Contains(out, id) || !strings.Contains(out, podID) {
 		t.Errorf("pod not run by handler runc-b: %q", out)
