@@ -30,7 +30,11 @@ func (s *RuntimeServer) PodSandboxStatus(ctx context.Context, req *runtime.PodSa
 }
 
 func (s *RuntimeServer) ListPodSandbox(ctx context.Context, req *runtime.ListPodSandboxRequest) (*runtime.ListPodSandboxResponse, error) {
-	return s.core.ListPodSandbox(ctx, req)
+	resp, err := s.core.ListPodSandbox(ctx, req)
+	if err != nil || s.cache == nil {
+		return resp, err
+	}
+	return s.cache.listPodSandbox(req, resp), nil
 }
 
 func (s *RuntimeServer) CreateContainer(ctx context.Context, req *runtime.CreateContainerRequest) (*runtime.CreateContainerResponse, error) {
@@ -50,7 +54,11 @@ func (s *RuntimeServer) RemoveContainer(ctx context.Context, req *runtime.Remove
 }
 
 func (s *RuntimeServer) ListContainers(ctx context.Context, req *runtime.ListContainersRequest) (*runtime.ListContainersResponse, error) {
-	return s.core.ListContainers(ctx, req)
+	resp, err := s.core.ListContainers(ctx, req)
+	if err != nil || s.cache == nil {
+		return resp, err
+	}
+	return s.cache.listContainers(req, resp), nil
 }
 
 func (s *RuntimeServer) ContainerStatus(ctx context.Context, req *runtime.ContainerStatusRequest) (*runtime.ContainerStatusResponse, error) {

@@ -1,6 +1,7 @@
 // Package server is crid's thin gRPC edge: it registers the CRI
 // RuntimeService and ImageService, logs each call, and maps the core's
-// errdefs errors to gRPC status codes. It holds no state of its own.
+// errdefs errors to gRPC status codes. Its only state is a cache of encoded
+// list responses (listcache.go).
 package server
 
 import (
@@ -25,6 +26,7 @@ type RuntimeServer struct {
 	core   *core.Service
 	stream *streaming.Server
 	log    *slog.Logger
+	cache  *listCache // nil: no list caching
 }
 
 // ImageServer implements runtime.v1 ImageService over the image service.
@@ -37,7 +39,31 @@ type ImageServer struct {
 
 // Register adds both CRI services to g.
 func Register(g *grpc.Server, c *core.Service, images *image.Service, stream *streaming.Server, log *slog.Logger) {
-	runtime.RegisterRuntimeServiceServer(g, &RuntimeServer{core: c, stream: stream, log: log})
+	RegisterCached(g, nil, c, images, stream, log)
+}
+
+// ListCache remembers encoded list responses (see listcache.go). Create one
+// per gRPC server: pass Codec() to grpc.NewServer and the cache to
+// RegisterCached.
+type ListCache struct{ c *listCache }
+
+// NewListCache returns an empty cache.
+func NewListCache() *ListCache { return &ListCache{c: newListCache()} }
+
+// Codec is the server option that sends cached responses without encoding
+// them again; every other message is encoded by gRPC's proto codec.
+func (l *ListCache) Codec() grpc.ServerOption {
+	return grpc.ForceServerCodecV2(newCachingCodec(l.c))
+}
+
+// RegisterCached is Register with list responses cached in cache, whose
+// Codec() g must have been created with. A nil cache caches nothing.
+func RegisterCached(g *grpc.Server, cache *ListCache, c *core.Service, images *image.Service, stream *streaming.Server, log *slog.Logger) {
+	rs := &RuntimeServer{core: c, stream: stream, log: log}
+	if cache != nil {
+		rs.cache = cache.c
+	}
+	runtime.RegisterRuntimeServiceServer(g, rs)
 	runtime.RegisterImageServiceServer(g, &ImageServer{core: c, images: images, log: log})
 }
 
