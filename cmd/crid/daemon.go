@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/metrics"
 	"syscall"
 	"time"
 
@@ -99,12 +100,14 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	}()
 	defer stream.Stop()
 
+	lists := server.NewListCache()
 	g := grpc.NewServer(
+		lists.Codec(),
 		grpc.UnaryInterceptor(server.UnaryInterceptor(log)),
 		grpc.StreamInterceptor(server.StreamInterceptor(log)),
 		grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20),
 	)
-	server.Register(g, c, images, stream, log)
+	server.RegisterCached(g, lists, c, images, stream, log)
 	lis, err := listenUnix(cfg.Socket)
 	if err != nil {
 		return err
@@ -166,21 +169,56 @@ func listenUnix(path string) (net.Listener, error) {
 }
 
 // releaseMemory keeps crid's footprint on the node small: a smaller GC
-// target than Go's default (unless GOGC is set), and freed heap handed
-// back to the kernel periodically, so a burst (hundreds of containers
-// listed, a big pull) does not stay charged to the node for minutes.
+// target than Go's default (unless GOGC is set), and memory freed by a burst
+// (hundreds of containers listed or removed, a big pull) handed back to the
+// kernel within seconds once crid goes quiet, instead of staying charged to
+// the node until the runtime's own scavenger gets to it. A runtime/metrics
+// read (microseconds) decides; a busy crid is left to its regular GC and
+// scavenger, and an idle one with nothing to give back is not made to
+// collect.
 func releaseMemory(ctx context.Context) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
-	t := time.NewTicker(30 * time.Second)
+	t := time.NewTicker(releaseInterval)
 	defer t.Stop()
+	samples := []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/memory/classes/heap/free:bytes"},    // free, not yet returned
+		{Name: "/memory/classes/heap/objects:bytes"}, // live + dead not yet swept
+		{Name: "/gc/heap/live:bytes"},                // live at the last GC
+	}
+	var lastCycles uint64
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			debug.FreeOSMemory()
+			metrics.Read(samples)
+			cycles := samples[0].Value.Uint64()
+			quiet := cycles == lastCycles
+			lastCycles = cycles
+			if quiet && shouldRelease(samples[1].Value.Uint64(), samples[2].Value.Uint64(), samples[3].Value.Uint64()) {
+				// Collects first, so the burst's garbage is freed too.
+				debug.FreeOSMemory()
+				metrics.Read(samples[:1])
+				lastCycles = samples[0].Value.Uint64()
+			}
 		}
 	}
+}
+
+const (
+	releaseInterval = 2 * time.Second
+	// releaseSlack is what may stay unreturned (or uncollected) without
+	// forcing a collection: below it the collection costs more than it gives.
+	releaseSlack = 2 << 20
+)
+
+// shouldRelease says whether a forced collection and release would give
+// back more than releaseSlack: freed heap not yet returned, or heap
+// allocated since the last GC beyond what was live then (garbage, on a
+// quiet daemon).
+func shouldRelease(free, objects, live uint64) bool {
+	return free > releaseSlack || (objects > live && objects-live > releaseSlack)
 }
