@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crid-dev/crid/internal/pidfd"
 )
 
 // The pause process of a sandbox runs without a crid-monitor: it needs no
@@ -52,14 +54,13 @@ func procStartTime(pid int) (uint64, error) {
 // openPause returns a pidfd (as a pollable file) for the pause pid started
 // at start, or nil if that process is gone.
 func openPause(pid int, start uint64) (*os.File, error) {
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	f, err := pidfd.Open(pid)
 	if errors.Is(err, unix.ESRCH) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(pid))
 	// Checked after opening: the pidfd pins this pid to one process, so a
 	// matching start time now means the pidfd is the pause's.
 	got, err := procStartTime(pid)
@@ -71,37 +72,15 @@ func openPause(pid int, start uint64) (*os.File, error) {
 }
 
 // waitPidfd blocks until the process behind f exits or ctx ends, and then
-// reaps it if it is crid's child. The wait is on Go's poller: no thread is
-// held per pod.
+// reaps it if it is crid's child. No thread is held per pod.
 func waitPidfd(ctx context.Context, f *os.File) error {
 	defer f.Close()
+	if err := pidfd.WaitExit(ctx, f); err != nil {
+		return err
+	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
-	}
-	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-	var pollErr error
-	err = rc.Read(func(fd uintptr) bool {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 0)
-		if err == unix.EINTR {
-			return false
-		}
-		if err != nil {
-			pollErr = err
-			return true
-		}
-		return n > 0 // readable: the process has exited
-	})
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if err == nil {
-		err = pollErr
-	}
-	if err != nil {
-		return fmt.Errorf("wait for %s: %w", f.Name(), err)
 	}
 	_ = rc.Control(func(fd uintptr) {
 		var info unix.Siginfo

@@ -28,6 +28,7 @@ import (
 
 	"github.com/crid-dev/crid/internal/monitor/shim"
 	"github.com/crid-dev/crid/internal/monitor/wire"
+	"github.com/crid-dev/crid/internal/pidfd"
 	"github.com/crid-dev/crid/internal/runc"
 )
 
@@ -123,7 +124,13 @@ func Spawn(ctx context.Context, monitorBin string, o Options) (*Process, error) 
 	monPid := cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() {
-		cmd.Wait()
+		// On the poller, not in a blocking wait: that would hold an OS
+		// thread for the monitor's whole life (see package pidfd).
+		if f, err := pidfd.Open(monPid); err == nil {
+			_ = pidfd.WaitExit(context.Background(), f)
+			f.Close()
+		}
+		cmd.Wait() // exited by now, or no pidfd: reaps it
 		close(exited)
 	}()
 
