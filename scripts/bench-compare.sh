@@ -50,8 +50,10 @@ IMAGE=registry.k8s.io/e2e-test-images/busybox:1.29-2
 # The second pull image shares the first's base layer.
 PULL_IMAGES=${PULL_IMAGES:-registry.k8s.io/e2e-test-images/busybox:1.29-2,registry.k8s.io/e2e-test-images/nginx:1.14-2}
 RUNC=/usr/sbin/runc
-BRIDGE=cbench0
-SUBNET=10.231.0.0/16
+# Per run, so that two runs (or a --serve beside a run) never share or
+# delete each other's bridge and addresses.
+BRIDGE=${BRIDGE:-cb$$}
+SUBNET=${SUBNET:-10.$((200 + $$ % 50)).0.0/16}
 
 [ "$(id -u)" = 0 ] || { echo "must run as root" >&2; exit 1; }
 if [ -z "$W" ]; then W=$(mktemp -d /tmp/bench-compare.XXXXXX); fi
