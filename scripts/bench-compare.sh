@@ -234,7 +234,8 @@ if [ "$SERVE" = 1 ]; then
 	go build -o "$W/crid-bench" ./cmd/crid-bench
 	log "serving: crid unix://$W/crid/crid.sock (pid ${CRID_PID:-none}), containerd unix://$C/containerd.sock (pid $CONTAINERD_PID)"
 	log "bench: $W/crid-bench run <scenario> --endpoint ... --image $IMAGE --keep-images; Ctrl-C to clean up"
-	while sleep 3600; do :; done
+	# wait, unlike a foreground sleep, lets the INT/TERM trap run at once.
+	while :; do sleep 3600 & wait $!; done
 fi
 
 # Root filesystems for the floor scenario: the same images, unpacked by
