@@ -120,6 +120,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
+	tm := newStepTimer()
 	sbRec := sb.snapshot()
 	if sbRec.State != sandboxReady {
 		return nil, fmt.Errorf("create container %s: pod sandbox %s is not ready: %w", cfg.Metadata.Name, sbRec.ID, errdefs.ErrFailedPrecondition)
@@ -175,9 +176,11 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 		CgroupsPath:  oci.CgroupsPath(s.cfg.CgroupDriver, sbCfg.GetLinux().GetCgroupParent(), id),
 		ImageVolumes: volumes,
 	}
+	tm.mark("image")
 	if err := s.saveContainer(c); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
+	tm.mark("record init")
 	s.mu.Lock()
 	s.containers[id] = c
 	s.mu.Unlock()
@@ -207,6 +210,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 		return nil, fmt.Errorf("create container: rootfs: %w", err)
 	}
 	u.add(func(ctx context.Context) error { return s.images.ReleaseRootfs(ctx, rwDir, rootfs) })
+	tm.mark("rootfs")
 	if err := s.idmapContainerRootfs(sbCfg, sbRec.PID, rootfs); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
@@ -261,6 +265,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	c.mu.Lock()
 	c.spec = spec
 	c.mu.Unlock()
+	tm.mark("spec")
 	proc, err := monitor.Spawn(ctx, s.monitor, monitor.Options{
 		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
 		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
@@ -274,12 +279,15 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 		_ = cgroups.Remove(c.rec.CgroupsPath)
 		return err
 	})
+	tm.mark("monitor+create")
 	c.mu.Lock()
 	c.rec.State, c.rec.PID, c.rec.MonitorPID = containerCreated, proc.ContainerPID, proc.MonitorPID
 	c.mu.Unlock()
 	if err := s.saveContainer(c); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
+	tm.mark("record created")
+	tm.log(log, "create container timings")
 	s.watchContainer(c)
 	s.events.publish(c, runtime.ContainerEventType_CONTAINER_CREATED_EVENT)
 	log.Info("container created")
