@@ -227,6 +227,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	params := oci.ContainerParams{
 		ID: id, SandboxID: sbRec.ID, Config: cfg, SandboxConfig: sbCfg, Image: img.Config, ImageName: cfg.Image.Image,
 		RootfsPath: rootfs, SandboxPID: sbRec.PID, NetNSPath: sbRec.NetNSPath,
+		IPCNSPath: sbRec.IPCNSPath, UTSNSPath: sbRec.UTSNSPath,
 		ResolvConfPath: filepath.Join(sbDir, "resolv.conf"), HostsPath: filepath.Join(sbDir, "hosts"),
 		HostnamePath: filepath.Join(sbDir, "hostname"), ShmPath: shm,
 		CgroupsPath: c.rec.CgroupsPath, MinOOMScoreAdj: s.minOOM, ImageVolumes: imageVolumes,

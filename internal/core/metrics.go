@@ -209,8 +209,16 @@ func (s *Service) podMetrics(sb *sandbox, rec sandboxRecord, v1 map[string]strin
 	out := &runtime.PodSandboxMetrics{PodSandboxId: rec.ID}
 	// Pod-level metrics have no container and no image.
 	podLabels := []string{md.GetName(), md.GetNamespace(), "", rec.ID, ""}
-	if rec.NetNSPath != "" && rec.PID > 0 {
-		devs, err := readNetDev(filepath.Join("/proc", strconv.Itoa(rec.PID), "net", "dev"))
+	// Any process in the pod's netns shows its devices: the pause, or for
+	// a pod without one (podns.go) a running container.
+	netPID := rec.PID
+	for _, c := range s.containersOf(rec.ID) {
+		if cr := c.snapshot(); netPID == 0 && cr.State == containerRunning {
+			netPID = cr.PID
+		}
+	}
+	if rec.NetNSPath != "" && netPID > 0 {
+		devs, err := readNetDev(filepath.Join("/proc", strconv.Itoa(netPID), "net", "dev"))
 		if err != nil {
 			s.log.Debug("pod network metrics", "pod", rec.ID, "error", err)
 		}

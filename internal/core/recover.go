@@ -43,9 +43,12 @@ func (s *Service) recover(ctx context.Context) error {
 		}
 		s.sandboxes[rec.ID] = sb
 		s.names[rec.Name] = rec.ID
-		if rec.PID != 0 {
+		switch {
+		case rec.PID != 0:
 			s.watchSandbox(sb, s.sandboxBundle(rec.ID))
-		} else {
+		case rec.Pinned && rec.State == sandboxReady:
+			// No pause to watch: ready until stopped.
+		default:
 			close(sb.exited)
 		}
 	}
@@ -93,6 +96,8 @@ func (s *Service) cleanupSandbox(ctx context.Context, sb *sandbox) {
 	if rec.NetNSPath != "" {
 		_ = s.net.RemoveNetNS(rec.NetNSPath)
 	}
+	// A crash may have pinned them before recording their paths.
+	_ = unpinPodNamespaces(podNamespaces{ipc: filepath.Join(s.sandboxBundle(rec.ID), "ns-ipc"), uts: filepath.Join(s.sandboxBundle(rec.ID), "ns-uts")})
 	dir, bundle := s.sandboxDir(rec.ID), s.sandboxBundle(rec.ID)
 	_ = s.images.ReleaseRootfs(ctx, filepath.Join(dir, "rw"), filepath.Join(bundle, "rootfs"))
 	_ = unmount(filepath.Join(bundle, "shm"))

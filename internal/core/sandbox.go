@@ -49,6 +49,11 @@ type sandboxRecord struct {
 	ImageID       string   `json:"imageId"`
 	CgroupsPath   string   `json:"cgroupsPath"`
 	ShmMounted    bool     `json:"shmMounted,omitempty"`
+	// Pinned: no pause; the IPC and UTS namespaces are pinned at these
+	// paths ("" = the host's). See podns.go.
+	Pinned    bool   `json:"pinned,omitempty"`
+	IPCNSPath string `json:"ipcns,omitempty"`
+	UTSNSPath string `json:"utsns,omitempty"`
 }
 
 type sandbox struct {
@@ -57,7 +62,7 @@ type sandbox struct {
 	mu     sync.RWMutex // guards rec fields read by status/list
 	rec    sandboxRecord
 	config *runtime.PodSandboxConfig
-	exited chan struct{} // closed when the pause process exits
+	exited chan struct{} // closed when the pause process exits (never for a pinned pod)
 }
 
 func (sb *sandbox) snapshot() sandboxRecord {
@@ -263,7 +268,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		var nsPath string
 		if usernsHelper != nil {
 			nsPath = filepath.Join(s.cfg.State, "netns", id)
-			err = pinNetNS(usernsHelper.nsPath("net"), nsPath)
+			err = pinNS(usernsHelper.nsPath("net"), nsPath)
 		} else {
 			nsPath, err = s.net.CreateNetNS(id)
 		}
@@ -325,9 +330,23 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		}
 	}()
 
-	pid, err := s.startPause(ctx, sb, rt, img, usernsHelper, userns, shmPath, tm, u)
-	if err != nil {
-		return nil, err
+	var pid pauseID
+	if pinnedPod(cfg, userns) {
+		// Alongside the CNI ADD too: the network namespace exists already.
+		ns, err := pinPodNamespaces(bundle, cfg, sb.snapshot().NetNSPath)
+		if err != nil {
+			return nil, fmt.Errorf("run pod sandbox: %w", err)
+		}
+		u.add(func(context.Context) error { return unpinPodNamespaces(ns) })
+		sb.mu.Lock()
+		sb.rec.Pinned, sb.rec.IPCNSPath, sb.rec.UTSNSPath = true, ns.ipc, ns.uts
+		sb.mu.Unlock()
+		tm.mark("pin namespaces")
+	} else {
+		pid, err = s.startPause(ctx, sb, rt, img, usernsHelper, userns, shmPath, tm, u)
+		if err != nil {
+			return nil, err
+		}
 	}
 	if err := joinNet(); err != nil {
 		return nil, err
@@ -342,7 +361,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
 	}
 	tm.mark("record ready")
-	s.watchSandbox(sb, bundle)
+	if !sb.rec.Pinned {
+		s.watchSandbox(sb, bundle)
+	}
 	tm.log(log, "run pod sandbox timings")
 	log.Info("pod sandbox ready", "ip", sb.rec.IP)
 	return &runtime.RunPodSandboxResponse{PodSandboxId: id}, nil
@@ -494,6 +515,11 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox) error {
 		}
 		_ = cgroups.Remove(rec.CgroupsPath)
 	}
+	if rec.Pinned {
+		if err := unpinPodNamespaces(podNamespaces{ipc: rec.IPCNSPath, uts: rec.UTSNSPath}); err != nil {
+			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+		}
+	}
 	if rec.NetworkSetUp {
 		if err := s.net.Teardown(ctx, podNetwork(rec, sb.config)); err != nil {
 			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
@@ -507,6 +533,7 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox) error {
 	sb.mu.Lock()
 	sb.rec.NetworkSetUp = false
 	sb.rec.NetNSPath = ""
+	sb.rec.IPCNSPath, sb.rec.UTSNSPath = "", ""
 	sb.rec.State = sandboxNotReady
 	sb.mu.Unlock()
 	if err := s.saveSandbox(sb); err != nil {

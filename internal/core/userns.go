@@ -93,17 +93,18 @@ func (u *usernsHelper) close() {
 	u.proc = nil
 }
 
-// pinNetNS bind-mounts a namespace file at path (created empty), the way
-// network.Manager pins the namespaces it creates, so RemoveNetNS unpins it.
-func pinNetNS(src, path string) error {
+// pinNS bind-mounts a namespace file at path (created empty), the way
+// network.Manager pins the namespaces it creates, so RemoveNetNS (or
+// unpinPodNamespaces) unpins it.
+func pinNS(src, path string) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
-		return fmt.Errorf("create netns pin %s: %w", path, err)
+		return fmt.Errorf("create namespace pin %s: %w", path, err)
 	}
 	f.Close()
 	if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
 		_ = os.Remove(path)
-		return fmt.Errorf("pin netns %s at %s: %w", src, path, err)
+		return fmt.Errorf("pin namespace %s at %s: %w", src, path, err)
 	}
 	return nil
 }

@@ -46,6 +46,9 @@ type ContainerParams struct {
 	RootfsPath    string
 	// SandboxPID is the pause process; its ipc/uts/pid namespaces are joined via /proc/<pid>/ns.
 	SandboxPID int
+	// IPCNSPath and UTSNSPath are the pod's pinned namespaces when it has
+	// no pause (SandboxPID 0).
+	IPCNSPath, UTSNSPath string
 	// TargetPID is the init process of the container named by
 	// namespace_options.target_id; its pid namespace is joined when pid
 	// mode is TARGET.
@@ -440,16 +443,24 @@ func containerNamespaces(s *specs.Spec, p ContainerParams, ns *runtime.Namespace
 			path = nsPath(p.SandboxPID, "net")
 		}
 		add(specs.NetworkNamespace, path)
-		if err := needPID("uts"); err != nil {
-			return err
+		if p.UTSNSPath != "" {
+			add(specs.UTSNamespace, p.UTSNSPath)
+		} else {
+			if err := needPID("uts"); err != nil {
+				return err
+			}
+			add(specs.UTSNamespace, nsPath(p.SandboxPID, "uts"))
 		}
-		add(specs.UTSNamespace, nsPath(p.SandboxPID, "uts"))
 	}
 	if ns.GetIpc() != runtime.NamespaceMode_NODE {
-		if err := needPID("ipc"); err != nil {
-			return err
+		if p.IPCNSPath != "" {
+			add(specs.IPCNamespace, p.IPCNSPath)
+		} else {
+			if err := needPID("ipc"); err != nil {
+				return err
+			}
+			add(specs.IPCNamespace, nsPath(p.SandboxPID, "ipc"))
 		}
-		add(specs.IPCNamespace, nsPath(p.SandboxPID, "ipc"))
 	}
 	switch ns.GetPid() {
 	case runtime.NamespaceMode_POD:
