@@ -15,9 +15,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -174,14 +172,6 @@ func (s *Service) eachPodMetrics(ctx context.Context, fn func(*runtime.PodSandbo
 	}
 	s.mu.RUnlock()
 	fsInfo := s.rootFsInfo()
-	var v1 map[string]string
-	if !cgroups.Unified() {
-		m, err := cgroups.V1Mounts()
-		if err != nil {
-			return fmt.Errorf("pod sandbox metrics: %w", err)
-		}
-		v1 = m
-	}
 	for _, sb := range all {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -195,7 +185,7 @@ func (s *Service) eachPodMetrics(ctx context.Context, fn func(*runtime.PodSandbo
 			continue
 		default:
 		}
-		m := s.podMetrics(sb, rec, v1, fsInfo)
+		m := s.podMetrics(sb, rec, fsInfo)
 		if err := fn(m); err != nil {
 			return err
 		}
@@ -203,7 +193,7 @@ func (s *Service) eachPodMetrics(ctx context.Context, fn func(*runtime.PodSandbo
 	return nil
 }
 
-func (s *Service) podMetrics(sb *sandbox, rec sandboxRecord, v1 map[string]string, fsInfo rootFs) *runtime.PodSandboxMetrics {
+func (s *Service) podMetrics(sb *sandbox, rec sandboxRecord, fsInfo rootFs) *runtime.PodSandboxMetrics {
 	now := time.Now()
 	md := sb.config.GetMetadata()
 	out := &runtime.PodSandboxMetrics{PodSandboxId: rec.ID}
@@ -241,11 +231,12 @@ func (s *Service) podMetrics(sb *sandbox, rec sandboxRecord, v1 map[string]strin
 			continue
 		}
 		labels := []string{md.GetName(), md.GetNamespace(), c.config.GetMetadata().GetName(), crec.ID, containerImageLabel(c.config, crec)}
-		ms, err := s.containerMetrics(crec, labels, v1, fsInfo, now)
+		cg, err := cgroups.ReadMetrics(crec.CgroupsPath)
 		if err != nil {
 			s.log.Debug("container metrics", "container", crec.ID, "error", err)
 			continue
 		}
+		ms := s.containerMetrics(crec, labels, cg, fsInfo, now)
 		out.ContainerMetrics = append(out.ContainerMetrics, &runtime.ContainerMetrics{ContainerId: crec.ID, Metrics: ms})
 	}
 	return out
@@ -286,34 +277,31 @@ func (e *emitter) add(name string, v uint64, extra ...string) {
 	})
 }
 
-func (s *Service) containerMetrics(rec containerRecord, labels []string, v1 map[string]string, fsInfo rootFs, now time.Time) ([]*runtime.Metric, error) {
-	cg, err := readCgroupMetrics(rec.CgroupsPath, v1)
-	if err != nil {
-		return nil, err
-	}
+// containerMetrics turns a container's cgroup counters into CRI metrics.
+func (s *Service) containerMetrics(rec containerRecord, labels []string, cg *cgroups.Metrics, fsInfo rootFs, now time.Time) []*runtime.Metric {
 	e := &emitter{labels: labels, at: now}
 	sec := uint64(time.Second)
-	e.add("container_cpu_usage_seconds_total", cg.cpuTotal/sec)
-	e.add("container_cpu_user_seconds_total", cg.cpuUser/sec)
-	e.add("container_cpu_system_seconds_total", cg.cpuSystem/sec)
-	e.add("container_cpu_cfs_periods_total", cg.periods)
-	e.add("container_cpu_cfs_throttled_periods_total", cg.throttledPeriods)
-	e.add("container_cpu_cfs_throttled_seconds_total", cg.throttledNanos/sec)
+	e.add("container_cpu_usage_seconds_total", cg.CPUTotal/sec)
+	e.add("container_cpu_user_seconds_total", cg.CPUUser/sec)
+	e.add("container_cpu_system_seconds_total", cg.CPUSystem/sec)
+	e.add("container_cpu_cfs_periods_total", cg.Periods)
+	e.add("container_cpu_cfs_throttled_periods_total", cg.ThrottledPeriods)
+	e.add("container_cpu_cfs_throttled_seconds_total", cg.ThrottledNanos/sec)
 
-	e.add("container_memory_cache", cg.memCache)
-	e.add("container_memory_rss", cg.memRSS)
-	e.add("container_memory_kernel_usage", cg.memKernel)
-	e.add("container_memory_mapped_file", cg.memMapped)
-	e.add("container_memory_swap", cg.memSwap)
-	e.add("container_memory_failcnt", cg.memFailcnt)
-	e.add("container_memory_usage_bytes", cg.memUsage)
-	e.add("container_memory_max_usage_bytes", cg.memMaxUsage)
-	e.add("container_memory_working_set_bytes", cg.memWorkingSet)
-	e.add("container_memory_failures_total", cg.pgfault, "pgfault", "container")
-	e.add("container_memory_failures_total", cg.pgmajfault, "pgmajfault", "container")
-	e.add("container_memory_failures_total", cg.pgfaultHierarchy, "pgfault", "hierarchy")
-	e.add("container_memory_failures_total", cg.pgmajfaultHierarchy, "pgmajfault", "hierarchy")
-	e.add("container_oom_events_total", cg.oomKills)
+	e.add("container_memory_cache", cg.MemCache)
+	e.add("container_memory_rss", cg.MemRSS)
+	e.add("container_memory_kernel_usage", cg.MemKernel)
+	e.add("container_memory_mapped_file", cg.MemMapped)
+	e.add("container_memory_swap", cg.MemSwap)
+	e.add("container_memory_failcnt", cg.MemFailcnt)
+	e.add("container_memory_usage_bytes", cg.MemUsage)
+	e.add("container_memory_max_usage_bytes", cg.MemMaxUsage)
+	e.add("container_memory_working_set_bytes", cg.MemWorkingSet)
+	e.add("container_memory_failures_total", cg.PgFault, "pgfault", "container")
+	e.add("container_memory_failures_total", cg.PgMajFault, "pgmajfault", "container")
+	e.add("container_memory_failures_total", cg.PgFaultHierarchy, "pgfault", "hierarchy")
+	e.add("container_memory_failures_total", cg.PgMajFaultHierarchy, "pgmajfault", "hierarchy")
+	e.add("container_oom_events_total", cg.OOMKills)
 
 	used, _, err := image.WritableUsage(filepath.Join(s.containerDir(rec.ID), "rw"))
 	if err != nil {
@@ -323,29 +311,29 @@ func (s *Service) containerMetrics(rec containerRecord, labels []string, v1 map[
 	e.add("container_fs_limit_bytes", fsInfo.capacity, fsInfo.device)
 	e.add("container_fs_inodes_total", fsInfo.inodes, fsInfo.device)
 	e.add("container_fs_inodes_free", fsInfo.inodesFree, fsInfo.device)
-	for _, io := range cg.blkio {
-		dev := blockDeviceName(io.major, io.minor)
-		e.add("container_fs_reads_bytes_total", io.readBytes, dev)
-		e.add("container_fs_reads_total", io.reads, dev)
-		e.add("container_fs_writes_bytes_total", io.writeBytes, dev)
-		e.add("container_fs_writes_total", io.writes, dev)
-		maj, mnr := strconv.FormatUint(io.major, 10), strconv.FormatUint(io.minor, 10)
-		e.add("container_blkio_device_usage_total", io.readBytes, dev, maj, mnr, "Read")
-		e.add("container_blkio_device_usage_total", io.writeBytes, dev, maj, mnr, "Write")
+	for _, io := range cg.Blkio {
+		dev := blockDeviceName(io.Major, io.Minor)
+		e.add("container_fs_reads_bytes_total", io.ReadBytes, dev)
+		e.add("container_fs_reads_total", io.Reads, dev)
+		e.add("container_fs_writes_bytes_total", io.WriteBytes, dev)
+		e.add("container_fs_writes_total", io.Writes, dev)
+		maj, mnr := strconv.FormatUint(io.Major, 10), strconv.FormatUint(io.Minor, 10)
+		e.add("container_blkio_device_usage_total", io.ReadBytes, dev, maj, mnr, "Read")
+		e.add("container_blkio_device_usage_total", io.WriteBytes, dev, maj, mnr, "Write")
 	}
 
-	procs := processCounts(cg.pids)
-	e.add("container_processes", uint64(len(cg.pids)))
+	procs := processCounts(cg.Pids)
+	e.add("container_processes", uint64(len(cg.Pids)))
 	e.add("container_threads", procs.threads)
-	e.add("container_threads_max", cg.pidsMax)
+	e.add("container_threads_max", cg.PidsMax)
 	e.add("container_file_descriptors", procs.fds)
 	e.add("container_sockets", procs.sockets)
 
-	e.add("container_spec_cpu_period", cg.cpuPeriod)
-	e.add("container_spec_cpu_shares", cg.cpuShares)
-	e.add("container_spec_memory_limit_bytes", cg.memLimit)
-	e.add("container_spec_memory_swap_limit_bytes", cg.memSwapLimit)
-	e.add("container_spec_memory_reservation_limit_bytes", cg.memReservation)
+	e.add("container_spec_cpu_period", cg.CPUPeriod)
+	e.add("container_spec_cpu_shares", cg.CPUShares)
+	e.add("container_spec_memory_limit_bytes", cg.MemLimit)
+	e.add("container_spec_memory_swap_limit_bytes", cg.MemSwapLimit)
+	e.add("container_spec_memory_reservation_limit_bytes", cg.MemReservation)
 
 	e.add("container_last_seen", uint64(now.Unix()))
 	start := rec.StartedAt
@@ -353,325 +341,7 @@ func (s *Service) containerMetrics(rec containerRecord, labels []string, v1 map[
 		start = rec.CreatedAt
 	}
 	e.add("container_start_time_seconds", uint64(start/int64(time.Second)))
-	return e.out, nil
-}
-
-// cgroupMetrics are the counters of one container cgroup, in bytes and
-// nanoseconds; limits are 0 when unlimited.
-type cgroupMetrics struct {
-	cpuTotal, cpuUser, cpuSystem              uint64
-	periods, throttledPeriods, throttledNanos uint64
-	cpuPeriod, cpuShares                      uint64
-	memUsage, memMaxUsage, memWorkingSet      uint64
-	memCache, memRSS, memKernel, memMapped    uint64
-	memSwap, memFailcnt, oomKills             uint64
-	pgfault, pgmajfault                       uint64
-	pgfaultHierarchy, pgmajfaultHierarchy     uint64
-	memLimit, memSwapLimit, memReservation    uint64
-	pidsMax                                   uint64
-	pids                                      []int
-	blkio                                     []blkioDevice
-}
-
-// blkioDevice is the I/O of a cgroup on one block device.
-type blkioDevice struct {
-	major, minor                         uint64
-	readBytes, writeBytes, reads, writes uint64
-}
-
-// v1Unlimited: cgroup v1 reports "no limit" as a page-rounded LONG_MAX.
-const v1Unlimited = uint64(1) << 62
-
-func limitOrZero(v uint64) uint64 {
-	if v >= v1Unlimited {
-		return 0
-	}
-	return v
-}
-
-// readCgroupMetrics reads a container cgroup from v1 controllers (mounts
-// from cgroups.V1Mounts) or, with v1 nil, from the v2 tree.
-func readCgroupMetrics(cgroupsPath string, v1 map[string]string) (*cgroupMetrics, error) {
-	if cgroupsPath == "" || filepath.Clean("/"+cgroupsPath) == "/" {
-		return nil, fmt.Errorf("container has no cgroup")
-	}
-	if v1 == nil {
-		return readCgroupMetricsV2(filepath.Join("/sys/fs/cgroup", cgroupsPath))
-	}
-	dir := func(ctl string) string {
-		if mp, ok := v1[ctl]; ok {
-			return filepath.Join(mp, cgroupsPath)
-		}
-		return ""
-	}
-	mem, cpu, cpuacct, pids, blkio := dir("memory"), dir("cpu"), dir("cpuacct"), dir("pids"), dir("blkio")
-	if cpuacct == "" || !dirExists(cpuacct) {
-		return nil, fmt.Errorf("cgroup %s: %w", cgroupsPath, fs.ErrNotExist)
-	}
-	r := &cgReader{}
-	m := &cgroupMetrics{}
-	m.cpuTotal = r.uint(cpuacct, "cpuacct.usage")
-	if u, ok := r.optUint(cpuacct, "cpuacct.usage_user"); ok {
-		m.cpuUser, m.cpuSystem = u, r.uint(cpuacct, "cpuacct.usage_sys")
-	} else {
-		// cpuacct.stat counts USER_HZ ticks, 100 per second on Linux.
-		st := r.kv(cpuacct, "cpuacct.stat")
-		m.cpuUser, m.cpuSystem = st["user"]*uint64(10*time.Millisecond), st["system"]*uint64(10*time.Millisecond)
-	}
-	cs := r.kv(cpu, "cpu.stat")
-	m.periods, m.throttledPeriods, m.throttledNanos = cs["nr_periods"], cs["nr_throttled"], cs["throttled_time"]
-	m.cpuPeriod = r.uint(cpu, "cpu.cfs_period_us")
-	m.cpuShares = r.uint(cpu, "cpu.shares")
-
-	ms := r.kv(mem, "memory.stat")
-	m.memUsage = r.uint(mem, "memory.usage_in_bytes")
-	m.memMaxUsage = r.uint(mem, "memory.max_usage_in_bytes")
-	m.memWorkingSet = subFloor(m.memUsage, ms["total_inactive_file"])
-	m.memCache, m.memRSS, m.memMapped, m.memSwap = ms["total_cache"], ms["total_rss"], ms["total_mapped_file"], ms["total_swap"]
-	m.memKernel = r.uint(mem, "memory.kmem.usage_in_bytes")
-	m.memFailcnt = r.uint(mem, "memory.failcnt")
-	m.pgfault, m.pgmajfault = ms["pgfault"], ms["pgmajfault"]
-	m.pgfaultHierarchy, m.pgmajfaultHierarchy = ms["total_pgfault"], ms["total_pgmajfault"]
-	m.oomKills = r.kv(mem, "memory.oom_control")["oom_kill"]
-	m.memLimit = limitOrZero(r.uint(mem, "memory.limit_in_bytes"))
-	m.memSwapLimit = limitOrZero(r.uint(mem, "memory.memsw.limit_in_bytes"))
-	m.memReservation = limitOrZero(r.uint(mem, "memory.soft_limit_in_bytes"))
-	m.pidsMax = r.uint(pids, "pids.max")
-	procsDir := pids
-	if procsDir == "" {
-		procsDir = cpuacct
-	}
-	m.pids = r.pids(procsDir)
-	if blkio != "" {
-		m.blkio = mergeBlkio(
-			parseBlkioV1(r.raw(blkio, "blkio.throttle.io_service_bytes_recursive"), true),
-			parseBlkioV1(r.raw(blkio, "blkio.throttle.io_serviced_recursive"), false),
-		)
-	}
-	return m, r.err
-}
-
-func readCgroupMetricsV2(dir string) (*cgroupMetrics, error) {
-	if !dirExists(dir) {
-		return nil, fmt.Errorf("cgroup %s: %w", dir, fs.ErrNotExist)
-	}
-	r := &cgReader{}
-	m := &cgroupMetrics{}
-	cs := r.kv(dir, "cpu.stat")
-	us := uint64(time.Microsecond)
-	m.cpuTotal, m.cpuUser, m.cpuSystem = cs["usage_usec"]*us, cs["user_usec"]*us, cs["system_usec"]*us
-	m.periods, m.throttledPeriods, m.throttledNanos = cs["nr_periods"], cs["nr_throttled"], cs["throttled_usec"]*us
-	if f := strings.Fields(r.raw(dir, "cpu.max")); len(f) == 2 {
-		m.cpuPeriod, _ = strconv.ParseUint(f[1], 10, 64)
-	}
-	if w := r.uint(dir, "cpu.weight"); w > 0 {
-		// The inverse of the shares->weight conversion runc applies.
-		m.cpuShares = 2 + (w-1)*262142/9999
-	}
-	ms := r.kv(dir, "memory.stat")
-	m.memUsage = r.uint(dir, "memory.current")
-	m.memMaxUsage = r.uint(dir, "memory.peak")
-	m.memWorkingSet = subFloor(m.memUsage, ms["inactive_file"])
-	m.memCache, m.memRSS, m.memMapped = ms["file"], ms["anon"], ms["file_mapped"]
-	m.memKernel = ms["kernel"]
-	if m.memKernel == 0 {
-		m.memKernel = ms["kernel_stack"] + ms["slab"] + ms["sock"] + ms["vmalloc"] + ms["pagetables"]
-	}
-	m.memSwap = r.uint(dir, "memory.swap.current")
-	ev := r.kv(dir, "memory.events")
-	m.memFailcnt, m.oomKills = ev["max"], ev["oom_kill"]
-	// v2 counts faults for the subtree only.
-	m.pgfault, m.pgmajfault = ms["pgfault"], ms["pgmajfault"]
-	m.pgfaultHierarchy, m.pgmajfaultHierarchy = ms["pgfault"], ms["pgmajfault"]
-	m.memLimit = r.uint(dir, "memory.max")
-	if sw := r.uint(dir, "memory.swap.max"); sw > 0 && m.memLimit > 0 {
-		m.memSwapLimit = m.memLimit + sw
-	}
-	m.memReservation = r.uint(dir, "memory.low")
-	m.pidsMax = r.uint(dir, "pids.max")
-	m.pids = r.pids(dir)
-	m.blkio = parseIOStatV2(r.raw(dir, "io.stat"))
-	return m, r.err
-}
-
-func subFloor(a, b uint64) uint64 {
-	if b > a {
-		return 0
-	}
-	return a - b
-}
-
-func dirExists(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
-}
-
-// cgReader reads cgroup files best effort: a controller that is not
-// mounted (dir "") or a file this kernel lacks reads as zero, and "max" as
-// 0 (unlimited). Other read errors are kept in err.
-type cgReader struct{ err error }
-
-func (r *cgReader) raw(dir, name string) string {
-	if dir == "" {
-		return ""
-	}
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.EOPNOTSUPP) && r.err == nil {
-			r.err = err
-		}
-		return ""
-	}
-	return string(b)
-}
-
-func (r *cgReader) optUint(dir, name string) (uint64, bool) {
-	s := strings.TrimSpace(r.raw(dir, name))
-	if s == "" {
-		return 0, false
-	}
-	if s == "max" {
-		return 0, true
-	}
-	v, err := strconv.ParseUint(s, 10, 64)
-	return v, err == nil
-}
-
-func (r *cgReader) uint(dir, name string) uint64 {
-	v, _ := r.optUint(dir, name)
-	return v
-}
-
-func (r *cgReader) kv(dir, name string) map[string]uint64 {
-	return parseKV(r.raw(dir, name))
-}
-
-func (r *cgReader) pids(dir string) []int {
-	var out []int
-	for _, f := range strings.Fields(r.raw(dir, "cgroup.procs")) {
-		if p, err := strconv.Atoi(f); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// parseKV parses "key value" lines; non-numeric values are skipped.
-func parseKV(s string) map[string]uint64 {
-	out := map[string]uint64{}
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 2 {
-			continue
-		}
-		if v, err := strconv.ParseUint(f[1], 10, 64); err == nil {
-			out[f[0]] = v
-		}
-	}
-	return out
-}
-
-// parseBlkioV1 parses blkio.throttle.io_service{d,_bytes}_recursive:
-// "MAJ:MIN Read|Write|Sync|Async|Discard|Total N" lines plus a "Total N".
-// isBytes selects which blkioDevice fields the values fill.
-func parseBlkioV1(s string, isBytes bool) []blkioDevice {
-	var out []blkioDevice
-	idx := map[[2]uint64]int{}
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 3 {
-			continue
-		}
-		maj, mnr, ok := parseMajMin(f[0])
-		v, err := strconv.ParseUint(f[2], 10, 64)
-		if !ok || err != nil {
-			continue
-		}
-		k := [2]uint64{maj, mnr}
-		i, seen := idx[k]
-		if !seen {
-			i = len(out)
-			idx[k] = i
-			out = append(out, blkioDevice{major: maj, minor: mnr})
-		}
-		switch {
-		case f[1] == "Read" && isBytes:
-			out[i].readBytes = v
-		case f[1] == "Write" && isBytes:
-			out[i].writeBytes = v
-		case f[1] == "Read":
-			out[i].reads = v
-		case f[1] == "Write":
-			out[i].writes = v
-		}
-	}
-	return out
-}
-
-// mergeBlkio joins the byte and operation counts of the same devices.
-func mergeBlkio(byteCounts, ops []blkioDevice) []blkioDevice {
-	out := append([]blkioDevice(nil), byteCounts...)
-	for _, o := range ops {
-		found := false
-		for i := range out {
-			if out[i].major == o.major && out[i].minor == o.minor {
-				out[i].reads, out[i].writes = o.reads, o.writes
-				found = true
-			}
-		}
-		if !found {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
-// parseIOStatV2 parses io.stat: "MAJ:MIN rbytes=N wbytes=N rios=N wios=N ...".
-func parseIOStatV2(s string) []blkioDevice {
-	var out []blkioDevice
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 {
-			continue
-		}
-		maj, mnr, ok := parseMajMin(f[0])
-		if !ok {
-			continue
-		}
-		d := blkioDevice{major: maj, minor: mnr}
-		for _, kv := range f[1:] {
-			k, vs, _ := strings.Cut(kv, "=")
-			v, err := strconv.ParseUint(vs, 10, 64)
-			if err != nil {
-				continue
-			}
-			switch k {
-			case "rbytes":
-				d.readBytes = v
-			case "wbytes":
-				d.writeBytes = v
-			case "rios":
-				d.reads = v
-			case "wios":
-				d.writes = v
-			}
-		}
-		out = append(out, d)
-	}
-	return out
-}
-
-func parseMajMin(s string) (uint64, uint64, bool) {
-	a, b, ok := strings.Cut(s, ":")
-	if !ok {
-		return 0, 0, false
-	}
-	maj, err1 := strconv.ParseUint(a, 10, 64)
-	mnr, err2 := strconv.ParseUint(b, 10, 64)
-	return maj, mnr, err1 == nil && err2 == nil
+	return e.out
 }
 
 // blockDeviceName is /dev/<name> of a block device, or "MAJ:MIN" when sysfs

@@ -4,13 +4,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/crid-dev/crid/internal/cgroups"
 	"github.com/crid-dev/crid/internal/config"
 )
 
@@ -66,79 +65,27 @@ func TestParseNetDev(t *testing.T) {
 	}
 }
 
-func TestParseBlkio(t *testing.T) {
-	byteCounts := parseBlkioV1("8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Total 12288\n253:1 Read 10\nTotal 12298\n", true)
-	ops := parseBlkioV1("8:0 Read 1\n8:0 Write 2\n8:16 Write 5\nTotal 8\n", false)
-	got := mergeBlkio(byteCounts, ops)
-	want := []blkioDevice{
-		{major: 8, minor: 0, readBytes: 4096, writeBytes: 8192, reads: 1, writes: 2},
-		{major: 253, minor: 1, readBytes: 10},
-		{major: 8, minor: 16, writes: 5},
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("v1 blkio = %+v, want %+v", got, want)
-	}
-	v2 := parseIOStatV2("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\nbogus\n")
-	if want := []blkioDevice{{major: 8, minor: 0, readBytes: 4096, writeBytes: 8192, reads: 1, writes: 2}}; !slices.Equal(v2, want) {
-		t.Fatalf("v2 io.stat = %+v, want %+v", v2, want)
-	}
-}
-
-func writeFiles(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for n, c := range files {
-		if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// TestContainerMetricsV1 reads a fake v1 hierarchy and checks values and
-// that every emitted metric is described with the same number of labels.
-func TestContainerMetricsV1(t *testing.T) {
+// TestContainerMetrics checks the values emitted for a container's
+// counters and that every emitted metric is described with the same number
+// of labels. (Reading the counters is tested in internal/cgroups.)
+func TestContainerMetrics(t *testing.T) {
 	root := t.TempDir()
-	cg := "kubepods/pod1/c1"
-	v1 := map[string]string{}
-	for _, ctl := range []string{"cpu", "cpuacct", "memory", "pids", "blkio"} {
-		v1[ctl] = filepath.Join(root, "cg", ctl)
+	cg := &cgroups.Metrics{
+		CPUTotal: 3500000000, CPUUser: 2000000000, CPUSystem: 1500000000,
+		Periods: 10, ThrottledPeriods: 4, ThrottledNanos: 2000000000, CPUPeriod: 100000, CPUShares: 1024,
+		MemUsage: 1000, MemMaxUsage: 2000, MemWorkingSet: 600, MemCache: 50, MemRSS: 60, MemMapped: 7,
+		MemFailcnt: 3, PgFault: 11, PgMajFault: 1, PgFaultHierarchy: 12, PgMajFaultHierarchy: 2, OOMKills: 1,
+		MemLimit: 64 << 20, Pids: []int{os.Getpid()},
+		Blkio: []cgroups.BlkioDevice{{Major: 7, Minor: 0, ReadBytes: 512, WriteBytes: 1024, Reads: 1, Writes: 2}},
 	}
-	self := os.Getpid()
-	writeFiles(t, filepath.Join(v1["cpuacct"], cg), map[string]string{
-		"cpuacct.usage": "3500000000", "cpuacct.usage_user": "2000000000", "cpuacct.usage_sys": "1500000000",
-		"cgroup.procs": "",
-	})
-	writeFiles(t, filepath.Join(v1["cpu"], cg), map[string]string{
-		"cpu.stat": "nr_periods 10\nnr_throttled 4\nthrottled_time 2000000000\n", "cpu.cfs_period_us": "100000",
-		"cpu.shares": "1024",
-	})
-	writeFiles(t, filepath.Join(v1["memory"], cg), map[string]string{
-		"memory.usage_in_bytes": "1000", "memory.max_usage_in_bytes": "2000", "memory.failcnt": "3",
-		"memory.limit_in_bytes": "67108864", "memory.memsw.limit_in_bytes": "9223372036854771712",
-		"memory.soft_limit_in_bytes": "9223372036854771712",
-		"memory.stat":                "cache 5\nrss 6\ntotal_cache 50\ntotal_rss 60\ntotal_mapped_file 7\ntotal_swap 0\ntotal_inactive_file 400\npgfault 11\npgmajfault 1\ntotal_pgfault 12\ntotal_pgmajfault 2\n",
-		"memory.oom_control":         "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
-	})
-	writeFiles(t, filepath.Join(v1["pids"], cg), map[string]string{
-		"pids.max": "max", "cgroup.procs": strconv.Itoa(self) + "\n",
-	})
-	writeFiles(t, filepath.Join(v1["blkio"], cg), map[string]string{
-		"blkio.throttle.io_service_bytes_recursive": "7:0 Read 512\n7:0 Write 1024\nTotal 1536\n",
-		"blkio.throttle.io_serviced_recursive":      "7:0 Read 1\n7:0 Write 2\nTotal 3\n",
-	})
 	s := &Service{cfg: &config.Config{Root: root}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	fsInfo := s.rootFsInfo()
 	if fsInfo.capacity == 0 || fsInfo.inodes == 0 || fsInfo.device == "" {
 		t.Fatalf("root filesystem info not read: %+v", fsInfo)
 	}
 	now := time.Unix(1700000000, 0)
-	rec := containerRecord{ID: "c1", CgroupsPath: cg, StartedAt: time.Unix(1690000000, 5).UnixNano()}
-	ms, err := s.containerMetrics(rec, []string{"pod", "ns", "ctr", "c1", "img"}, v1, fsInfo, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := containerRecord{ID: "c1", CgroupsPath: "kubepods/pod1/c1", StartedAt: time.Unix(1690000000, 5).UnixNano()}
+	ms := s.containerMetrics(rec, []string{"pod", "ns", "ctr", "c1", "img"}, cg, fsInfo, now)
 	descs := map[string]int{}
 	for _, d := range metricDescriptors() {
 		descs[d.Name] = len(d.LabelKeys)
@@ -194,14 +141,5 @@ func TestContainerMetricsV1(t *testing.T) {
 	}
 	if values["container_threads"] < 1 || values["container_file_descriptors"] < 1 {
 		t.Errorf("process counts of the test process not read: threads %d fds %d", values["container_threads"], values["container_file_descriptors"])
-	}
-}
-
-func TestReadCgroupMetricsMissing(t *testing.T) {
-	if _, err := readCgroupMetrics("gone/c", map[string]string{"cpuacct": t.TempDir()}); err == nil {
-		t.Fatal("reading a missing cgroup succeeded")
-	}
-	if _, err := readCgroupMetrics("/", nil); err == nil {
-		t.Fatal("reading the root cgroup succeeded")
 	}
 }
