@@ -176,6 +176,21 @@ func saveThreadNamespaces(kinds ...string) (func() error, error) {
 	}, nil
 }
 
+// pinsAlive reports whether a pinned pod's namespaces are all still
+// pinned (namespace files mounted at their paths).
+func pinsAlive(rec sandboxRecord) bool {
+	for _, p := range []string{rec.IPCNSPath, rec.UTSNSPath, rec.NetNSPath} {
+		if p == "" {
+			continue
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(p, &st); err != nil || st.Type != unix.NSFS_MAGIC {
+			return false
+		}
+	}
+	return true
+}
+
 // unpinPodNamespaces removes the pins; missing ones are not an error.
 func unpinPodNamespaces(ns podNamespaces) error {
 	var errs []error

@@ -46,8 +46,9 @@ func (s *Service) recover(ctx context.Context) error {
 		switch {
 		case rec.PID != 0:
 			s.watchSandbox(sb, s.sandboxBundle(rec.ID))
-		case rec.Pinned && rec.State == sandboxReady:
-			// No pause to watch: ready until stopped.
+		case rec.Pinned && rec.State == sandboxReady && pinsAlive(*rec):
+			// No pause to watch: ready until stopped. (After a reboot
+			// the pins under /run are gone, and so is the pod.)
 		default:
 			close(sb.exited)
 		}
