@@ -77,7 +77,7 @@ func readMetrics(cgroupsPath string, v1 map[string]string) (*Metrics, error) {
 		return ""
 	}
 	mem, cpu, cpuacct, pids, blkio := dir("memory"), dir("cpu"), dir("cpuacct"), dir("pids"), dir("blkio")
-	if cpuacct == "" || !dirExists(cpuacct) {
+	if cpuacct == "" || !isDir(cpuacct) {
 		return nil, fmt.Errorf("cgroup %s: %w", cgroupsPath, fs.ErrNotExist)
 	}
 	r := &cgReader{}
@@ -98,7 +98,7 @@ func readMetrics(cgroupsPath string, v1 map[string]string) (*Metrics, error) {
 	ms := r.kv(mem, "memory.stat")
 	m.MemUsage = r.uint(mem, "memory.usage_in_bytes")
 	m.MemMaxUsage = r.uint(mem, "memory.max_usage_in_bytes")
-	m.MemWorkingSet = subFloor(m.MemUsage, ms["total_inactive_file"])
+	m.MemWorkingSet = workingSet(m.MemUsage, ms["total_inactive_file"])
 	m.MemCache, m.MemRSS, m.MemMapped, m.MemSwap = ms["total_cache"], ms["total_rss"], ms["total_mapped_file"], ms["total_swap"]
 	m.MemKernel = r.uint(mem, "memory.kmem.usage_in_bytes")
 	m.MemFailcnt = r.uint(mem, "memory.failcnt")
@@ -124,7 +124,7 @@ func readMetrics(cgroupsPath string, v1 map[string]string) (*Metrics, error) {
 }
 
 func readMetricsV2(dir string) (*Metrics, error) {
-	if !dirExists(dir) {
+	if !isDir(dir) {
 		return nil, fmt.Errorf("cgroup %s: %w", dir, fs.ErrNotExist)
 	}
 	r := &cgReader{}
@@ -143,7 +143,7 @@ func readMetricsV2(dir string) (*Metrics, error) {
 	ms := r.kv(dir, "memory.stat")
 	m.MemUsage = r.uint(dir, "memory.current")
 	m.MemMaxUsage = r.uint(dir, "memory.peak")
-	m.MemWorkingSet = subFloor(m.MemUsage, ms["inactive_file"])
+	m.MemWorkingSet = workingSet(m.MemUsage, ms["inactive_file"])
 	m.MemCache, m.MemRSS, m.MemMapped = ms["file"], ms["anon"], ms["file_mapped"]
 	m.MemKernel = ms["kernel"]
 	if m.MemKernel == 0 {
@@ -164,18 +164,6 @@ func readMetricsV2(dir string) (*Metrics, error) {
 	m.Pids = r.procs(dir)
 	m.Blkio = parseIOStatV2(r.raw(dir, "io.stat"))
 	return m, r.err
-}
-
-func subFloor(a, b uint64) uint64 {
-	if b > a {
-		return 0
-	}
-	return a - b
-}
-
-func dirExists(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
 }
 
 // cgReader reads cgroup files best effort: a controller that is not
