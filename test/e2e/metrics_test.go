@@ -17,12 +17,15 @@ func TestMetrics(t *testing.T) {
 	pull(t, busybox)
 	pod := podConfig(t)
 	podID := runPod(t, pod, "")
-	cfg := containerConfig("metrics", "sh", "-c", "dd if=/dev/zero of=/written bs=1M count=6 2>/dev/null; sleep 300")
+	cfg := containerConfig("metrics", "sh", "-c", "dd if=/dev/zero of=/written bs=1M count=6 2>/dev/null; touch /written.done; sleep 300")
 	cfg.Linux = &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{
 		CpuPeriod: 100000, CpuQuota: 20000, CpuShares: 512, MemoryLimitInBytes: 64 << 20,
 	}}
 	cid := createStart(t, podID, pod, cfg)
-	execSync(t, cid, 10, "sh", "-c", "test -s /written")
+	// Until dd is done the writable layer holds less than 6 MiB.
+	if r := execSync(t, cid, 20, "sh", "-c", "for i in $(seq 150); do test -e /written.done && exit 0; sleep 0.1; done; exit 1"); r.ExitCode != 0 {
+		t.Fatal("the container did not finish writing /written")
+	}
 
 	dr, err := h.rt.ListMetricDescriptors(ctx, &runtime.ListMetricDescriptorsRequest{})
 	if err != nil {
