@@ -67,9 +67,12 @@ type container struct {
 	exited  chan struct{} // closed once the exit is recorded
 	lastCPU *cpuSample
 	fsUsage *fsSample
-	// proc is the container's OCI process, read once from its bundle:
-	// status and exec need it on every call and the spec never changes.
-	spec *specs.Spec // the OCI spec, cached: exec needs it on every call
+	// spec is the container's OCI spec, read once from its bundle: status
+	// and exec need it on every call and it never changes.
+	spec *specs.Spec
+	// runtimeDeleted: the exit watcher deleted the container from the
+	// runtime, so RemoveContainer need not start the runtime again.
+	runtimeDeleted bool
 }
 
 func (c *container) snapshot() containerRecord {
@@ -347,6 +350,10 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 		ctx, cancel := cleanupCtx()
 		if err := rt.Delete(ctx, snap.ID, true); err != nil {
 			s.log.Warn("delete exited container from runtime", "container", snap.ID, "error", err)
+		} else {
+			c.mu.Lock()
+			c.runtimeDeleted = true
+			c.mu.Unlock()
 		}
 		cancel()
 	}
@@ -508,7 +515,10 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	defer c.opMu.Unlock()
 	rec := c.snapshot()
 	dir, bundle := s.containerDir(rec.ID), s.containerBundle(rec.ID)
-	if rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID)); err == nil {
+	c.mu.RLock()
+	deleted := c.runtimeDeleted
+	c.mu.RUnlock()
+	if rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID)); err == nil && !deleted {
 		if err := rt.Delete(ctx, rec.ID, true); err != nil {
 			return fmt.Errorf("remove container %s: %w", rec.ID, err)
 		}
