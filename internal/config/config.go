@@ -95,10 +95,12 @@ type Handler struct {
 	// Root is the runtime's --root state dir; empty means <state>/runtime/<handler>.
 	Root string `toml:"root"`
 	// DirectExec runs exec and ExecSync through crid-nsexec, which joins
-	// the container's namespaces itself, instead of `<runtime> exec`; nil
-	// means true. Turn it off for runtimes whose containers are not plain
-	// namespaces and cgroups (gVisor's runsc, VM-based runtimes).
-	DirectExec *bool `toml:"direct_exec" comment:"exec through crid-nsexec instead of '<runtime> exec' (default true; false for runsc or VM runtimes)"`
+	// the container's namespaces itself, instead of `<runtime> exec`, and
+	// signals containers' init processes directly instead of through
+	// `<runtime> kill`; nil means true. Turn it off for runtimes whose
+	// containers are not plain namespaces and cgroups (gVisor's runsc,
+	// VM-based runtimes).
+	DirectExec *bool `toml:"direct_exec" comment:"exec through crid-nsexec and signal containers directly instead of '<runtime> exec'/'kill' (default true; false for runsc or VM runtimes)"`
 }
 
 // ExecDirect reports whether the handler execs through crid-nsexec.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -103,5 +104,26 @@ func TestPinPodNamespaces(t *testing.T) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("pin file %s left: %v", p, err)
 		}
+	}
+}
+
+func TestOwnPIDNamespace(t *testing.T) {
+	withNS := func(ns ...specs.LinuxNamespace) *specs.Spec { return &specs.Spec{Linux: &specs.Linux{Namespaces: ns}} }
+	tests := []struct {
+		name string
+		spec *specs.Spec
+		want bool
+	}{
+		{"new pid namespace", withNS(specs.LinuxNamespace{Type: specs.MountNamespace}, specs.LinuxNamespace{Type: specs.PIDNamespace}), true},
+		{"joins the pod's", withNS(specs.LinuxNamespace{Type: specs.PIDNamespace, Path: "/proc/42/ns/pid"}), false},
+		{"host pid namespace", withNS(specs.LinuxNamespace{Type: specs.MountNamespace}), false},
+		{"no linux section", &specs.Spec{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ownPIDNamespace(tt.spec); got != tt.want {
+				t.Fatalf("ownPIDNamespace = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
