@@ -9,7 +9,9 @@ NSEXEC_OUT ?= bin/crid-nsexec
 
 build:
 	mkdir -p bin _output
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+	# Static (no cgo): crid needs no C library, and not mapping libc and
+	# the dynamic loader saves ~3.5 MiB of the daemon's resident memory.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 	$(MAKE) nsexec
 
 # crid-nsexec is C (it must be single-threaded to setns into a container),
