@@ -251,7 +251,7 @@ func waitSocket(ctx context.Context, stateDir string) (*Exit, error) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if err := writeJSONLine(conn, request{Op: opWait}); err != nil {
+	if err := wire.WriteJSONLine(conn, request{Op: opWait}); err != nil {
 		return nil, err
 	}
 	var rep reply
@@ -291,7 +291,7 @@ func Alive(stateDir string) bool {
 	if err != nil {
 		return false
 	}
-	pid := readPidFile(filepath.Join(dir, monPidName))
+	pid := runc.ReadPidFile(filepath.Join(dir, monPidName))
 	if pid <= 0 {
 		return false
 	}
@@ -313,25 +313,13 @@ func Alive(stateDir string) bool {
 
 // MonitorPID returns the pid the monitor of stateDir recorded, 0 if none.
 func MonitorPID(stateDir string) int {
-	return readPidFile(filepath.Join(stateDir, monPidName))
+	return runc.ReadPidFile(filepath.Join(stateDir, monPidName))
 }
 
 // ContainerPID returns the container init's pid written by the runtime, 0
 // if none.
 func ContainerPID(stateDir string) int {
-	return readPidFile(filepath.Join(stateDir, pidName))
-}
-
-func readPidFile(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return 0
-	}
-	return pid
+	return runc.ReadPidFile(filepath.Join(stateDir, pidName))
 }
 
 // notRunning wraps a failure to reach the monitor: the container has exited
@@ -352,7 +340,7 @@ func Attach(ctx context.Context, stateDir string, o AttachOptions) error {
 	defer stop()
 
 	req := request{Op: opAttach, Stdin: o.Stdin != nil, Stdout: o.Stdout != nil, Stderr: o.Stderr != nil}
-	if err := writeJSONLine(conn, req); err != nil {
+	if err := wire.WriteJSONLine(conn, req); err != nil {
 		return fmt.Errorf("attach: %w", err)
 	}
 	br := bufio.NewReader(conn)
@@ -455,7 +443,7 @@ func ReopenLog(ctx context.Context, stateDir string) error {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if err := writeJSONLine(conn, request{Op: opReopen}); err != nil {
+	if err := wire.WriteJSONLine(conn, request{Op: opReopen}); err != nil {
 		return fmt.Errorf("reopen container log: %w", err)
 	}
 	var rep reply

@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -58,15 +57,6 @@ func writeFrame(w io.Writer, typ byte, payload []byte) error {
 }
 
 func readFrame(r io.Reader) (byte, []byte, error) { return wire.ReadFrame(r) }
-
-func writeJSONLine(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(b, '\n'))
-	return err
-}
 
 func cleanStateDir(dir string) (string, error) {
 	abs, err := filepath.Abs(dir)

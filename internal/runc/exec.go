@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -92,7 +93,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio 
 	// On cancellation kill the exec'd process itself (runc then exits with
 	// its status). Until runc has written the pid file there is only runc.
 	cmd.Cancel = func() error {
-		if pid := readPid(pidPath); pid > 0 {
+		if pid := ReadPidFile(pidPath); pid > 0 {
 			if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
 				return nil
 			}
@@ -138,7 +139,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio 
 		return -1, fmt.Errorf("exec in container %s: %w", id, waitErr)
 	}
 	if code != 0 {
-		if msg := ErrorMessage(onlyJSON(logBytes)); msg != "" {
+		if msg := LogError(logBytes); msg != "" {
 			err := &Error{Args: []string{r.Path, "exec", id}, Message: msg, Err: waitErr}
 			if isNotExist(err) {
 				return -1, fmt.Errorf("exec in container %s: container not found: %w", id, err)
@@ -149,33 +150,17 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio 
 	return code, nil
 }
 
-// onlyJSON keeps the JSON records of a runtime log (ErrorMessage would fall
-// back to plain text otherwise, and a log has none worth reporting).
-func onlyJSON(b []byte) []byte {
+// LogError is the error a runtime's JSON log (--log-format json) records,
+// "" if none. Only JSON records count: ErrorMessage would fall back to
+// plain text otherwise, and a log has none worth reporting.
+func LogError(log []byte) string {
 	var out []byte
-	for _, line := range splitLines(b) {
+	for _, line := range bytes.Split(log, []byte("\n")) {
 		if len(line) > 0 && line[0] == '{' {
-			out = append(out, line...)
-			out = append(out, '\n')
+			out = append(append(out, line...), '\n')
 		}
 	}
-	return out
-}
-
-func splitLines(b []byte) [][]byte {
-	var lines [][]byte
-	for len(b) > 0 {
-		i := 0
-		for i < len(b) && b[i] != '\n' {
-			i++
-		}
-		lines = append(lines, b[:i])
-		if i < len(b) {
-			i++
-		}
-		b = b[i:]
-	}
-	return lines
+	return ErrorMessage(out)
 }
 
 func exitCode(ps *os.ProcessState) int {

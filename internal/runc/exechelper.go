@@ -74,7 +74,7 @@ func ExecHelperMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "crid exec helper:", err)
 		return 125
 	}
-	pid := readPid(*pidPath)
+	pid := ReadPidFile(*pidPath)
 	if pid <= 0 {
 		fmt.Fprintln(os.Stderr, "crid exec helper: runtime wrote no pid")
 		return 125

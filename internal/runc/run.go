@@ -49,7 +49,7 @@ func (r *Runtime) Run(ctx context.Context, id, bundle, pidFile, logPath string) 
 			&Error{Args: append([]string{r.Path}, args...), Message: ErrorMessage(logText), Err: err})
 	}
 	_ = os.Remove(logPath)
-	pid := readPid(pidFile)
+	pid := ReadPidFile(pidFile)
 	if pid <= 0 {
 		return 0, fmt.Errorf("run container %s: no pid in %s: %w", id, pidFile, errors.New("runtime wrote no pid file"))
 	}

@@ -279,7 +279,8 @@ func (r *Runtime) Version(ctx context.Context) (string, error) {
 	return line, nil
 }
 
-func readPid(path string) int {
+// ReadPidFile returns the pid in a pid file, 0 if it is missing or bad.
+func ReadPidFile(path string) int {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0

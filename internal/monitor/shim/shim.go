@@ -11,7 +11,6 @@ package shim
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -413,7 +412,7 @@ reap:
 	closeTheirs()
 
 	if runErr == nil && !aborted {
-		m.pid = readPidFile(filepath.Join(o.StateDir, wire.PidName))
+		m.pid = runc.ReadPidFile(filepath.Join(o.StateDir, wire.PidName))
 		if m.pid <= 0 {
 			runErr = errors.New("runtime wrote no container pid")
 		}
@@ -439,7 +438,7 @@ reap:
 	// Failed: report the runtime's words, remove whatever it left.
 	msg := ""
 	if b, err := os.ReadFile(runtimeLog); err == nil {
-		msg = runc.ErrorMessage(onlyJSONLines(b))
+		msg = runc.LogError(b)
 	}
 	for _, f := range []*os.File{runtimeStderr, m.stderr} {
 		if msg == "" && f != nil {
@@ -508,28 +507,6 @@ func (m *monitor) closeOurs() {
 			f.Close()
 		}
 	}
-}
-
-func onlyJSONLines(b []byte) []byte {
-	var out []byte
-	for _, l := range bytes.Split(b, []byte("\n")) {
-		if len(l) > 0 && l[0] == '{' {
-			out = append(append(out, l...), '\n')
-		}
-	}
-	return out
-}
-
-func readPidFile(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return 0
-	}
-	return pid
 }
 
 // pump copies one output stream to the CRI log and the attachers until
@@ -659,15 +636,6 @@ func exitFrame(e *wire.Exit) []byte {
 	return wire.AppendFrame(nil, wire.FrameExit, b)
 }
 
-func writeJSONLine(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(b, '\n'))
-	return err
-}
-
 // Container stdin.
 
 func (m *monitor) writeStdin(p []byte) {
@@ -742,7 +710,7 @@ func (m *monitor) handle(conn *os.File) {
 	conn.SetReadDeadline(time.Time{})
 	var req wire.Request
 	if err := json.Unmarshal(line, &req); err != nil {
-		writeJSONLine(conn, wire.Reply{Error: "bad request: " + err.Error()})
+		wire.WriteJSONLine(conn, wire.Reply{Error: "bad request: " + err.Error()})
 		conn.Close()
 		return
 	}
@@ -756,12 +724,12 @@ func (m *monitor) handle(conn *os.File) {
 		} else {
 			m.log.info("container log reopened", "path", m.o.LogPath)
 		}
-		writeJSONLine(conn, rep)
+		wire.WriteJSONLine(conn, rep)
 		conn.Close()
 	case wire.OpAttach:
 		m.serveAttach(conn, br, req)
 	default:
-		writeJSONLine(conn, wire.Reply{Error: "unknown op " + strconv.Quote(req.Op)})
+		wire.WriteJSONLine(conn, wire.Reply{Error: "unknown op " + strconv.Quote(req.Op)})
 		conn.Close()
 	}
 }
@@ -776,7 +744,7 @@ func (m *monitor) serveWait(conn *os.File, br *bufio.Reader) {
 	select {
 	case <-m.exited:
 		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		writeJSONLine(conn, wire.Reply{Exit: m.exit})
+		wire.WriteJSONLine(conn, wire.Reply{Exit: m.exit})
 	case <-gone:
 	}
 }
@@ -792,12 +760,12 @@ func (m *monitor) serveAttach(conn *os.File, br *bufio.Reader, req wire.Request)
 	m.mu.Lock()
 	if m.exit != nil {
 		m.mu.Unlock()
-		writeJSONLine(conn, wire.Reply{})
+		wire.WriteJSONLine(conn, wire.Reply{})
 		conn.Write(exitFrame(m.exit))
 		conn.Close()
 		return
 	}
-	if err := writeJSONLine(conn, wire.Reply{}); err != nil {
+	if err := wire.WriteJSONLine(conn, wire.Reply{}); err != nil {
 		m.mu.Unlock()
 		conn.Close()
 		return

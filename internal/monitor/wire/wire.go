@@ -6,6 +6,7 @@ package wire
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -154,4 +155,15 @@ func WriteFileAtomic(path string, data []byte, sync bool) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// WriteJSONLine writes v as one JSON line: the monitor's request/reply
+// protocol.
+func WriteJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
