@@ -42,6 +42,10 @@ func (s *Service) ContainerRunning(ctx context.Context, containerID string) erro
 	if err != nil {
 		return err
 	}
+	return requireRunning(c)
+}
+
+func requireRunning(c *container) error {
 	if st := c.snapshot().State; st != containerRunning {
 		return fmt.Errorf("container %s is %s, not running: %w", c.rec.ID, st, errdefs.ErrFailedPrecondition)
 	}
@@ -49,19 +53,17 @@ func (s *Service) ContainerRunning(ctx context.Context, containerID string) erro
 }
 
 // execProcess is the container's process spec with cmd as its args.
-func (s *Service) execProcess(c *container, cmd []string, tty bool) (*specs.Process, error) {
-	base, err := s.containerProcess(c)
-	if err != nil {
-		return nil, err
-	}
+func execProcess(base *specs.Process, cmd []string, tty bool) *specs.Process {
 	p := *base
 	p.Args = cmd
 	p.Terminal = tty
 	p.ConsoleSize = nil
-	return &p, nil
+	return &p
 }
 
-// exec runs cmd in a running container.
+// exec runs cmd in a running container: through crid-nsexec when the
+// handler allows it and the helper covers the spec, else the runtime's
+// exec.
 func (s *Service) exec(ctx context.Context, containerID string, cmd []string, eio runc.ExecIO) (int, error) {
 	if len(cmd) == 0 {
 		return 0, fmt.Errorf("exec: cmd is required: %w", errdefs.ErrInvalidArgument)
@@ -70,37 +72,35 @@ func (s *Service) exec(ctx context.Context, containerID string, cmd []string, ei
 	if err != nil {
 		return 0, err
 	}
-	if err := s.ContainerRunning(ctx, c.rec.ID); err != nil {
+	if err := requireRunning(c); err != nil {
 		return 0, err
 	}
-	proc, err := s.execProcess(c, cmd, eio.Terminal)
+	spec, err := s.containerSpec(c)
 	if err != nil {
 		return 0, err
 	}
-	handler := s.handlerOf(c.rec.SandboxID)
+	proc := execProcess(spec.Process, cmd, eio.Terminal)
+	rec := c.snapshot()
+	handler := s.handlerOf(rec.SandboxID)
 	rt, err := s.runtimeFor(handler)
 	if err != nil {
 		return 0, err
 	}
 	drain := s.cfg.Runtime.ExecSyncDrainTimeout.Duration
 	if s.nsexec != nil && s.handlerConfig(handler).ExecDirect() {
-		spec, err := s.containerSpec(c)
-		if err != nil {
-			return 0, err
-		}
-		if why := nsexec.Supported(spec, proc); why == nil {
-			rec := c.snapshot()
-			t := nsexec.Target{Pid: rec.PID, CgroupsPath: spec.Linux.CgroupsPath, Spec: spec}
-			code, err := s.nsexec.Exec(ctx, t, proc, nsexec.IO{Stdin: eio.Stdin, Stdout: eio.Stdout, Stderr: eio.Stderr}, drain)
+		t := nsexec.Target{Pid: rec.PID, CgroupsPath: rec.CgroupsPath, Spec: spec}
+		code, err := s.nsexec.Exec(ctx, t, proc, nsexec.IO{Stdin: eio.Stdin, Stdout: eio.Stdout, Stderr: eio.Stderr}, drain)
+		if !errors.Is(err, nsexec.ErrUnsupported) {
 			if err != nil {
 				return code, fmt.Errorf("exec in container %s: %w", rec.ID, err)
 			}
 			return code, nil
-		} else if !eio.Terminal {
-			s.log.Debug("exec through the runtime", "container", c.rec.ID, "reason", why)
+		}
+		if !eio.Terminal {
+			s.log.Debug("exec through the runtime", "container", rec.ID, "reason", err)
 		}
 	}
-	return rt.Exec(ctx, c.rec.ID, proc, eio, drain)
+	return rt.Exec(ctx, rec.ID, proc, eio, drain)
 }
 
 // ExecSync runs a command in a container and returns its output and exit code.

@@ -202,9 +202,12 @@ func (s *Service) podMetrics(sb *sandbox, rec sandboxRecord, fsInfo rootFs) *run
 	// Any process in the pod's netns shows its devices: the pause, or for
 	// a pod without one (podns.go) a running container.
 	netPID := rec.PID
-	for _, c := range s.containersOf(rec.ID) {
-		if cr := c.snapshot(); netPID == 0 && cr.State == containerRunning {
-			netPID = cr.PID
+	if netPID == 0 {
+		for _, c := range s.containersOf(rec.ID) {
+			if cr := c.snapshot(); cr.State == containerRunning {
+				netPID = cr.PID
+				break
+			}
 		}
 	}
 	if rec.NetNSPath != "" && netPID > 0 {

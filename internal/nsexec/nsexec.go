@@ -89,6 +89,10 @@ type IO struct {
 	Stdout, Stderr io.Writer
 }
 
+// ErrUnsupported is Exec's error for a process the helper does not cover;
+// nothing was started, and the runtime's own exec should run it.
+var ErrUnsupported = errors.New("not supported by " + BinaryName)
+
 // Supported returns nil if the helper can run proc in a container with
 // spec, or the reason it cannot.
 func Supported(spec *specs.Spec, proc *specs.Process) error {
@@ -108,6 +112,11 @@ func Supported(spec *specs.Spec, proc *specs.Process) error {
 	if spec.Linux.Personality != nil {
 		return errors.New("personality")
 	}
+	if strings.Contains(spec.Linux.CgroupsPath, ":") {
+		// The systemd driver's slice:prefix:name; the cgroup check that
+		// ties the pid to the container wants a cgroupfs path.
+		return errors.New("systemd cgroups path")
+	}
 	if sc := spec.Linux.Seccomp; sc != nil {
 		if sc.ListenerPath != "" || len(sc.Flags) > 0 {
 			return errors.New("seccomp listener or flags")
@@ -122,12 +131,13 @@ func Supported(spec *specs.Spec, proc *specs.Process) error {
 }
 
 // Exec runs proc in the container t and waits for it, returning its exit
-// code (128+signal if it was killed). Output still held open by a
+// code (128+signal if it was killed). ErrUnsupported (see Supported)
+// means nothing was started. Output still held open by a
 // background child after the process exits is drained for at most drain.
 // Cancelling ctx kills the process.
 func (h *Helper) Exec(ctx context.Context, t Target, proc *specs.Process, eio IO, drain time.Duration) (int, error) {
 	if err := Supported(t.Spec, proc); err != nil {
-		return -1, fmt.Errorf("not supported by %s: %v", BinaryName, err)
+		return -1, fmt.Errorf("%w: %v", ErrUnsupported, err)
 	}
 	pidfd, err := unix.PidfdOpen(t.Pid, 0)
 	if err != nil {

@@ -150,6 +150,8 @@ func TestSupported(t *testing.T) {
 		{"seccomp listener", linux(&specs.LinuxSeccomp{ListenerPath: "/run/agent.sock"}), specs.Process{}, false},
 		{"seccomp notify", linux(&specs.LinuxSeccomp{Syscalls: []specs.LinuxSyscall{{Names: []string{"mount"}, Action: specs.ActNotify}}}), specs.Process{}, false},
 		{"seccomp flags", linux(&specs.LinuxSeccomp{Flags: []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog}}), specs.Process{}, false},
+		{"cgroupfs path", &specs.Spec{Linux: &specs.Linux{CgroupsPath: "/kubepods/c1"}}, specs.Process{}, true},
+		{"systemd cgroups path", &specs.Spec{Linux: &specs.Linux{CgroupsPath: "kubepods.slice:crid:c1"}}, specs.Process{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
