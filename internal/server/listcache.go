@@ -113,30 +113,33 @@ func newListCache() *listCache {
 	}
 }
 
+// resolveFor is resolve keyed by req's deterministic encoding; a request
+// that cannot be encoded is answered uncached.
+func resolveFor[T proto.Message](c *respCache[T], req proto.Message, fresh T) T {
+	key, ok := requestKey(req)
+	if !ok {
+		return fresh
+	}
+	return c.resolve(key, fresh)
+}
+
 // requestKey identifies a request by its deterministic encoding.
 func requestKey(m proto.Message) (string, bool) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	return string(b), err == nil
 }
 
+// The core lists from maps: the items are ordered so that equal lists
+// compare equal item by item (and clients get a stable order).
+
 func (l *listCache) listContainers(req *runtime.ListContainersRequest, resp *runtime.ListContainersResponse) *runtime.ListContainersResponse {
-	// The core lists from a map: order the items so equal lists compare
-	// equal item by item (and clients get a stable order).
 	slices.SortFunc(resp.Containers, func(a, b *runtime.Container) int { return cmp.Compare(a.GetId(), b.GetId()) })
-	key, ok := requestKey(req)
-	if !ok {
-		return resp
-	}
-	return l.containers.resolve(key, resp)
+	return resolveFor(l.containers, req, resp)
 }
 
 func (l *listCache) listPodSandbox(req *runtime.ListPodSandboxRequest, resp *runtime.ListPodSandboxResponse) *runtime.ListPodSandboxResponse {
 	slices.SortFunc(resp.Items, func(a, b *runtime.PodSandbox) int { return cmp.Compare(a.GetId(), b.GetId()) })
-	key, ok := requestKey(req)
-	if !ok {
-		return resp
-	}
-	return l.sandboxes.resolve(key, resp)
+	return resolveFor(l.sandboxes, req, resp)
 }
 
 // encoded returns the ready encoding of a cached list response.

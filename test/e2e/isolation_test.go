@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -249,18 +250,19 @@ func sandboxPID(t *testing.T, podID string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info := ps.Info["info"]
-	i := strings.Index(info, `"pid":`)
-	if i < 0 {
-		t.Fatalf("no pid in sandbox info: %s", info)
+	return infoPID(t, "sandbox", ps.Info["info"])
+}
+
+// infoPID is the "pid" of a verbose status's info JSON.
+func infoPID(t *testing.T, what, info string) int {
+	t.Helper()
+	var v struct {
+		PID int `json:"pid"`
 	}
-	rest := strings.TrimLeft(info[i+len(`"pid":`):], " ")
-	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
-	pid, err := strconv.Atoi(rest[:end])
-	if err != nil || pid <= 0 {
-		t.Fatalf("bad pid in sandbox info: %s", info)
+	if err := json.Unmarshal([]byte(info), &v); err != nil || v.PID <= 0 {
+		t.Fatalf("no pid in %s info (%v): %s", what, err, info)
 	}
-	return pid
+	return v.PID
 }
 
 // TestIsolationDNSHostnameHosts: the pod's resolv.conf, hostname and hosts

@@ -124,18 +124,7 @@ func containerPID(t *testing.T, id string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info := st.Info["info"]
-	i := strings.Index(info, `"pid":`)
-	if i < 0 {
-		t.Fatalf("no pid in container info: %s", info)
-	}
-	rest := strings.TrimLeft(info[i+len(`"pid":`):], " ")
-	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
-	pid, err := strconv.Atoi(rest[:end])
-	if err != nil || pid <= 0 {
-		t.Fatalf("bad pid in container info: %s", info)
-	}
-	return pid
+	return infoPID(t, "container", st.Info["info"])
 }
 
 func procUID(t *testing.T, pid int) int {
