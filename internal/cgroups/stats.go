@@ -7,8 +7,6 @@
 package cgroups
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -310,19 +308,7 @@ func readKV(dir, name string) (map[string]uint64, error) {
 		}
 		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, name), err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			continue
-		}
-		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		if err != nil {
-			continue // non-numeric fields are not counters we use
-		}
-		out[k] = n
-	}
-	return out, nil
+	return parseKV(string(b)), nil
 }
 
 // HugetlbAvailable reports whether the hugetlb controller can be used, so
