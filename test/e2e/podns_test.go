@@ -26,10 +26,6 @@ func TestPodWithoutPause(t *testing.T) {
 		"net.ipv4.ip_unprivileged_port_start": "81",
 	}
 	podID := runPod(t, pod, "")
-	runcRoot := filepath.Join(h.base, "state", "runtime", "runc")
-	if out, _ := runOut("runc", "--root", runcRoot, "list", "-q"); strings.Contains(out, podID) {
-		t.Errorf("a pause container runs for the pod: %q", out)
-	}
 	cfg := func(name string) *runtime.ContainerConfig {
 		c := containerConfig(name, "sleep", "1000")
 		c.Linux = &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{
@@ -39,6 +35,15 @@ func TestPodWithoutPause(t *testing.T) {
 	}
 	a := createStart(t, podID, pod, cfg("a"))
 	b := createStart(t, podID, pod, cfg("b"))
+	// The runtime knows the pod's containers, and no pause.
+	runcRoot := filepath.Join(h.base, "state", "runtime", "runc")
+	out, err := runOut("runc", "--root", runcRoot, "list", "-q")
+	if err != nil || !strings.Contains(out, a) || !strings.Contains(out, b) {
+		t.Fatalf("runc list (%v): %q, want the pod's containers", err, out)
+	}
+	if strings.Contains(out, podID) {
+		t.Errorf("a pause container runs for the pod: %q", out)
+	}
 
 	for _, ns := range []string{"net", "ipc", "uts"} {
 		na, nb := must(t, a, "readlink /proc/1/ns/"+ns), must(t, b, "readlink /proc/1/ns/"+ns)
