@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,9 +93,20 @@ func TestStartFifo(t *testing.T) {
 }
 
 func TestStartFifoFallsBackWithoutFifo(t *testing.T) {
-	// No fifo: the runtime's start command runs (here /bin/false, failing).
-	r := &Runtime{Name: "test", Path: "/bin/false", Root: t.TempDir()}
-	if err := r.StartFifo(context.Background(), "c1", os.Getpid()); err == nil {
-		t.Fatal("want the runtime's start error")
+	// No fifo: the runtime's own start command runs (a script recording
+	// its arguments stands in for runc).
+	dir := t.TempDir()
+	rt := filepath.Join(dir, "fake-runc")
+	args := filepath.Join(dir, "args")
+	if err := os.WriteFile(rt, []byte("#!/bin/sh\necho \"$@\" > "+args+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runtime{Name: "test", Path: rt, Root: t.TempDir()}
+	if err := r.StartFifo(context.Background(), "c1", os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(args)
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(got)), "start c1") {
+		t.Fatalf("runtime ran with %q (%v), want ... start c1", got, err)
 	}
 }
