@@ -15,14 +15,19 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-dev/crid/internal/bench"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == bench.ReplayCommand {
+		if err := bench.ReplayMain(os.Args[2:], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "crid-bench replay server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "crid-bench:", err)
 		os.Exit(1)
@@ -38,24 +43,6 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newRunCmd(), newCompareCmd(), newCleanupCmd())
 	return root
-}
-
-// dial connects to a CRI unix socket endpoint such as unix:///run/crid/crid.sock.
-func dial(endpoint string) (*grpc.ClientConn, error) {
-	if !strings.HasPrefix(endpoint, "unix://") {
-		if strings.HasPrefix(endpoint, "/") {
-			endpoint = "unix://" + endpoint
-		} else {
-			return nil, fmt.Errorf("endpoint %q: want unix:///path", endpoint)
-		}
-	}
-	conn, err := grpc.NewClient(endpoint,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", endpoint, err)
-	}
-	return conn, nil
 }
 
 func parseSizes(s string) ([]int, error) {
@@ -80,6 +67,7 @@ func newRunCmd() *cobra.Command {
 		opts                              bench.Options
 		settle                            time.Duration
 		timeout                           time.Duration
+		replay                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO...",
@@ -98,6 +86,11 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 				opts.Command = strings.Fields(command)
 			}
 			opts.SettleMemory.Duration = settle
+			if replay {
+				if opts.ReplayExe, err = os.Executable(); err != nil {
+					return fmt.Errorf("--replay: %w", err)
+				}
+			}
 			if len(args) == 1 && args[0] == "all" {
 				args = []string{"pod-lifecycle", "exec-sync", "list", "memory"}
 				if opts.PauseRootfs != "" && opts.Rootfs != "" {
@@ -123,6 +116,7 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 	f.IntVar(&opts.PerPod, "per-pod", 10, "list: containers per pod")
 	f.IntVar(&opts.ListN, "list-n", 20, "list: ListContainerStats calls per measurement; the cheap calls run 10x as many")
 	f.StringSliceVar(&opts.PullImages, "pull-image", nil, "pull: image(s) to pull cold; a second one sharing the first's base also measures a pull with shared layers present")
+	f.BoolVar(&replay, "replay", true, "list: also time the cheap calls against a replay server answering with the runtime's own response bytes (the floor of any server)")
 	f.IntVar(&opts.PullRepeat, "pull-repeat", 3, "pull: repetitions")
 	f.IntVar(&opts.MemoryPods, "memory-pods", 10, "memory: pods (one container each) to measure with")
 	f.IntVar(&opts.DaemonPID, "daemon-pid", 0, "memory: runtime daemon pid")
@@ -144,7 +138,7 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 }
 
 func runBench(endpoint, jsonOut string, scenarios []string, opts bench.Options, timeout time.Duration) error {
-	conn, err := dial(endpoint)
+	conn, err := bench.Dial(endpoint)
 	if err != nil {
 		return err
 	}
@@ -269,7 +263,7 @@ func newCleanupCmd() *cobra.Command {
 		Use:   "cleanup",
 		Short: "Remove pods and containers left by crid-bench runs (all runs, or --run-id)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := dial(endpoint)
+			conn, err := bench.Dial(endpoint)
 			if err != nil {
 				return err
 			}

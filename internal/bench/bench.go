@@ -45,6 +45,9 @@ type Options struct {
 	WorkDir      string   `json:"work_dir"`
 	KeepImages   bool     `json:"keep_images"`
 	SettleMemory Duration `json:"settle_memory"`
+	// ReplayExe, when set, is run with ReplayCommand to measure the list
+	// scenario's floor (see replay.go); crid-bench passes itself.
+	ReplayExe string `json:"replay_exe,omitempty"`
 }
 
 // Duration marshals as a Go duration string.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -254,51 +255,8 @@ func (b *Bench) list(ctx context.Context) error {
 			}
 		}
 		group := fmt.Sprintf("containers=%d", len(ctrs))
-		// The cheap calls run 10x as often: their p99 is otherwise just
-		// the slowest of a handful. Version does no work in either
-		// runtime: it is the round trip, the floor of every other call.
-		cheap, costly := 10*o.ListN, o.ListN
-		calls := []struct {
-			name string
-			n    int
-			fn   func() error
-		}{
-			{"Version (round trip)", cheap, func() error {
-				_, err := b.rt.Version(ctx, &runtimeapi.VersionRequest{})
-				return err
-			}},
-			{"ListContainers", cheap, func() error {
-				r, err := b.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
-				if err == nil && len(r.GetContainers()) < len(ctrs) {
-					err = fmt.Errorf("ListContainers returned %d containers, want at least %d", len(r.GetContainers()), len(ctrs))
-				}
-				return err
-			}},
-			{"ListPodSandbox", cheap, func() error {
-				_, err := b.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-				return err
-			}},
-			{"ContainerStatus", cheap, func() error {
-				_, err := b.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctrs[rand.IntN(len(ctrs))]})
-				return err
-			}},
-			{"ListContainerStats", costly, func() error {
-				_, err := b.rt.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{})
-				return err
-			}},
-		}
-		for _, c := range calls {
-			var ds []time.Duration
-			for i := 0; i < c.n; i++ {
-				d, err := timed(c.fn)
-				if err != nil {
-					return fmt.Errorf("%s with %d containers: %w", c.name, len(ctrs), err)
-				}
-				ds = append(ds, d)
-			}
-			s := Summarize(ds)
-			b.add(Metric{"list", group, c.name + " p50", "ms", Ms(s.P50)},
-				Metric{"list", group, c.name + " p99", "ms", Ms(s.P99)})
+		if err := b.measureList(ctx, group, ctrs); err != nil {
+			return err
 		}
 		b.progressf("list: measured with %d containers", len(ctrs))
 	}
@@ -403,4 +361,114 @@ func shortRef(ref string) string {
 		return ref[i+1:]
 	}
 	return ref
+}
+
+// listCall is one call of the list scenario. fn makes it on any client so
+// that it can be repeated against the replay server.
+type listCall struct {
+	name  string
+	path  string // gRPC method, for the replay server
+	cheap bool
+	fn    func(ctx context.Context, rt runtimeapi.RuntimeServiceClient) (proto.Message, error)
+}
+
+// listWarmup is how many untimed calls of each kind come first: enough for
+// both ends of a fresh connection to reach their steady state (flow-control
+// windows grown, buffers and goroutines allocated).
+const listWarmup = 50
+
+// measureList times each list call with the containers ctrs present, then
+// the same cheap calls answered by a replay server with the runtime's own
+// response bytes: the floor no server can go below with this client.
+func (b *Bench) measureList(ctx context.Context, group string, ctrs []string) error {
+	const svc = "/runtime.v1.RuntimeService/"
+	calls := []listCall{
+		// Version does no work in either runtime: it is the round trip.
+		{"Version (round trip)", svc + "Version", true, func(ctx context.Context, rt runtimeapi.RuntimeServiceClient) (proto.Message, error) {
+			return rt.Version(ctx, &runtimeapi.VersionRequest{})
+		}},
+		{"ListContainers", svc + "ListContainers", true, func(ctx context.Context, rt runtimeapi.RuntimeServiceClient) (proto.Message, error) {
+			r, err := rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+			if err == nil && len(r.GetContainers()) < len(ctrs) {
+				err = fmt.Errorf("ListContainers returned %d containers, want at least %d", len(r.GetContainers()), len(ctrs))
+			}
+			return r, err
+		}},
+		{"ListPodSandbox", svc + "ListPodSandbox", true, func(ctx context.Context, rt runtimeapi.RuntimeServiceClient) (proto.Message, error) {
+			return rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+		}},
+		{"ContainerStatus", svc + "ContainerStatus", true, func(ctx context.Context, rt runtimeapi.RuntimeServiceClient) (proto.Message, error) {
+			return rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctrs[rand.IntN(len(ctrs))]})
+		}},
+		{"ListContainerStats", svc + "ListContainerStats", false, func(ctx context.Context, rt runtimeapi.RuntimeServiceClient) (proto.Message, error) {
+			return rt.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{})
+		}},
+	}
+	recorded := map[string][]byte{}
+	for _, c := range calls {
+		// The cheap calls run 10x as often: their p99 is otherwise just
+		// the slowest of a handful.
+		n, warm := b.opts.ListN, b.opts.Warmup
+		if c.cheap {
+			n, warm = 10*n, max(warm, listWarmup)
+		}
+		s, last, err := timeCalls(ctx, b.rt, c, warm, n)
+		if err != nil {
+			return fmt.Errorf("%s with %s: %w", c.name, group, err)
+		}
+		b.add(Metric{"list", group, c.name + " p50", "ms", Ms(s.P50)},
+			Metric{"list", group, c.name + " p99", "ms", Ms(s.P99)})
+		if c.cheap {
+			if recorded[c.path], err = proto.Marshal(last); err != nil {
+				return fmt.Errorf("record %s response: %w", c.name, err)
+			}
+		}
+	}
+	if b.opts.ReplayExe == "" {
+		return nil
+	}
+	rp, err := startReplay(ctx, b.opts.ReplayExe, recorded)
+	if err != nil {
+		return err
+	}
+	defer rp.stop()
+	conn, err := Dial(rp.Endpoint)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	replay := runtimeapi.NewRuntimeServiceClient(conn)
+	for _, c := range calls {
+		if !c.cheap {
+			continue
+		}
+		s, _, err := timeCalls(ctx, replay, c, max(b.opts.Warmup, listWarmup), 10*b.opts.ListN)
+		if err != nil {
+			return fmt.Errorf("%s replayed: %w", c.name, err)
+		}
+		b.add(Metric{"list", group, c.name + " replayed p50", "ms", Ms(s.P50)})
+	}
+	return nil
+}
+
+// timeCalls makes warm untimed calls, then times n; it returns the
+// summary and the last response.
+func timeCalls(ctx context.Context, rt runtimeapi.RuntimeServiceClient, c listCall, warm, n int) (Summary, proto.Message, error) {
+	var last proto.Message
+	for i := 0; i < warm; i++ {
+		if _, err := c.fn(ctx, rt); err != nil {
+			return Summary{}, nil, err
+		}
+	}
+	ds := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		var resp proto.Message
+		d, err := timed(func() (err error) { resp, err = c.fn(ctx, rt); return err })
+		if err != nil {
+			return Summary{}, nil, err
+		}
+		ds = append(ds, d)
+		last = resp
+	}
+	return Summarize(ds), last, nil
 }
