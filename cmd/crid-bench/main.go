@@ -114,7 +114,7 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 	f.Int64Var(&opts.StopTimeout, "stop-timeout", 0, "StopContainer timeout in seconds (sleep ignores SIGTERM as pid 1)")
 	f.StringVar(&sizes, "sizes", "10,100,300", "list: container counts to measure at")
 	f.IntVar(&opts.PerPod, "per-pod", 10, "list: containers per pod")
-	f.IntVar(&opts.ListN, "list-n", 20, "list: ListContainerStats calls per measurement; the cheap calls run 10x as many")
+	f.IntVar(&opts.ListN, "list-n", 20, "list: ListContainerStats calls per measurement; the cheap calls (Version, ListContainers, ListPodSandbox, ContainerStatus) run 50x as many")
 	f.StringSliceVar(&opts.PullImages, "pull-image", nil, "pull: image(s) to pull cold; a second one sharing the first's base also measures a pull with shared layers present")
 	f.BoolVar(&replay, "replay", true, "list: also time the cheap calls against a replay server answering with the runtime's own response bytes (the floor of any server)")
 	f.IntVar(&opts.PullRepeat, "pull-repeat", 3, "pull: repetitions")

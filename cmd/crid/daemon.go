@@ -173,18 +173,16 @@ func listenUnix(path string) (net.Listener, error) {
 	return lis, nil
 }
 
-// releaseMemory keeps crid's footprint on the node small: a smaller GC
-// target than Go's default (unless GOGC is set), and memory freed by a burst
-// (hundreds of containers listed or removed, a big pull) handed back to the
-// kernel within seconds once crid goes quiet, instead of staying charged to
-// the node until the runtime's own scavenger gets to it. A runtime/metrics
-// read (microseconds) decides; a busy crid is left to its regular GC and
-// scavenger, and an idle one with nothing to give back is not made to
-// collect.
+// releaseMemory keeps crid's footprint on the node small: memory freed by
+// a burst (hundreds of containers listed or removed, a big pull) is handed
+// back to the kernel within seconds once crid goes quiet, instead of staying
+// charged to the node until the runtime's own scavenger gets to it. A
+// runtime/metrics read (microseconds) decides; a busy crid is left to its
+// regular GC and scavenger, and an idle one with nothing to give back is not
+// made to collect. The GC target stays Go's default: a smaller one (50 was
+// tried) collects twice as often while kubelet polls, which showed as ~30%
+// on the p99 of the cheap calls, for under 1 MiB less at idle.
 func releaseMemory(ctx context.Context) {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
-	}
 	t := time.NewTicker(releaseInterval)
 	defer t.Stop()
 	samples := []metrics.Sample{

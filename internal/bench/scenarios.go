@@ -377,6 +377,10 @@ type listCall struct {
 // windows grown, buffers and goroutines allocated).
 const listWarmup = 50
 
+// cheapListN multiplies --list-n for the cheap calls: their p99 is
+// otherwise the slowest of a handful, which on a shared machine is noise.
+const cheapListN = 50
+
 // measureList times each list call with the containers ctrs present, then
 // the same cheap calls answered by a replay server with the runtime's own
 // response bytes: the floor no server can go below with this client.
@@ -406,11 +410,9 @@ func (b *Bench) measureList(ctx context.Context, group string, ctrs []string) er
 	}
 	recorded := map[string][]byte{}
 	for _, c := range calls {
-		// The cheap calls run 10x as often: their p99 is otherwise just
-		// the slowest of a handful.
 		n, warm := b.opts.ListN, b.opts.Warmup
 		if c.cheap {
-			n, warm = 10*n, max(warm, listWarmup)
+			n, warm = cheapListN*n, max(warm, listWarmup)
 		}
 		s, last, err := timeCalls(ctx, b.rt, c, warm, n)
 		if err != nil {
@@ -442,7 +444,7 @@ func (b *Bench) measureList(ctx context.Context, group string, ctrs []string) er
 		if !c.cheap {
 			continue
 		}
-		s, _, err := timeCalls(ctx, replay, c, max(b.opts.Warmup, listWarmup), 10*b.opts.ListN)
+		s, _, err := timeCalls(ctx, replay, c, max(b.opts.Warmup, listWarmup), cheapListN*b.opts.ListN)
 		if err != nil {
 			return fmt.Errorf("%s replayed: %w", c.name, err)
 		}
