@@ -389,6 +389,26 @@ feed:
 }
 
 // progressTicker reports done/total at most every interval.
+// collect runs fn n times on c workers, ticking tk after each, and returns
+// the results (in completion order) and the wall time of the whole batch.
+func collect[T any](ctx context.Context, tk *progressTicker, n, c int, fn func(ctx context.Context, i int) (T, error)) ([]T, time.Duration, error) {
+	var mu sync.Mutex
+	out := make([]T, 0, n)
+	start := time.Now()
+	err := parallel(ctx, n, c, func(ctx context.Context, i int) error {
+		v, err := fn(ctx, i)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		out = append(out, v)
+		mu.Unlock()
+		tk.inc()
+		return nil
+	})
+	return out, time.Since(start), err
+}
+
 type progressTicker struct {
 	b     *Bench
 	what  string

@@ -74,22 +74,9 @@ func (b *Bench) podLifecycle(ctx context.Context) error {
 		}
 	}
 	run := func(group string, c int) error {
-		var mu sync.Mutex
-		var all []cycleTimes
-		tk := b.ticker("pod-lifecycle "+group, o.N)
-		start := time.Now()
-		err := parallel(ctx, o.N, c, func(ctx context.Context, i int) error {
-			t, err := b.cycle(ctx, b.tr.Name(fmt.Sprintf("lc%d", c), i))
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			all = append(all, t)
-			mu.Unlock()
-			tk.inc()
-			return nil
+		all, wall, err := collect(ctx, b.ticker("pod-lifecycle "+group, o.N), o.N, c, func(ctx context.Context, i int) (cycleTimes, error) {
+			return b.cycle(ctx, b.tr.Name(fmt.Sprintf("lc%d", c), i))
 		})
-		wall := time.Since(start)
 		if err != nil {
 			return err
 		}
@@ -165,22 +152,9 @@ func (b *Bench) execSync(ctx context.Context) error {
 		}
 	}
 	run := func(group string, c int) error {
-		var mu sync.Mutex
-		var ds []time.Duration
-		tk := b.ticker("exec-sync "+group, o.N)
-		start := time.Now()
-		err := parallel(ctx, o.N, c, func(ctx context.Context, _ int) error {
-			d, err := exec(ctx)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			ds = append(ds, d)
-			mu.Unlock()
-			tk.inc()
-			return nil
+		ds, wall, err := collect(ctx, b.ticker("exec-sync "+group, o.N), o.N, c, func(ctx context.Context, _ int) (time.Duration, error) {
+			return exec(ctx)
 		})
-		wall := time.Since(start)
 		if err != nil {
 			return err
 		}
