@@ -563,6 +563,7 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	}
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
+	tm := newStepTimer()
 	rec := c.snapshot()
 	dir, bundle := s.containerDir(rec.ID), s.containerBundle(rec.ID)
 	c.mu.RLock()
@@ -572,10 +573,12 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 		if err := rt.Delete(ctx, rec.ID, true); err != nil {
 			return fmt.Errorf("remove container %s: %w", rec.ID, err)
 		}
+		tm.mark("runtime delete")
 	}
 	if err := s.images.ReleaseRootfs(ctx, filepath.Join(dir, "rw"), filepath.Join(bundle, "rootfs")); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
+	tm.mark("rootfs")
 	// Before the bundle is removed: RemoveAll must not walk into a mount.
 	if err := s.releaseImageVolumes(ctx, rec.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
@@ -585,9 +588,12 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 			return fmt.Errorf("remove container %s: %w", rec.ID, err)
 		}
 	}
+	tm.mark("dirs")
 	if err := s.st.Delete(store.BucketContainers, rec.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
+	tm.mark("record")
+	tm.log(s.log.With("container", rec.ID), "remove container timings")
 	s.mu.Lock()
 	delete(s.containers, rec.ID)
 	s.mu.Unlock()
