@@ -129,7 +129,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	if sbRec.State != sandboxReady {
 		return nil, fmt.Errorf("create container %s: pod sandbox %s is not ready: %w", cfg.Metadata.Name, sbRec.ID, errdefs.ErrFailedPrecondition)
 	}
-	sbCfg := sb.config
+	sbCfg := sb.cfg()
 	if req.GetSandboxConfig() != nil {
 		sbCfg = req.GetSandboxConfig()
 	}
@@ -147,7 +147,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	}
 	id := newID()
 	log := s.log.With("pod", sbRec.ID, "container", id, "name", cfg.Metadata.Name)
-	m := sb.config.GetMetadata()
+	m := sb.cfg().GetMetadata()
 	name := fmt.Sprintf("%s_%s_%s_%s_%d", cfg.Metadata.Name, m.GetName(), m.GetNamespace(), m.GetUid(), cfg.Metadata.Attempt)
 	if err := s.reserveName(name, id); err != nil {
 		return nil, fmt.Errorf("create container: %w", err)

@@ -195,7 +195,7 @@ func (s *Service) eachPodMetrics(ctx context.Context, fn func(*runtime.PodSandbo
 
 func (s *Service) podMetrics(sb *sandbox, rec sandboxRecord, fsInfo rootFs) *runtime.PodSandboxMetrics {
 	now := time.Now()
-	md := sb.config.GetMetadata()
+	md := sb.cfg().GetMetadata()
 	out := &runtime.PodSandboxMetrics{PodSandboxId: rec.ID}
 	// Pod-level metrics have no container and no image.
 	podLabels := []string{md.GetName(), md.GetNamespace(), "", rec.ID, ""}

@@ -35,7 +35,7 @@ func (s *Service) recover(ctx context.Context) error {
 		if err := proto.Unmarshal(rec.Config, cfg); err != nil {
 			return fmt.Errorf("decode sandbox %s: %w", rec.ID, err)
 		}
-		sb := &sandbox{rec: *rec, config: cfg, exited: make(chan struct{})}
+		sb := newSandbox(*rec, cfg)
 		if rec.State == sandboxInit {
 			s.log.Warn("cleaning up pod sandbox left half-created by a crash", "pod", rec.ID)
 			s.cleanupSandbox(ctx, sb)
@@ -90,7 +90,7 @@ func (s *Service) cleanupSandbox(ctx context.Context, sb *sandbox) {
 	}
 	_ = cgroups.Remove(rec.CgroupsPath)
 	if rec.NetworkSetUp {
-		if err := s.net.Teardown(ctx, podNetwork(rec, sb.config)); err != nil {
+		if err := s.net.Teardown(ctx, podNetwork(rec, sb.cfg())); err != nil {
 			s.log.Warn("cleanup: network teardown", "pod", rec.ID, "error", err)
 		}
 	}

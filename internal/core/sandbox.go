@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,11 +60,23 @@ type sandboxRecord struct {
 type sandbox struct {
 	opMu sync.Mutex // serialises lifecycle operations
 
-	mu     sync.RWMutex // guards rec fields read by status/list
-	rec    sandboxRecord
-	config *runtime.PodSandboxConfig
+	mu  sync.RWMutex // guards rec fields read by status/list
+	rec sandboxRecord
+	// config is replaced whole (never modified) when kubelet resizes the
+	// pod: readers take it once and keep a consistent one.
+	config atomic.Pointer[runtime.PodSandboxConfig]
 	exited chan struct{} // closed when the pause process exits (never for a pinned pod)
 }
+
+// newSandbox returns a sandbox holding rec and cfg.
+func newSandbox(rec sandboxRecord, cfg *runtime.PodSandboxConfig) *sandbox {
+	sb := &sandbox{rec: rec, exited: make(chan struct{})}
+	sb.config.Store(cfg)
+	return sb
+}
+
+// cfg is the sandbox's current config.
+func (sb *sandbox) cfg() *runtime.PodSandboxConfig { return sb.config.Load() }
 
 func (sb *sandbox) snapshot() sandboxRecord {
 	sb.mu.RLock()
@@ -186,7 +199,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
 	}
-	sb := &sandbox{config: cfg, exited: make(chan struct{})}
+	sb := newSandbox(sandboxRecord{}, cfg)
 	sb.rec = sandboxRecord{
 		ID: id, Name: name, Config: cfgBytes, Handler: rt.Name, State: sandboxInit,
 		CreatedAt: time.Now().UnixNano(), ImageID: img.ID,
@@ -379,7 +392,7 @@ type pauseID struct {
 // detached, registering the undo steps on u.
 func (s *Service) startPause(ctx context.Context, sb *sandbox, rt *runc.Runtime, img *image.Image,
 	uh *usernsHelper, userns *runtime.UserNamespace, shmPath string, tm *stepTimer, u *undo) (pauseID, error) {
-	id, cfg := sb.rec.ID, sb.config
+	id, cfg := sb.rec.ID, sb.cfg()
 	dir, bundle := s.sandboxDir(id), s.sandboxBundle(id)
 	rootfs := filepath.Join(bundle, "rootfs")
 	rwDir := filepath.Join(dir, "rw")
@@ -521,7 +534,7 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox) error {
 		}
 	}
 	if rec.NetworkSetUp {
-		if err := s.net.Teardown(ctx, podNetwork(rec, sb.config)); err != nil {
+		if err := s.net.Teardown(ctx, podNetwork(rec, sb.cfg())); err != nil {
 			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
 		}
 	}
@@ -616,7 +629,7 @@ func (s *Service) PodSandboxStatus(ctx context.Context, req *runtime.PodSandboxS
 		rec.State = sandboxNotReady // pause died: the pod must be recreated
 	default:
 	}
-	cfg := sb.config
+	cfg := sb.cfg()
 	st := &runtime.PodSandboxStatus{
 		Id: rec.ID, Metadata: cfg.GetMetadata(), State: sandboxState(rec), CreatedAt: rec.CreatedAt,
 		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), RuntimeHandler: rec.Handler,
@@ -654,7 +667,7 @@ func (s *Service) ListPodSandbox(ctx context.Context, req *runtime.ListPodSandbo
 	s.mu.RUnlock()
 	out := make([]*runtime.PodSandbox, 0, len(all))
 	for _, sb := range all {
-		rec := sb.snapshot()
+		rec, cfg := sb.snapshot(), sb.cfg()
 		if rec.State == sandboxInit {
 			continue
 		}
@@ -670,13 +683,13 @@ func (s *Service) ListPodSandbox(ctx context.Context, req *runtime.ListPodSandbo
 			if f.State != nil && f.State.State != sandboxState(rec) {
 				continue
 			}
-			if !matchLabels(sb.config.GetLabels(), f.LabelSelector) {
+			if !matchLabels(cfg.GetLabels(), f.LabelSelector) {
 				continue
 			}
 		}
 		out = append(out, &runtime.PodSandbox{
-			Id: rec.ID, Metadata: sb.config.GetMetadata(), State: sandboxState(rec), CreatedAt: rec.CreatedAt,
-			Labels: sb.config.GetLabels(), Annotations: sb.config.GetAnnotations(), RuntimeHandler: rec.Handler,
+			Id: rec.ID, Metadata: cfg.GetMetadata(), State: sandboxState(rec), CreatedAt: rec.CreatedAt,
+			Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), RuntimeHandler: rec.Handler,
 		})
 	}
 	return &runtime.ListPodSandboxResponse{Items: out}, nil

@@ -114,11 +114,11 @@ func (s *Service) ListContainerStats(ctx context.Context, req *runtime.ListConta
 }
 
 func (s *Service) sandboxStats(sb *sandbox) *runtime.PodSandboxStats {
-	rec := sb.snapshot()
+	rec, cfg := sb.snapshot(), sb.cfg()
 	now := time.Now().UnixNano()
 	st := &runtime.PodSandboxStats{
 		Attributes: &runtime.PodSandboxAttributes{
-			Id: rec.ID, Metadata: sb.config.GetMetadata(), Labels: sb.config.GetLabels(), Annotations: sb.config.GetAnnotations(),
+			Id: rec.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
 		},
 		Linux: &runtime.LinuxPodSandboxStats{
 			Cpu:     &runtime.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: u64(0), UsageNanoCores: u64(0)},

@@ -108,3 +108,7 @@ func (s *RuntimeServer) RuntimeConfig(ctx context.Context, req *runtime.RuntimeC
 func (s *RuntimeServer) GetContainerEvents(req *runtime.GetEventsRequest, stream runtime.RuntimeService_GetContainerEventsServer) error {
 	return s.core.ContainerEvents(stream.Context(), stream.Send)
 }
+
+func (s *RuntimeServer) UpdatePodSandboxResources(ctx context.Context, req *runtime.UpdatePodSandboxResourcesRequest) (*runtime.UpdatePodSandboxResourcesResponse, error) {
+	return s.core.UpdatePodSandboxResources(ctx, req)
+}
