@@ -112,7 +112,7 @@ func (s *Service) containersOf(sandboxID string) []*container {
 
 // CreateContainer creates a container in a ready sandbox; it stays CREATED
 // until StartContainer.
-func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContainerRequest) (_ *runtime.CreateContainerResponse, retErr error) {
+func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContainerRequest) (*runtime.CreateContainerResponse, error) {
 	cfg := req.GetConfig()
 	if cfg == nil || cfg.GetMetadata() == nil || cfg.Metadata.Name == "" {
 		return nil, fmt.Errorf("create container: config with metadata.name is required: %w", errdefs.ErrInvalidArgument)
@@ -120,14 +120,27 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	if cfg.GetImage().GetImage() == "" {
 		return nil, fmt.Errorf("create container %s: image is required: %w", cfg.Metadata.Name, errdefs.ErrInvalidArgument)
 	}
+	key := fmt.Sprintf("container %s/%s/%d", req.GetPodSandboxId(), cfg.Metadata.Name, cfg.Metadata.Attempt)
+	id, err := s.pending.run(ctx, s.ctx, &s.wg, key, func(ctx context.Context) (string, error) {
+		return s.createContainer(ctx, req)
+	})
+	if err != nil {
+		return nil, stillRunning(ctx, "create container "+cfg.Metadata.Name, err)
+	}
+	return &runtime.CreateContainerResponse{ContainerId: id}, nil
+}
+
+// createContainer creates the container of a checked request.
+func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContainerRequest) (_ string, retErr error) {
+	cfg := req.GetConfig()
 	sb, err := s.getSandbox(req.GetPodSandboxId())
 	if err != nil {
-		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 	tm := newStepTimer()
 	sbRec := sb.snapshot()
 	if sbRec.State != sandboxReady {
-		return nil, fmt.Errorf("create container %s: pod sandbox %s is not ready: %w", cfg.Metadata.Name, sbRec.ID, errdefs.ErrFailedPrecondition)
+		return "", fmt.Errorf("create container %s: pod sandbox %s is not ready: %w", cfg.Metadata.Name, sbRec.ID, errdefs.ErrFailedPrecondition)
 	}
 	sbCfg := sb.cfg()
 	if req.GetSandboxConfig() != nil {
@@ -135,22 +148,22 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	}
 	rt, err := s.runtimeFor(sbRec.Handler)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	img, err := s.images.Resolve(cfg.Image.Image)
 	if err != nil {
-		return nil, fmt.Errorf("create container %s: image %q: %w", cfg.Metadata.Name, cfg.Image.Image, err)
+		return "", fmt.Errorf("create container %s: image %q: %w", cfg.Metadata.Name, cfg.Image.Image, err)
 	}
 	volumes, volumeImages, err := s.resolveImageVolumes(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 	id := newID()
 	log := s.log.With("pod", sbRec.ID, "container", id, "name", cfg.Metadata.Name)
 	m := sb.cfg().GetMetadata()
 	name := fmt.Sprintf("%s_%s_%s_%s_%d", cfg.Metadata.Name, m.GetName(), m.GetNamespace(), m.GetUid(), cfg.Metadata.Attempt)
 	if err := s.reserveName(name, id); err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
+		return "", fmt.Errorf("create container: %w", err)
 	}
 	u := &undo{log: log}
 	defer func() {
@@ -163,7 +176,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 
 	cfgBytes, err := proto.Marshal(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
+		return "", fmt.Errorf("create container: %w", err)
 	}
 	logPath := ""
 	if sbCfg.GetLogDirectory() != "" && cfg.LogPath != "" {
@@ -182,7 +195,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	}
 	tm.mark("image")
 	if err := s.saveContainer(c); err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
+		return "", fmt.Errorf("create container: %w", err)
 	}
 	tm.mark("record init")
 	s.mu.Lock()
@@ -198,29 +211,29 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	dir, bundle := s.containerDir(id), s.containerBundle(id)
 	for _, d := range []string{dir, bundle} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
-			return nil, fmt.Errorf("create container: %w", err)
+			return "", fmt.Errorf("create container: %w", err)
 		}
 	}
 	u.add(func(context.Context) error { return os.RemoveAll(dir) })
 	u.add(func(context.Context) error { return os.RemoveAll(bundle) })
 	if logPath != "" {
 		if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-			return nil, fmt.Errorf("create container: log dir: %w", err)
+			return "", fmt.Errorf("create container: log dir: %w", err)
 		}
 	}
 	rootfs := filepath.Join(bundle, "rootfs")
 	rwDir := filepath.Join(dir, "rw")
 	if err := s.images.PrepareRootfs(ctx, img, rwDir, rootfs); err != nil {
-		return nil, fmt.Errorf("create container: rootfs: %w", err)
+		return "", fmt.Errorf("create container: rootfs: %w", err)
 	}
 	u.add(func(ctx context.Context) error { return s.images.ReleaseRootfs(ctx, rwDir, rootfs) })
 	tm.mark("rootfs")
 	if err := s.idmapContainerRootfs(sbCfg, sbRec.PID, rootfs); err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
+		return "", fmt.Errorf("create container: %w", err)
 	}
 	imageVolumes, err := s.mountImageVolumes(ctx, id, cfg, volumeImages, u)
 	if err != nil {
-		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 
 	sbDir := s.sandboxDir(sbRec.ID)
@@ -241,31 +254,31 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	if t := nsOpts.GetTargetId(); t != "" {
 		tc, err := s.getContainer(t)
 		if err != nil {
-			return nil, fmt.Errorf("create container: target container: %w", err)
+			return "", fmt.Errorf("create container: target container: %w", err)
 		}
 		tr := tc.snapshot()
 		params.TargetPID, targetSandbox = tr.PID, tr.SandboxID
 	}
 	if err := validatePIDTarget(nsOpts, sbRec.ID, targetSandbox); err != nil {
-		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 	sc := cfg.GetLinux().GetSecurityContext()
 	//lint:ignore SA1019 older kubelets still send the deprecated apparmor_profile field
 	logIgnoredAppArmor(log, sc.GetApparmor(), sc.GetApparmorProfile())
 	spec, err := oci.ContainerSpec(params)
 	if err != nil {
-		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 	cdiDevices, err := oci.CDIDevices(cfg)
 	if err == nil {
 		err = oci.ApplyCDI(spec, cdiDevices, s.cfg.Runtime.CDISpecDirs)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 	spec.Version = s.specVersion(ctx, rt)
 	if err := writeSpec(bundle, spec); err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
+		return "", fmt.Errorf("create container: %w", err)
 	}
 	c.mu.Lock()
 	c.spec = spec
@@ -276,7 +289,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 	u.add(func(ctx context.Context) error {
 		_ = rt.Kill(ctx, id, syscall.SIGKILL, true)
@@ -289,14 +302,14 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	c.rec.State, c.rec.PID, c.rec.MonitorPID = containerCreated, proc.ContainerPID, proc.MonitorPID
 	c.mu.Unlock()
 	if err := s.saveContainer(c); err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
+		return "", fmt.Errorf("create container: %w", err)
 	}
 	tm.mark("record created")
 	tm.log(log, "create container timings")
 	s.watchContainer(c)
 	s.events.publish(c, runtime.ContainerEventType_CONTAINER_CREATED_EVENT)
 	log.Info("container created")
-	return &runtime.CreateContainerResponse{ContainerId: id}, nil
+	return id, nil
 }
 
 // watchContainer records the container's exit in the background.

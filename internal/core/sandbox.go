@@ -158,19 +158,31 @@ func (s *Service) ensureImage(ctx context.Context, ref string) (*image.Image, er
 
 // RunPodSandbox creates and starts a pod sandbox. On failure everything
 // created so far is removed.
-func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRequest) (_ *runtime.RunPodSandboxResponse, retErr error) {
-	cfg := req.GetConfig()
-	if err := validateSandboxConfig(cfg); err != nil {
+func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRequest) (*runtime.RunPodSandboxResponse, error) {
+	if err := validateSandboxConfig(req.GetConfig()); err != nil {
 		return nil, err
 	}
+	name := sandboxName(req.Config.Metadata)
+	id, err := s.pending.run(ctx, s.ctx, &s.wg, "pod "+name, func(ctx context.Context) (string, error) {
+		return s.runPodSandbox(ctx, req)
+	})
+	if err != nil {
+		return nil, stillRunning(ctx, "run pod sandbox "+name, err)
+	}
+	return &runtime.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// runPodSandbox creates and starts the pod of a validated request.
+func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRequest) (_ string, retErr error) {
+	cfg := req.GetConfig()
 	rt, err := s.runtimeFor(req.GetRuntimeHandler())
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	userns := oci.PodUserNamespace(cfg)
 	if userns != nil {
 		if err := s.usernsSupported(ctx, rt); err != nil {
-			return nil, fmt.Errorf("run pod sandbox: %w", errUsernsUnsupported(err))
+			return "", fmt.Errorf("run pod sandbox: %w", errUsernsUnsupported(err))
 		}
 	}
 	tm := newStepTimer()
@@ -179,7 +191,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	logIgnoredAppArmor(log, cfg.GetLinux().GetSecurityContext().GetApparmor(), "")
 	name := sandboxName(cfg.Metadata)
 	if err := s.reserveName(name, id); err != nil {
-		return nil, fmt.Errorf("run pod sandbox: %w", err)
+		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
 	u := &undo{log: log}
 	defer func() {
@@ -192,12 +204,12 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 
 	img, err := s.ensureImage(ctx, s.cfg.Images.SandboxImage)
 	if err != nil {
-		return nil, fmt.Errorf("run pod sandbox: sandbox image %s: %w", s.cfg.Images.SandboxImage, err)
+		return "", fmt.Errorf("run pod sandbox: sandbox image %s: %w", s.cfg.Images.SandboxImage, err)
 	}
 	tm.mark("image")
 	cfgBytes, err := proto.Marshal(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("run pod sandbox: %w", err)
+		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
 	sb := newSandbox(sandboxRecord{}, cfg)
 	sb.rec = sandboxRecord{
@@ -207,7 +219,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	}
 	// Record first: a crash from here on is found and cleaned up at recovery.
 	if err := s.saveSandbox(sb); err != nil {
-		return nil, fmt.Errorf("run pod sandbox: %w", err)
+		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
 	s.mu.Lock()
 	s.sandboxes[id] = sb
@@ -223,7 +235,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	dir, bundle := s.sandboxDir(id), s.sandboxBundle(id)
 	for _, d := range []string{dir, bundle} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
-			return nil, fmt.Errorf("run pod sandbox: %w", err)
+			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}
 	}
 	u.add(func(context.Context) error { return os.RemoveAll(dir) })
@@ -231,16 +243,16 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 
 	// Files the pod's containers share.
 	if err := writePodFiles(dir, cfg); err != nil {
-		return nil, fmt.Errorf("run pod sandbox: %w", err)
+		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
 	shmPath := "/dev/shm"
 	if !hostIPC(cfg) {
 		shmPath = filepath.Join(bundle, "shm")
 		if err := os.MkdirAll(shmPath, 0o700); err != nil {
-			return nil, fmt.Errorf("run pod sandbox: %w", err)
+			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}
 		if err := unix.Mount("shm", shmPath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
-			return nil, fmt.Errorf("run pod sandbox: mount /dev/shm: %w", err)
+			return "", fmt.Errorf("run pod sandbox: mount /dev/shm: %w", err)
 		}
 		sb.rec.ShmMounted = true
 		u.add(func(context.Context) error { return unmount(shmPath) })
@@ -255,7 +267,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	if userns != nil {
 		usernsHelper, err = newUsernsHelper(userns.GetUids()[0], userns.GetGids()[0], !hostNetwork(cfg))
 		if err != nil {
-			return nil, fmt.Errorf("run pod sandbox: %w", err)
+			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}
 		defer usernsHelper.close()
 	}
@@ -276,7 +288,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		close(netDone)
 	} else {
 		if err := s.net.Ready(); err != nil {
-			return nil, fmt.Errorf("run pod sandbox: network not ready: %w: %w", err, errdefs.ErrFailedPrecondition)
+			return "", fmt.Errorf("run pod sandbox: network not ready: %w: %w", err, errdefs.ErrFailedPrecondition)
 		}
 		var nsPath string
 		if usernsHelper != nil {
@@ -286,7 +298,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 			nsPath, err = s.net.CreateNetNS(id)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("run pod sandbox: %w", err)
+			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}
 		u.add(func(context.Context) error { return s.net.RemoveNetNS(nsPath) })
 		// NetworkSetUp is recorded before ADD starts: should crid die
@@ -296,7 +308,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		sb.rec.NetworkSetUp = true
 		sb.mu.Unlock()
 		if err := s.saveSandbox(sb); err != nil {
-			return nil, fmt.Errorf("run pod sandbox: %w", err)
+			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}
 		tm.mark("netns")
 		pod = podNetwork(sb.snapshot(), cfg)
@@ -348,7 +360,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		// Alongside the CNI ADD too: the network namespace exists already.
 		ns, err := pinPodNamespaces(bundle, cfg, sb.snapshot().NetNSPath)
 		if err != nil {
-			return nil, fmt.Errorf("run pod sandbox: %w", err)
+			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}
 		u.add(func(context.Context) error { return unpinPodNamespaces(ns) })
 		sb.mu.Lock()
@@ -358,11 +370,11 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	} else {
 		pid, err = s.startPause(ctx, sb, rt, img, usernsHelper, userns, shmPath, tm, u)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 	}
 	if err := joinNet(); err != nil {
-		return nil, err
+		return "", err
 	}
 	sb.mu.Lock()
 	if netRes != nil {
@@ -371,7 +383,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	sb.rec.PID, sb.rec.PIDStart, sb.rec.State = pid.pid, pid.start, sandboxReady
 	sb.mu.Unlock()
 	if err := s.saveSandbox(sb); err != nil {
-		return nil, fmt.Errorf("run pod sandbox: %w", err)
+		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
 	tm.mark("record ready")
 	if !sb.rec.Pinned {
@@ -379,7 +391,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	}
 	tm.log(log, "run pod sandbox timings")
 	log.Info("pod sandbox ready", "ip", sb.rec.IP)
-	return &runtime.RunPodSandboxResponse{PodSandboxId: id}, nil
+	return id, nil
 }
 
 // pauseID is a started pause: pid and start time.

@@ -71,6 +71,9 @@ type Service struct {
 	sandboxes  map[string]*sandbox
 	containers map[string]*container
 	names      map[string]string // reserved name -> id
+
+	// pending are creates that may outlive their caller (pending.go).
+	pending *pendingOps
 }
 
 // New creates the core and recovers every sandbox and container recorded
@@ -88,6 +91,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		sandboxes:  map[string]*sandbox{},
 		containers: map[string]*container{},
 		names:      map[string]string{},
+		pending:    newPendingOps(),
 		events:     newEventHub(),
 	}
 	if err := CheckCgroupDriver(cfg.CgroupDriver); err != nil {

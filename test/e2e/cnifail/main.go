@@ -1,7 +1,9 @@
 // Command cnifail is a chained CNI plugin for crid's end-to-end tests: it
-// fails ADD for pods whose name contains "cnifail" and passes the previous
-// result through for everyone else, so tests can check that crid rolls
-// back a pod whose network setup failed half-way.
+// fails ADD for pods whose name starts with "cnifail", takes 3 seconds over
+// ADD for pods whose name starts with "cnislow", and passes the previous
+// result through, so tests can check that crid rolls back a pod whose
+// network setup failed half-way, and that a pod slower than its caller's
+// deadline is handed to the retry.
 package main
 
 import (
@@ -9,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 )
 
 func main() {
@@ -22,6 +26,17 @@ func main() {
 			fmt.Print(`{"cniVersion":"1.0.0","code":999,"msg":"failpoint: ADD refused for this pod"}`)
 			os.Exit(1)
 		}
+		if name, ok := podName(); ok && strings.HasPrefix(name, "cnislow") {
+			// Each ADD leaves a line beside the plugin, so that tests can
+			// count how often the pod's network was set up.
+			if exe, err := os.Executable(); err == nil {
+				if f, err := os.OpenFile(filepath.Join(filepath.Dir(exe), name+".adds"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+					fmt.Fprintln(f, os.Getenv("CNI_CONTAINERID"))
+					f.Close()
+				}
+			}
+			time.Sleep(3 * time.Second)
+		}
 		var conf struct {
 			PrevResult json.RawMessage `json:"prevResult"`
 		}
@@ -32,4 +47,14 @@ func main() {
 		os.Stdout.Write(conf.PrevResult)
 	default: // DEL, CHECK, GC, STATUS: nothing to undo
 	}
+}
+
+// podName is K8S_POD_NAME from CNI_ARGS.
+func podName() (string, bool) {
+	for _, kv := range strings.Split(os.Getenv("CNI_ARGS"), ";") {
+		if v, ok := strings.CutPrefix(kv, "K8S_POD_NAME="); ok {
+			return v, true
+		}
+	}
+	return "", false
 }

@@ -1,0 +1,102 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// kubelet gives RunPodSandbox and CreateContainer a deadline (its
+// runtime-request-timeout, 2m by default) and, when it passes, retries the
+// same request: same pod or container, so the same name. Were the first
+// attempt cancelled with its caller, a slow CNI plugin or a loaded node
+// would make every attempt time out and roll back; were it kept running
+// without a way back, the retry would meet "name is reserved" until the
+// first finished, and the finished pod would be orphaned (containerd#12438,
+// cri-o#7010). So a create outlives its caller: a retry for the same name
+// waits for it and takes its result. A result nobody claims is dropped after
+// pendingRetention; the pod or container itself stays and is listed, so
+// kubelet removes it as an orphan if it no longer wants it.
+
+// pendingTimeout bounds a create that outlived its caller.
+const pendingTimeout = 4 * time.Minute
+
+// pendingRetention is how long a finished, unclaimed result waits for the
+// retry: kubelet retries within a sync period or two.
+const pendingRetention = 5 * time.Minute
+
+type pendingOp struct {
+	done chan struct{}
+	id   string
+	err  error
+}
+
+// pendingOps are the creates in flight or finished but unclaimed, by name.
+type pendingOps struct {
+	mu  sync.Mutex
+	ops map[string]*pendingOp
+}
+
+func newPendingOps() *pendingOps { return &pendingOps{ops: map[string]*pendingOp{}} }
+
+// run returns the result of fn for key: that of the operation in flight or
+// finished unclaimed for key if there is one (a failed one is not reused:
+// the retry tries again), else of a new one. fn runs under base (the
+// service's lifetime) bounded by pendingTimeout, not under ctx: when ctx
+// ends first, run returns ctx's error and fn goes on for the retry.
+func (p *pendingOps) run(ctx, base context.Context, wg *sync.WaitGroup, key string, fn func(context.Context) (string, error)) (string, error) {
+	p.mu.Lock()
+	op := p.ops[key]
+	if op != nil {
+		select {
+		case <-op.done:
+			if op.err != nil {
+				op = nil
+			}
+		default:
+		}
+	}
+	if op == nil {
+		op = &pendingOp{done: make(chan struct{})}
+		p.ops[key] = op
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			octx, cancel := context.WithTimeout(base, pendingTimeout)
+			defer cancel()
+			op.id, op.err = fn(octx)
+			close(op.done)
+			// Unclaimed (the caller has gone): keep it for the retry,
+			// for a while.
+			time.AfterFunc(pendingRetention, func() { p.forget(key, op) })
+		}()
+	}
+	p.mu.Unlock()
+	select {
+	case <-op.done:
+		p.forget(key, op)
+		return op.id, op.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// forget drops op if it is still the one recorded for key.
+func (p *pendingOps) forget(key string, op *pendingOp) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ops[key] == op {
+		delete(p.ops, key)
+	}
+}
+
+// stillRunning explains an error of a create whose caller gave up first:
+// the work goes on, and the retry gets its result.
+func stillRunning(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%s: still in progress after the caller's deadline; retry the same request for its result: %w", what, err)
+	}
+	return err
+}

@@ -1,0 +1,145 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestPendingOps(t *testing.T) {
+	base := context.Background()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	t.Run("a waiting caller gets the result and it is not kept", func(t *testing.T) {
+		p := newPendingOps()
+		var calls atomic.Int32
+		fn := func(context.Context) (string, error) { calls.Add(1); return "id1", nil }
+		for i := 0; i < 2; i++ {
+			if id, err := p.run(context.Background(), base, &wg, "k", fn); err != nil || id != "id1" {
+				t.Fatalf("run = %q, %v", id, err)
+			}
+		}
+		if calls.Load() != 2 {
+			t.Fatalf("fn ran %d times; a claimed result must not be handed out twice", calls.Load())
+		}
+	})
+
+	t.Run("a retry joins the create its timed-out caller left running", func(t *testing.T) {
+		p := newPendingOps()
+		release := make(chan struct{})
+		var calls atomic.Int32
+		fn := func(ctx context.Context) (string, error) {
+			calls.Add(1)
+			select {
+			case <-release:
+				return "pod-a", nil
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		if _, err := p.run(ctx, base, &wg, "k", fn); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("first caller: %v, want its deadline", err)
+		}
+		got := make(chan string)
+		go func() {
+			id, _ := p.run(context.Background(), base, &wg, "k", fn)
+			got <- id
+		}()
+		close(release)
+		if id := <-got; id != "pod-a" {
+			t.Fatalf("retry got %q, want the first create's pod-a", id)
+		}
+		if calls.Load() != 1 {
+			t.Fatalf("fn ran %d times, want once", calls.Load())
+		}
+	})
+
+	t.Run("a finished unclaimed success is handed to the retry", func(t *testing.T) {
+		p := newPendingOps()
+		var calls atomic.Int32
+		finished := make(chan struct{})
+		fn := func(context.Context) (string, error) {
+			calls.Add(1)
+			time.Sleep(30 * time.Millisecond)
+			defer close(finished)
+			return "ctr-b", nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		defer cancel()
+		if _, err := p.run(ctx, base, &wg, "k", fn); err == nil {
+			t.Fatal("first caller did not time out")
+		}
+		<-finished
+		time.Sleep(5 * time.Millisecond) // done is closed right after fn returns
+		if id, err := p.run(context.Background(), base, &wg, "k", fn); err != nil || id != "ctr-b" || calls.Load() != 1 {
+			t.Fatalf("retry: %q %v after %d runs", id, err, calls.Load())
+		}
+	})
+
+	t.Run("a failed create is tried again, not replayed", func(t *testing.T) {
+		p := newPendingOps()
+		var calls atomic.Int32
+		fn := func(context.Context) (string, error) {
+			if calls.Add(1) == 1 {
+				time.Sleep(20 * time.Millisecond)
+				return "", errors.New("cni: transient")
+			}
+			return "pod-c", nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		defer cancel()
+		_, _ = p.run(ctx, base, &wg, "k", fn)
+		time.Sleep(40 * time.Millisecond)
+		if id, err := p.run(context.Background(), base, &wg, "k", fn); err != nil || id != "pod-c" || calls.Load() != 2 {
+			t.Fatalf("retry after failure: %q %v after %d runs", id, err, calls.Load())
+		}
+	})
+
+	t.Run("concurrent duplicates share one create", func(t *testing.T) {
+		p := newPendingOps()
+		var calls atomic.Int32
+		fn := func(context.Context) (string, error) {
+			calls.Add(1)
+			time.Sleep(20 * time.Millisecond)
+			return "pod-d", nil
+		}
+		var cw sync.WaitGroup
+		ids := make([]string, 5)
+		for i := range ids {
+			cw.Add(1)
+			go func() {
+				defer cw.Done()
+				ids[i], _ = p.run(context.Background(), base, &wg, "k", fn)
+			}()
+		}
+		cw.Wait()
+		for _, id := range ids {
+			if id != "pod-d" {
+				t.Fatalf("ids %v", ids)
+			}
+		}
+		if calls.Load() != 1 {
+			t.Fatalf("fn ran %d times for concurrent duplicates", calls.Load())
+		}
+	})
+
+	t.Run("the service's end cancels a create nobody waits for", func(t *testing.T) {
+		p := newPendingOps()
+		svc, stop := context.WithCancel(context.Background())
+		ended := make(chan error, 1)
+		fn := func(ctx context.Context) (string, error) { <-ctx.Done(); ended <- ctx.Err(); return "", ctx.Err() }
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		defer cancel()
+		_, _ = p.run(ctx, svc, &wg, "k", fn)
+		stop()
+		if err := <-ended; !errors.Is(err, context.Canceled) {
+			t.Fatalf("create saw %v, want the service's cancellation", err)
+		}
+	})
+}
