@@ -1167,6 +1167,15 @@ func TestIsolationResources(t *testing.T) {
 	if st.ExitCode != 137 || st.Reason != "OOMKilled" {
 		t.Errorf("memory hog: exit %d reason %q, want 137 OOMKilled", st.ExitCode, st.Reason)
 	}
+
+	// A child is OOM-killed, the init goes on and exits 3: that exit is
+	// an error, not an OOM kill, though the cgroup counted one.
+	cfg = containerConfig("child-hog", "sh", "-c", "tail /dev/zero; exit 3")
+	cfg.Linux = &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{MemoryLimitInBytes: 20 * mib}}
+	st = waitExited(t, createStart(t, podID, pod, cfg), 60*time.Second)
+	if st.ExitCode != 3 || st.Reason != "Error" {
+		t.Errorf("init exiting 3 after its child's OOM kill: exit %d reason %q, want 3 Error", st.ExitCode, st.Reason)
+	}
 }
 
 // TestIsolationDevices: a host device mapped to another container path.

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+
+	"github.com/crid-dev/crid/internal/monitor/wire"
 )
 
 // oomCounter reads the number of OOM kills of the container's memory
@@ -135,4 +138,15 @@ func relTo(p, root string) string {
 		p = strings.TrimPrefix(p, root)
 	}
 	return p
+}
+
+// oomEnded says whether an exit was the OOM killer's doing, given whether
+// the cgroup counted an OOM kill since the container was created. The
+// killer ends a process with SIGKILL, so the init died of it (or, as a
+// shell, reported a child's 137). An earlier OOM kill of some other
+// process in the container does not turn a later, different exit (an
+// error code, SIGTERM on stop) into "OOMKilled": the counter is cumulative
+// (kubernetes PR #140718).
+func oomEnded(e *wire.Exit, counted bool) bool {
+	return counted && (e.Signal == int(syscall.SIGKILL) || e.Code == 128+int32(syscall.SIGKILL))
 }

@@ -225,7 +225,7 @@ func (m *monitor) run(report func(wire.SyncMsg)) error {
 	default:
 		e.Code = int32(ws.ExitStatus())
 	}
-	e.OOMKilled = m.oom.killed()
+	e.OOMKilled = oomEnded(e, m.oom.killed())
 	m.log.info("container exited", "code", e.Code, "signal", e.Signal, "oomKilled", e.OOMKilled)
 
 	m.drain(&pumps)
