@@ -588,16 +588,17 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 		}
 		tm.mark("runtime delete")
 	}
-	if err := s.images.ReleaseRootfs(ctx, filepath.Join(dir, "rw"), filepath.Join(bundle, "rootfs")); err != nil {
+	// Unmount here; the writable layer's files go with dir, to the trash.
+	if err := s.images.ReleaseRootfs(ctx, "", filepath.Join(bundle, "rootfs")); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	tm.mark("rootfs")
-	// Before the bundle is removed: RemoveAll must not walk into a mount.
+	// Before the bundle is moved: its deletion must not walk into a mount.
 	if err := s.releaseImageVolumes(ctx, rec.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	for _, d := range []string{bundle, dir} {
-		if err := os.RemoveAll(d); err != nil {
+		if err := s.trash.discard(d); err != nil {
 			return fmt.Errorf("remove container %s: %w", rec.ID, err)
 		}
 	}

@@ -26,6 +26,7 @@ func (s *Service) recover(ctx context.Context) error {
 		defer s.wg.Done()
 		reapStrays(s.ctx, s.log)
 	}()
+	s.trash.sweep()
 	sbs, err := store.List[sandboxRecord](s.st, store.BucketSandboxes)
 	if err != nil {
 		return err

@@ -74,6 +74,8 @@ type Service struct {
 
 	// pending are creates that may outlive their caller (pending.go).
 	pending *pendingOps
+	// trash deletes removed containers' files in the background (trash.go).
+	trash *trash
 }
 
 // New creates the core and recovers every sandbox and container recorded
@@ -94,6 +96,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		pending:    newPendingOps(),
 		events:     newEventHub(),
 	}
+	s.trash = newTrash(o.Log, cfg.Root, cfg.State)
 	if err := CheckCgroupDriver(cfg.CgroupDriver); err != nil {
 		return nil, err
 	}
