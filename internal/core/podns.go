@@ -8,6 +8,7 @@ import (
 	goruntime "runtime"
 	"strings"
 
+	"github.com/crid-dev/crid/internal/oci"
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -89,8 +90,10 @@ func setUpPinned(ns podNamespaces, cfg *runtime.PodSandboxConfig, netnsPath stri
 		}
 	}
 	sysctls := cfg.GetLinux().GetSysctls()
+	// The network ones only once inside the pod's network namespace; the
+	// key may be written with slashes (net/ipv4/...), as runc accepts.
 	for k, v := range sysctls {
-		if strings.HasPrefix(k, "net.") {
+		if oci.SysctlNamespace(k) == "net" {
 			continue
 		}
 		if err := writeSysctl(k, v); err != nil {
@@ -99,7 +102,7 @@ func setUpPinned(ns podNamespaces, cfg *runtime.PodSandboxConfig, netnsPath stri
 	}
 	joined := false
 	for k, v := range sysctls {
-		if !strings.HasPrefix(k, "net.") {
+		if oci.SysctlNamespace(k) != "net" {
 			continue
 		}
 		if !joined {

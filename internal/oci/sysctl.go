@@ -20,10 +20,10 @@ var ipcSysctls = []string{
 // the kernel allows them per namespace, so runc would apply them.
 var utsSysctls = []string{"kernel.hostname", "kernel.domainname"}
 
-// sysctlNamespace names the namespace a sysctl belongs to ("net", "ipc",
+// SysctlNamespace names the namespace a sysctl belongs to ("net", "ipc",
 // "uts"), or "" for a sysctl that is node-wide. Names may use "/" as
 // separator, as kubelet accepts both forms.
-func sysctlNamespace(name string) string {
+func SysctlNamespace(name string) string {
 	n := strings.ReplaceAll(name, "/", ".")
 	switch {
 	case strings.HasPrefix(n, "net."):
@@ -52,7 +52,7 @@ func ValidateSysctls(sysctls map[string]string, hostNetwork, hostIPC bool) error
 		if strings.TrimSpace(k) == "" {
 			return fmt.Errorf("sysctl with an empty name: %w", errdefs.ErrInvalidArgument)
 		}
-		switch sysctlNamespace(k) {
+		switch SysctlNamespace(k) {
 		case "":
 			return fmt.Errorf("sysctl %q is not namespaced: it would change the node, not the pod: %w", k, errdefs.ErrInvalidArgument)
 		case "net":

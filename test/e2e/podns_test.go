@@ -21,11 +21,17 @@ func TestPodWithoutPause(t *testing.T) {
 	pod.Linux.SecurityContext = &runtime.LinuxSandboxSecurityContext{
 		NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER},
 	}
+	// The network sysctl in its slash form: it must still be written
+	// inside the pod's network namespace, never the host's.
+	hostPortStart := readTrim(t, "/proc/sys/net/ipv4/ip_unprivileged_port_start")
 	pod.Linux.Sysctls = map[string]string{
 		"kernel.shm_rmid_forced":              "1",
-		"net.ipv4.ip_unprivileged_port_start": "81",
+		"net/ipv4/ip_unprivileged_port_start": "81",
 	}
 	podID := runPod(t, pod, "")
+	if got := readTrim(t, "/proc/sys/net/ipv4/ip_unprivileged_port_start"); got != hostPortStart {
+		t.Errorf("the host's ip_unprivileged_port_start changed from %s to %s", hostPortStart, got)
+	}
 	cfg := func(name string) *runtime.ContainerConfig {
 		c := containerConfig(name, "sleep", "1000")
 		c.Linux = &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{
@@ -127,4 +133,14 @@ func podMounts(t *testing.T, podID string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// readTrim reads a host file, without surrounding space.
+func readTrim(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
