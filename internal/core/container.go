@@ -120,8 +120,14 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	if cfg.GetImage().GetImage() == "" {
 		return nil, fmt.Errorf("create container %s: image is required: %w", cfg.Metadata.Name, errdefs.ErrInvalidArgument)
 	}
-	key := fmt.Sprintf("container %s/%s/%d", req.GetPodSandboxId(), cfg.Metadata.Name, cfg.Metadata.Attempt)
-	id, err := s.pending.run(ctx, s.ctx, &s.wg, key, func(ctx context.Context) (string, error) {
+	sb, err := s.getSandbox(req.GetPodSandboxId())
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	// Keyed by the pod's full id: a retry may name it by another prefix.
+	key := fmt.Sprintf("container %s/%s/%d", sb.snapshot().ID, cfg.Metadata.Name, cfg.Metadata.Attempt)
+	exists := func(id string) bool { _, err := s.getContainer(id); return err == nil }
+	id, err := s.pending.run(ctx, s.ctx, &s.wg, key, exists, func(ctx context.Context) (string, error) {
 		return s.createContainer(ctx, req)
 	})
 	if err != nil {

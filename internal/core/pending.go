@@ -28,9 +28,10 @@ const pendingTimeout = 4 * time.Minute
 const pendingRetention = 5 * time.Minute
 
 type pendingOp struct {
-	done chan struct{}
-	id   string
-	err  error
+	done      chan struct{}
+	id        string
+	err       error
+	abandoned bool // a caller gave up waiting (guarded by pendingOps.mu)
 }
 
 // pendingOps are the creates in flight or finished but unclaimed, by name.
@@ -42,17 +43,19 @@ type pendingOps struct {
 func newPendingOps() *pendingOps { return &pendingOps{ops: map[string]*pendingOp{}} }
 
 // run returns the result of fn for key: that of the operation in flight or
-// finished unclaimed for key if there is one (a failed one is not reused:
-// the retry tries again), else of a new one. fn runs under base (the
-// service's lifetime) bounded by pendingTimeout, not under ctx: when ctx
-// ends first, run returns ctx's error and fn goes on for the retry.
-func (p *pendingOps) run(ctx, base context.Context, wg *sync.WaitGroup, key string, fn func(context.Context) (string, error)) (string, error) {
+// finished unclaimed for key if there is one, else of a new one. A finished
+// one is handed out only if it succeeded and its object still exists
+// (exists(id)): a failed create is tried again, and one removed since must
+// not come back as a success. fn runs under base (the service's lifetime)
+// bounded by pendingTimeout, not under ctx: when ctx ends first, run
+// returns ctx's error and fn goes on for the retry.
+func (p *pendingOps) run(ctx, base context.Context, wg *sync.WaitGroup, key string, exists func(id string) bool, fn func(context.Context) (string, error)) (string, error) {
 	p.mu.Lock()
 	op := p.ops[key]
 	if op != nil {
 		select {
 		case <-op.done:
-			if op.err != nil {
+			if op.err != nil || !exists(op.id) {
 				op = nil
 			}
 		default:
@@ -68,9 +71,12 @@ func (p *pendingOps) run(ctx, base context.Context, wg *sync.WaitGroup, key stri
 			defer cancel()
 			op.id, op.err = fn(octx)
 			close(op.done)
-			// Unclaimed (the caller has gone): keep it for the retry,
-			// for a while.
-			time.AfterFunc(pendingRetention, func() { p.forget(key, op) })
+			p.mu.Lock()
+			abandoned := op.abandoned
+			p.mu.Unlock()
+			if abandoned {
+				p.forgetLater(key, op)
+			}
 		}()
 	}
 	p.mu.Unlock()
@@ -79,8 +85,23 @@ func (p *pendingOps) run(ctx, base context.Context, wg *sync.WaitGroup, key stri
 		p.forget(key, op)
 		return op.id, op.err
 	case <-ctx.Done():
+		p.mu.Lock()
+		op.abandoned = true
+		p.mu.Unlock()
+		select {
+		case <-op.done:
+			// Finished while we gave up: its goroutine may have looked
+			// before abandoned was set. Forgetting twice is harmless.
+			p.forgetLater(key, op)
+		default:
+		}
 		return "", ctx.Err()
 	}
+}
+
+// forgetLater keeps an unclaimed result for the retry, for a while.
+func (p *pendingOps) forgetLater(key string, op *pendingOp) {
+	time.AfterFunc(pendingRetention, func() { p.forget(key, op) })
 }
 
 // forget drops op if it is still the one recorded for key.

@@ -9,6 +9,9 @@ import (
 	"time"
 )
 
+// always says every object still exists.
+func always(string) bool { return true }
+
 func TestPendingOps(t *testing.T) {
 	base := context.Background()
 	var wg sync.WaitGroup
@@ -19,7 +22,7 @@ func TestPendingOps(t *testing.T) {
 		var calls atomic.Int32
 		fn := func(context.Context) (string, error) { calls.Add(1); return "id1", nil }
 		for i := 0; i < 2; i++ {
-			if id, err := p.run(context.Background(), base, &wg, "k", fn); err != nil || id != "id1" {
+			if id, err := p.run(context.Background(), base, &wg, "k", always, fn); err != nil || id != "id1" {
 				t.Fatalf("run = %q, %v", id, err)
 			}
 		}
@@ -43,12 +46,12 @@ func TestPendingOps(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
-		if _, err := p.run(ctx, base, &wg, "k", fn); !errors.Is(err, context.DeadlineExceeded) {
+		if _, err := p.run(ctx, base, &wg, "k", always, fn); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("first caller: %v, want its deadline", err)
 		}
 		got := make(chan string)
 		go func() {
-			id, _ := p.run(context.Background(), base, &wg, "k", fn)
+			id, _ := p.run(context.Background(), base, &wg, "k", always, fn)
 			got <- id
 		}()
 		close(release)
@@ -72,13 +75,37 @@ func TestPendingOps(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 		defer cancel()
-		if _, err := p.run(ctx, base, &wg, "k", fn); err == nil {
+		if _, err := p.run(ctx, base, &wg, "k", always, fn); err == nil {
 			t.Fatal("first caller did not time out")
 		}
 		<-finished
 		time.Sleep(5 * time.Millisecond) // done is closed right after fn returns
-		if id, err := p.run(context.Background(), base, &wg, "k", fn); err != nil || id != "ctr-b" || calls.Load() != 1 {
+		if id, err := p.run(context.Background(), base, &wg, "k", always, fn); err != nil || id != "ctr-b" || calls.Load() != 1 {
 			t.Fatalf("retry: %q %v after %d runs", id, err, calls.Load())
+		}
+	})
+
+	t.Run("a finished result whose object was removed since is not replayed", func(t *testing.T) {
+		p := newPendingOps()
+		var calls atomic.Int32
+		finished := make(chan struct{})
+		fn := func(context.Context) (string, error) {
+			n := calls.Add(1)
+			if n == 1 {
+				time.Sleep(30 * time.Millisecond)
+				defer close(finished)
+				return "old", nil
+			}
+			return "new", nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		defer cancel()
+		_, _ = p.run(ctx, base, &wg, "k", always, fn)
+		<-finished
+		time.Sleep(5 * time.Millisecond)
+		gone := func(id string) bool { return id != "old" }
+		if id, err := p.run(context.Background(), base, &wg, "k", gone, fn); err != nil || id != "new" || calls.Load() != 2 {
+			t.Fatalf("after the object was removed: %q %v after %d runs, want a fresh create", id, err, calls.Load())
 		}
 	})
 
@@ -94,9 +121,9 @@ func TestPendingOps(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 		defer cancel()
-		_, _ = p.run(ctx, base, &wg, "k", fn)
+		_, _ = p.run(ctx, base, &wg, "k", always, fn)
 		time.Sleep(40 * time.Millisecond)
-		if id, err := p.run(context.Background(), base, &wg, "k", fn); err != nil || id != "pod-c" || calls.Load() != 2 {
+		if id, err := p.run(context.Background(), base, &wg, "k", always, fn); err != nil || id != "pod-c" || calls.Load() != 2 {
 			t.Fatalf("retry after failure: %q %v after %d runs", id, err, calls.Load())
 		}
 	})
@@ -115,7 +142,7 @@ func TestPendingOps(t *testing.T) {
 			cw.Add(1)
 			go func() {
 				defer cw.Done()
-				ids[i], _ = p.run(context.Background(), base, &wg, "k", fn)
+				ids[i], _ = p.run(context.Background(), base, &wg, "k", always, fn)
 			}()
 		}
 		cw.Wait()
@@ -136,7 +163,7 @@ func TestPendingOps(t *testing.T) {
 		fn := func(ctx context.Context) (string, error) { <-ctx.Done(); ended <- ctx.Err(); return "", ctx.Err() }
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 		defer cancel()
-		_, _ = p.run(ctx, svc, &wg, "k", fn)
+		_, _ = p.run(ctx, svc, &wg, "k", always, fn)
 		stop()
 		if err := <-ended; !errors.Is(err, context.Canceled) {
 			t.Fatalf("create saw %v, want the service's cancellation", err)

@@ -163,7 +163,8 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		return nil, err
 	}
 	name := sandboxName(req.Config.Metadata)
-	id, err := s.pending.run(ctx, s.ctx, &s.wg, "pod "+name, func(ctx context.Context) (string, error) {
+	exists := func(id string) bool { _, err := s.getSandbox(id); return err == nil }
+	id, err := s.pending.run(ctx, s.ctx, &s.wg, "pod "+name, exists, func(ctx context.Context) (string, error) {
 		return s.runPodSandbox(ctx, req)
 	})
 	if err != nil {
