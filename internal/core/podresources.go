@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/store"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -32,6 +33,10 @@ func (s *Service) UpdatePodSandboxResources(ctx context.Context, req *runtime.Up
 	}
 	sb.opMu.Lock()
 	defer sb.opMu.Unlock()
+	rec := sb.snapshot()
+	if rec.State == sandboxInit {
+		return nil, fmt.Errorf("update pod sandbox %s resources: the pod is still being created: %w", rec.ID, errdefs.ErrFailedPrecondition)
+	}
 	cfg := proto.Clone(sb.cfg()).(*runtime.PodSandboxConfig)
 	if cfg.Linux == nil {
 		cfg.Linux = &runtime.LinuxPodSandboxConfig{}
@@ -44,21 +49,24 @@ func (s *Service) UpdatePodSandboxResources(ctx context.Context, req *runtime.Up
 	}
 	b, err := proto.Marshal(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("update pod sandbox %s resources: %w", sb.snapshot().ID, err)
+		return nil, fmt.Errorf("update pod sandbox %s resources: %w", rec.ID, err)
 	}
+	// Persisted first, from a copy taken under the lock that also orders
+	// every other change to the record: memory shows the new config only
+	// once it is on disk, and a failure leaves both as they were.
 	sb.mu.Lock()
-	old := sb.rec.Config
-	sb.rec.Config = b
+	next := sb.rec
+	next.Config = b
+	err = s.st.Put(store.BucketSandboxes, next.ID, next)
+	if err == nil {
+		sb.rec.Config = b
+	}
 	sb.mu.Unlock()
-	if err := s.saveSandbox(sb); err != nil {
-		// Nothing changed: neither on disk nor in memory.
-		sb.mu.Lock()
-		sb.rec.Config = old
-		sb.mu.Unlock()
-		return nil, fmt.Errorf("update pod sandbox %s resources: %w", sb.snapshot().ID, err)
+	if err != nil {
+		return nil, fmt.Errorf("update pod sandbox %s resources: %w", rec.ID, err)
 	}
 	sb.config.Store(cfg)
-	s.log.Info("pod sandbox resources updated", "pod", sb.snapshot().ID)
+	s.log.Info("pod sandbox resources updated", "pod", rec.ID)
 	return &runtime.UpdatePodSandboxResourcesResponse{}, nil
 }
 
