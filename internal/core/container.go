@@ -599,14 +599,17 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	tm.mark("rootfs")
-	// Before the bundle is moved: its deletion must not walk into a mount.
+	// Before the bundle is removed: RemoveAll must not walk into a mount.
 	if err := s.releaseImageVolumes(ctx, rec.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
-	for _, d := range []string{bundle, dir} {
-		if err := s.trash.discard(d); err != nil {
-			return fmt.Errorf("remove container %s: %w", rec.ID, err)
-		}
+	// The bundle (state, small) goes now; the container dir with its
+	// writable layer goes to the trash.
+	if err := os.RemoveAll(bundle); err != nil {
+		return fmt.Errorf("remove container %s: %w", rec.ID, err)
+	}
+	if err := s.trash.discard(dir); err != nil {
+		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	tm.mark("dirs")
 	if err := s.st.Delete(store.BucketContainers, rec.ID); err != nil {

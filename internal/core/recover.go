@@ -118,11 +118,16 @@ func (s *Service) cleanupContainer(ctx context.Context, c *container) {
 	}
 	_ = cgroups.Remove(rec.CgroupsPath)
 	dir, bundle := s.containerDir(rec.ID), s.containerBundle(rec.ID)
-	_ = s.images.ReleaseRootfs(ctx, filepath.Join(dir, "rw"), filepath.Join(bundle, "rootfs"))
+	_ = s.images.ReleaseRootfs(ctx, "", filepath.Join(bundle, "rootfs"))
 	if err := s.releaseImageVolumes(ctx, rec.ID); err != nil {
 		s.log.Warn("cleanup: image volumes", "container", rec.ID, "error", err)
 	}
-	_ = removeAll(bundle, dir)
+	_ = removeAll(bundle)
+	// The writable layer is deleted in the background: recovery does not
+	// wait on the disk either.
+	if err := s.trash.discard(dir); err != nil {
+		s.log.Warn("cleanup: container dir", "container", rec.ID, "error", err)
+	}
 	if err := s.st.Delete(store.BucketContainers, rec.ID); err != nil {
 		s.log.Error("cleanup: delete container record", "container", rec.ID, "error", err)
 	}

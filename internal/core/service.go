@@ -96,7 +96,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		pending:    newPendingOps(),
 		events:     newEventHub(),
 	}
-	s.trash = newTrash(o.Log, cfg.Root, cfg.State)
+	s.trash = newTrash(o.Log, cfg.Root)
 	if err := CheckCgroupDriver(cfg.CgroupDriver); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 
 // TestRemoveContainerFreesItsFiles: RemoveContainer takes the container's
 // directories (with the writable layer's files) away at once and deletes
-// them in the background; nothing stays behind.
+// them in the background; nothing stays behind, not even after a crash.
 func TestRemoveContainerFreesItsFiles(t *testing.T) {
 	pull(t, busybox)
 	pod := podConfig(t)
@@ -35,14 +36,35 @@ func TestRemoveContainerFreesItsFiles(t *testing.T) {
 			t.Errorf("%s still there after RemoveContainer: %v", d, err)
 		}
 	}
+	trashDir := filepath.Join(h.base, "root", "trash")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		left := append(entries(t, filepath.Join(h.base, "root", "trash")), entries(t, filepath.Join(h.base, "state", "trash"))...)
+		left := entries(t, trashDir)
 		if len(left) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("trash still holds %v 30s after the removal", left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// What a crash leaves in the trash is emptied at the next start.
+	leftover := filepath.Join(trashDir, "crashed-"+randHex(4), "rw", "upper")
+	if err := os.MkdirAll(leftover, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(leftover, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.stop(syscall.SIGKILL)
+	if err := h.start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for len(entries(t, trashDir)) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("trash still holds %v 30s after a restart", entries(t, trashDir))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
