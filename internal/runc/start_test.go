@@ -2,6 +2,7 @@ package runc
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,7 +29,7 @@ func TestStartFifo(t *testing.T) {
 		name    string
 		writer  func(path string) // plays the container's init
 		pid     func(t *testing.T) int
-		wantErr bool
+		wantErr error // nil: the start succeeds
 	}{
 		{
 			name: "init writes and execs",
@@ -45,7 +47,7 @@ func TestStartFifo(t *testing.T) {
 		{
 			name:    "init died before opening the fifo",
 			pid:     deadPid,
-			wantErr: true,
+			wantErr: errdefs.ErrFailedPrecondition,
 		},
 		{
 			name: "init opened the fifo but died without writing",
@@ -55,8 +57,10 @@ func TestStartFifo(t *testing.T) {
 					f.Close()
 				}
 			},
-			pid:     deadPid,
-			wantErr: true,
+			// The pid stays alive: only the writer that came and went
+			// without the byte can tell that the init failed.
+			pid:     func(t *testing.T) int { return os.Getpid() },
+			wantErr: errdefs.ErrFailedPrecondition,
 		},
 	}
 	for _, tt := range tests {
@@ -76,9 +80,9 @@ func TestStartFifo(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := r.StartFifo(ctx, "c1", tt.pid(t))
-			if tt.wantErr {
-				if err == nil {
-					t.Fatal("want error")
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("StartFifo = %v, want %v", err, tt.wantErr)
 				}
 				return
 			}
