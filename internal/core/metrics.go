@@ -201,9 +201,10 @@ func (s *Service) podMetrics(sb *sandbox, rec sandboxRecord, fsInfo rootFs) *run
 	podLabels := []string{md.GetName(), md.GetNamespace(), "", rec.ID, ""}
 	// Any process in the pod's netns shows its devices: the pause, or for
 	// a pod without one (podns.go) a running container.
+	ctrs := s.containersOf(rec.ID)
 	netPID := rec.PID
 	if netPID == 0 {
-		for _, c := range s.containersOf(rec.ID) {
+		for _, c := range ctrs {
 			if cr := c.snapshot(); cr.State == containerRunning {
 				netPID = cr.PID
 				break
@@ -228,7 +229,7 @@ func (s *Service) podMetrics(sb *sandbox, rec sandboxRecord, fsInfo rootFs) *run
 			out.Metrics = append(out.Metrics, e.out...)
 		}
 	}
-	for _, c := range s.containersOf(rec.ID) {
+	for _, c := range ctrs {
 		crec := c.snapshot()
 		if crec.State != containerRunning && crec.State != containerCreated {
 			continue

@@ -49,6 +49,14 @@ func (s *Service) writableUsage(c *container) (uint64, uint64) {
 func u64(v uint64) *runtime.UInt64Value { return &runtime.UInt64Value{Value: v} }
 
 func (s *Service) containerStats(c *container) *runtime.ContainerStats {
+	st, _ := s.containerStatsCgroup(c)
+	return st
+}
+
+// containerStatsCgroup is containerStats that also returns the cgroup
+// counters it read (nil if none), for callers that need more of them.
+func (s *Service) containerStatsCgroup(c *container) (*runtime.ContainerStats, *cgroups.Stats) {
+	var read *cgroups.Stats
 	rec := c.snapshot()
 	now := time.Now()
 	st := &runtime.ContainerStats{
@@ -60,6 +68,7 @@ func (s *Service) containerStats(c *container) *runtime.ContainerStats {
 	}
 	if rec.State == containerRunning || rec.State == containerCreated {
 		if cg, err := cgroups.Read(rec.CgroupsPath); err == nil {
+			read = cg
 			st.Cpu.UsageCoreNanoSeconds = u64(cg.CPUUsageNanos)
 			c.mu.Lock()
 			if prev := c.lastCPU; prev != nil && now.After(prev.at) && cg.CPUUsageNanos >= prev.usage {
@@ -81,7 +90,7 @@ func (s *Service) containerStats(c *container) *runtime.ContainerStats {
 		Timestamp: now.UnixNano(), FsId: &runtime.FilesystemIdentifier{Mountpoint: s.cfg.Root},
 		UsedBytes: u64(bytes), InodesUsed: u64(inodes),
 	}
-	return st
+	return st, read
 }
 
 // ContainerStats reports one container's usage.
@@ -131,14 +140,14 @@ func (s *Service) sandboxStats(sb *sandbox) *runtime.PodSandboxStats {
 		cpu, ws, usage, rss, procs = cg.CPUUsageNanos, cg.MemoryWorkingSet, cg.MemoryUsage, cg.MemoryRSS, cg.Pids
 	}
 	for _, c := range s.containersOf(rec.ID) {
-		cs := s.containerStats(c)
+		cs, cg := s.containerStatsCgroup(c)
 		st.Linux.Containers = append(st.Linux.Containers, cs)
 		cpu += cs.Cpu.UsageCoreNanoSeconds.GetValue()
 		nanoCores += cs.Cpu.UsageNanoCores.GetValue()
 		ws += cs.Memory.WorkingSetBytes.GetValue()
 		usage += cs.Memory.UsageBytes.GetValue()
 		rss += cs.Memory.RssBytes.GetValue()
-		if cg, err := cgroups.Read(c.snapshot().CgroupsPath); err == nil {
+		if cg != nil {
 			procs += cg.Pids
 		}
 	}

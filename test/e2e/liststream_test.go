@@ -104,6 +104,10 @@ func TestListStreaming(t *testing.T) {
 	if len(pstats) != 1 || pstats[0].GetAttributes().GetId() != podID || len(pstats[0].GetLinux().GetContainers()) != 3 {
 		t.Fatalf("StreamPodSandboxStats for %s: %+v", podID, pstats)
 	}
+	// Each of the three containers runs one sleep.
+	if n := pstats[0].GetLinux().GetProcess().GetProcessCount().GetValue(); n < 3 {
+		t.Errorf("pod process count %d, want at least its 3 containers' processes", n)
+	}
 
 	li, err := h.img.ListImages(ctx, &runtime.ListImagesRequest{})
 	if err != nil {
