@@ -388,7 +388,6 @@ feed:
 	return ctx.Err()
 }
 
-// progressTicker reports done/total at most every interval.
 // collect runs fn n times on c workers, ticking tk after each, and returns
 // the results (in completion order) and the wall time of the whole batch.
 func collect[T any](ctx context.Context, tk *progressTicker, n, c int, fn func(ctx context.Context, i int) (T, error)) ([]T, time.Duration, error) {
@@ -409,6 +408,7 @@ func collect[T any](ctx context.Context, tk *progressTicker, n, c int, fn func(c
 	return out, time.Since(start), err
 }
 
+// progressTicker reports done/total at most every interval.
 type progressTicker struct {
 	b     *Bench
 	what  string

@@ -11,7 +11,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -233,7 +232,24 @@ func (f *fakeCRI) counts() (pods, ctrs, images int) {
 // serveFake serves f on a fresh unix socket and returns connected clients.
 func serveFake(t *testing.T, f *fakeCRI) (runtimeapi.RuntimeServiceClient, runtimeapi.ImageServiceClient) {
 	t.Helper()
-	// Unix socket paths are limited to 108 bytes: keep it short.
+	sock, ln := listenShort(t)
+	srv := grpc.NewServer()
+	runtimeapi.RegisterRuntimeServiceServer(srv, f)
+	runtimeapi.RegisterImageServiceServer(srv, f)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	conn, err := Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+}
+
+// listenShort listens on a unix socket in a fresh short temp dir (socket
+// paths are limited to 108 bytes), removed with the test.
+func listenShort(t *testing.T) (string, net.Listener) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "cb")
 	if err != nil {
 		t.Fatal(err)
@@ -244,15 +260,6 @@ func serveFake(t *testing.T, f *fakeCRI) (runtimeapi.RuntimeServiceClient, runti
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	runtimeapi.RegisterRuntimeServiceServer(srv, f)
-	runtimeapi.RegisterImageServiceServer(srv, f)
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+	t.Cleanup(func() { ln.Close() })
+	return sock, ln
 }

@@ -3,9 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -63,17 +61,7 @@ func TestReplayServesRecordedResponses(t *testing.T) {
 		}
 		responses[path] = b
 	}
-	dir, err := os.MkdirTemp("", "cb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "r.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	sock, l := listenShort(t)
 	go func() { _ = ServeReplay(l, responses) }()
 	conn, err := Dial(sock)
 	if err != nil {

@@ -32,6 +32,12 @@ type podNamespaces struct {
 	ipc, uts string
 }
 
+// podNamespacePins are where a pod's namespaces are pinned in its state
+// dir, whether or not it has them.
+func podNamespacePins(dir string) podNamespaces {
+	return podNamespaces{ipc: filepath.Join(dir, "ns-ipc"), uts: filepath.Join(dir, "ns-uts")}
+}
+
 // pinPodNamespaces creates the pod's IPC namespace (unless it uses the
 // host's) and UTS namespace (unless host network), pinned at files in
 // dir; sets the pod's hostname; and applies the pod's sysctls where they
@@ -41,14 +47,15 @@ type podNamespaces struct {
 // pinned.
 func pinPodNamespaces(dir string, cfg *runtime.PodSandboxConfig, netnsPath string) (podNamespaces, error) {
 	var out podNamespaces
+	all := podNamespacePins(dir)
 	flags := 0
 	if !hostIPC(cfg) {
 		flags |= unix.CLONE_NEWIPC
-		out.ipc = filepath.Join(dir, "ns-ipc")
+		out.ipc = all.ipc
 	}
 	if !hostNetwork(cfg) {
 		flags |= unix.CLONE_NEWUTS
-		out.uts = filepath.Join(dir, "ns-uts")
+		out.uts = all.uts
 	}
 	if flags == 0 {
 		return out, nil

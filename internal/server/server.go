@@ -37,11 +37,6 @@ type ImageServer struct {
 	log    *slog.Logger
 }
 
-// Register adds both CRI services to g.
-func Register(g *grpc.Server, c *core.Service, images *image.Service, stream *streaming.Server, log *slog.Logger) {
-	RegisterCached(g, nil, c, images, stream, log)
-}
-
 // ListCache remembers encoded list responses (see listcache.go). Create one
 // per gRPC server: pass Codec() to grpc.NewServer and the cache to
 // RegisterCached.
@@ -56,8 +51,9 @@ func (l *ListCache) Codec() grpc.ServerOption {
 	return grpc.ForceServerCodecV2(newCachingCodec(l.c))
 }
 
-// RegisterCached is Register with list responses cached in cache, whose
-// Codec() g must have been created with. A nil cache caches nothing.
+// RegisterCached adds both CRI services to g, with list responses cached
+// in cache, whose Codec() g must have been created with. A nil cache
+// caches nothing.
 func RegisterCached(g *grpc.Server, cache *ListCache, c *core.Service, images *image.Service, stream *streaming.Server, log *slog.Logger) {
 	rs := &RuntimeServer{core: c, stream: stream, log: log}
 	if cache != nil {
