@@ -28,52 +28,49 @@ func sendBatches[T any](items []T, send func([]T) error) error {
 	return nil
 }
 
-func (s *RuntimeServer) StreamPodSandboxes(req *runtime.StreamPodSandboxesRequest, stream runtime.RuntimeService_StreamPodSandboxesServer) error {
-	resp, err := s.core.ListPodSandbox(stream.Context(), &runtime.ListPodSandboxRequest{Filter: req.GetFilter()})
+// streamList sends what a List* call answered (or its error) in batches,
+// each wrapped by msg.
+func streamList[T, M any](items []T, err error, msg func([]T) M, send func(M) error) error {
 	if err != nil {
 		return err
 	}
-	return sendBatches(resp.GetItems(), func(b []*runtime.PodSandbox) error {
-		return stream.Send(&runtime.StreamPodSandboxesResponse{PodSandboxes: b})
-	})
+	return sendBatches(items, func(b []T) error { return send(msg(b)) })
+}
+
+// The pod and container streams go through this server's own List* calls,
+// so they come in the same (id) order as those.
+
+func (s *RuntimeServer) StreamPodSandboxes(req *runtime.StreamPodSandboxesRequest, stream runtime.RuntimeService_StreamPodSandboxesServer) error {
+	resp, err := s.ListPodSandbox(stream.Context(), &runtime.ListPodSandboxRequest{Filter: req.GetFilter()})
+	return streamList(resp.GetItems(), err, func(b []*runtime.PodSandbox) *runtime.StreamPodSandboxesResponse {
+		return &runtime.StreamPodSandboxesResponse{PodSandboxes: b}
+	}, stream.Send)
 }
 
 func (s *RuntimeServer) StreamContainers(req *runtime.StreamContainersRequest, stream runtime.RuntimeService_StreamContainersServer) error {
-	resp, err := s.core.ListContainers(stream.Context(), &runtime.ListContainersRequest{Filter: req.GetFilter()})
-	if err != nil {
-		return err
-	}
-	return sendBatches(resp.GetContainers(), func(b []*runtime.Container) error {
-		return stream.Send(&runtime.StreamContainersResponse{Containers: b})
-	})
+	resp, err := s.ListContainers(stream.Context(), &runtime.ListContainersRequest{Filter: req.GetFilter()})
+	return streamList(resp.GetContainers(), err, func(b []*runtime.Container) *runtime.StreamContainersResponse {
+		return &runtime.StreamContainersResponse{Containers: b}
+	}, stream.Send)
 }
 
 func (s *RuntimeServer) StreamContainerStats(req *runtime.StreamContainerStatsRequest, stream runtime.RuntimeService_StreamContainerStatsServer) error {
 	resp, err := s.core.ListContainerStats(stream.Context(), &runtime.ListContainerStatsRequest{Filter: req.GetFilter()})
-	if err != nil {
-		return err
-	}
-	return sendBatches(resp.GetStats(), func(b []*runtime.ContainerStats) error {
-		return stream.Send(&runtime.StreamContainerStatsResponse{ContainerStats: b})
-	})
+	return streamList(resp.GetStats(), err, func(b []*runtime.ContainerStats) *runtime.StreamContainerStatsResponse {
+		return &runtime.StreamContainerStatsResponse{ContainerStats: b}
+	}, stream.Send)
 }
 
 func (s *RuntimeServer) StreamPodSandboxStats(req *runtime.StreamPodSandboxStatsRequest, stream runtime.RuntimeService_StreamPodSandboxStatsServer) error {
 	resp, err := s.core.ListPodSandboxStats(stream.Context(), &runtime.ListPodSandboxStatsRequest{Filter: req.GetFilter()})
-	if err != nil {
-		return err
-	}
-	return sendBatches(resp.GetStats(), func(b []*runtime.PodSandboxStats) error {
-		return stream.Send(&runtime.StreamPodSandboxStatsResponse{PodSandboxStats: b})
-	})
+	return streamList(resp.GetStats(), err, func(b []*runtime.PodSandboxStats) *runtime.StreamPodSandboxStatsResponse {
+		return &runtime.StreamPodSandboxStatsResponse{PodSandboxStats: b}
+	}, stream.Send)
 }
 
 func (s *ImageServer) StreamImages(req *runtime.StreamImagesRequest, stream runtime.ImageService_StreamImagesServer) error {
 	resp, err := s.ListImages(stream.Context(), &runtime.ListImagesRequest{Filter: req.GetFilter()})
-	if err != nil {
-		return err
-	}
-	return sendBatches(resp.GetImages(), func(b []*runtime.Image) error {
-		return stream.Send(&runtime.StreamImagesResponse{Images: b})
-	})
+	return streamList(resp.GetImages(), err, func(b []*runtime.Image) *runtime.StreamImagesResponse {
+		return &runtime.StreamImagesResponse{Images: b}
+	}, stream.Send)
 }

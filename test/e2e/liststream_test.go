@@ -67,6 +67,9 @@ func TestListStreaming(t *testing.T) {
 	for _, p := range lp.Items {
 		want = append(want, p.Id)
 	}
+	if !slices.Equal(got, want) {
+		t.Errorf("StreamPodSandboxes order %v, ListPodSandbox order %v", got, want)
+	}
 	sameIDs(t, "pods", got, want)
 
 	// Filtered to this pod: exactly its three containers.
