@@ -11,12 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 )
 
 // ReadMetrics reads every counter the CRI metrics (cAdvisor's names) need
 // from the container cgroup at cgroupsPath (cgroupfs form): more files
-// than Read, which serves the cheap, frequent stats calls.
+// than Read, which serves the cheap, frequent stats calls. The same path
+// rules as Read: InvalidArgument for a root or escaping path, NotFound
+// for a cgroup that is gone.
 func ReadMetrics(cgroupsPath string) (*Metrics, error) {
 	if Unified() {
 		return readMetrics(cgroupsPath, nil)
@@ -64,11 +67,11 @@ func limitOrZero(v uint64) uint64 {
 // readMetrics reads a container cgroup from v1 controllers (mounts
 // from cgroups.V1Mounts) or, with v1 nil, from the v2 tree.
 func readMetrics(cgroupsPath string, v1 map[string]string) (*Metrics, error) {
-	if cgroupsPath == "" || filepath.Clean("/"+cgroupsPath) == "/" {
-		return nil, fmt.Errorf("container has no cgroup")
+	if err := checkPath(cgroupsPath); err != nil {
+		return nil, err
 	}
 	if v1 == nil {
-		return readMetricsV2(filepath.Join("/sys/fs/cgroup", cgroupsPath))
+		return readMetricsV2(filepath.Join(cgroupRoot, cgroupsPath))
 	}
 	dir := func(ctl string) string {
 		if mp, ok := v1[ctl]; ok {
@@ -78,7 +81,7 @@ func readMetrics(cgroupsPath string, v1 map[string]string) (*Metrics, error) {
 	}
 	mem, cpu, cpuacct, pids, blkio := dir("memory"), dir("cpu"), dir("cpuacct"), dir("pids"), dir("blkio")
 	if cpuacct == "" || !isDir(cpuacct) {
-		return nil, fmt.Errorf("cgroup %s: %w", cgroupsPath, fs.ErrNotExist)
+		return nil, fmt.Errorf("cgroup %s: %w", cgroupsPath, errdefs.ErrNotFound)
 	}
 	r := &cgReader{}
 	m := &Metrics{}
@@ -125,7 +128,7 @@ func readMetrics(cgroupsPath string, v1 map[string]string) (*Metrics, error) {
 
 func readMetricsV2(dir string) (*Metrics, error) {
 	if !isDir(dir) {
-		return nil, fmt.Errorf("cgroup %s: %w", dir, fs.ErrNotExist)
+		return nil, fmt.Errorf("cgroup %s: %w", dir, errdefs.ErrNotFound)
 	}
 	r := &cgReader{}
 	m := &Metrics{}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/containerd/errdefs"
 )
 
 func TestParseBlkio(t *testing.T) {
@@ -97,5 +99,16 @@ func TestReadMetricsMissing(t *testing.T) {
 	}
 	if _, err := readMetrics("/", nil); err == nil {
 		t.Fatal("reading the root cgroup succeeded")
+	}
+}
+
+func TestReadMetricsPathRules(t *testing.T) {
+	for _, p := range []string{"", "/", "a/../../etc"} {
+		if _, err := ReadMetrics(p); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("ReadMetrics(%q) = %v, want InvalidArgument", p, err)
+		}
+	}
+	if _, err := ReadMetrics("/crid-test-no-such-cgroup-" + strconv.Itoa(os.Getpid())); !errdefs.IsNotFound(err) {
+		t.Errorf("ReadMetrics of a missing cgroup = %v, want NotFound", err)
 	}
 }
