@@ -8,6 +8,7 @@ import (
 	goruntime "runtime"
 	"strings"
 
+	"github.com/crid-dev/crid/internal/network"
 	"github.com/crid-dev/crid/internal/oci"
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -32,22 +33,21 @@ type podNamespaces struct {
 	ipc, uts string
 }
 
-// podNamespacePins are where a pod's namespaces are pinned in its state
-// dir, whether or not it has them.
-func podNamespacePins(dir string) podNamespaces {
-	return podNamespaces{ipc: filepath.Join(dir, "ns-ipc"), uts: filepath.Join(dir, "ns-uts")}
+// podNamespacePins are where pod id's namespaces are pinned in dir (the
+// service's shared pin dir, see pinDir), whether or not it has them.
+func podNamespacePins(dir, id string) podNamespaces {
+	return podNamespaces{ipc: filepath.Join(dir, id+"-ipc"), uts: filepath.Join(dir, id+"-uts")}
 }
 
 // pinPodNamespaces creates the pod's IPC namespace (unless it uses the
-// host's) and UTS namespace (unless host network), pinned at files in
-// dir; sets the pod's hostname; and applies the pod's sysctls where they
+// host's) and UTS namespace (unless host network), pinned at the paths in
+// all; sets the pod's hostname; and applies the pod's sysctls where they
 // live: kernel.*/fs.mqueue.* in the new IPC namespace, net.* in the pod's
 // network namespace at netnsPath. The sysctls were validated against the
 // namespace modes before (oci.ValidateSysctls). On failure nothing is left
 // pinned.
-func pinPodNamespaces(dir string, cfg *runtime.PodSandboxConfig, netnsPath string) (podNamespaces, error) {
+func pinPodNamespaces(all podNamespaces, cfg *runtime.PodSandboxConfig, netnsPath string) (podNamespaces, error) {
 	var out podNamespaces
-	all := podNamespacePins(dir)
 	flags := 0
 	if !hostIPC(cfg) {
 		flags |= unix.CLONE_NEWIPC
@@ -190,11 +190,7 @@ func saveThreadNamespaces(kinds ...string) (func() error, error) {
 // pinned (namespace files mounted at their paths).
 func pinsAlive(rec sandboxRecord) bool {
 	for _, p := range []string{rec.IPCNSPath, rec.UTSNSPath, rec.NetNSPath} {
-		if p == "" {
-			continue
-		}
-		var st unix.Statfs_t
-		if err := unix.Statfs(p, &st); err != nil || st.Type != unix.NSFS_MAGIC {
+		if p != "" && !network.IsNSMount(p) {
 			return false
 		}
 	}
@@ -203,18 +199,5 @@ func pinsAlive(rec sandboxRecord) bool {
 
 // unpinPodNamespaces removes the pins; missing ones are not an error.
 func unpinPodNamespaces(ns podNamespaces) error {
-	var errs []error
-	for _, p := range []string{ns.ipc, ns.uts} {
-		if p == "" {
-			continue
-		}
-		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("unpin %s: %w", p, err))
-			continue
-		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove pin %s: %w", p, err))
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(network.Unpin(ns.ipc), network.Unpin(ns.uts))
 }

@@ -3,7 +3,6 @@ package core
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -54,7 +53,7 @@ func TestPinPodNamespaces(t *testing.T) {
 	hostNet := &runtime.PodSandboxConfig{Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
 		NamespaceOptions: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE},
 	}}}
-	hn, err := pinPodNamespaces(filepath.Join(dir), hostNet, "")
+	hn, err := pinPodNamespaces(podNamespacePins(dir, "hostnet"), hostNet, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +64,7 @@ func TestPinPodNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ns, err := pinPodNamespaces(dir, cfg, "")
+	ns, err := pinPodNamespaces(podNamespacePins(dir, "pod"), cfg, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func (s *Service) cleanupSandbox(ctx context.Context, sb *sandbox) {
 		_ = s.net.RemoveNetNS(rec.NetNSPath)
 	}
 	// A crash may have pinned them before recording their paths.
-	_ = unpinPodNamespaces(podNamespacePins(s.sandboxBundle(rec.ID)))
+	_ = unpinPodNamespaces(podNamespacePins(s.pinDir(), rec.ID))
 	dir, bundle := s.sandboxDir(rec.ID), s.sandboxBundle(rec.ID)
 	_ = s.images.ReleaseRootfs(ctx, filepath.Join(dir, "rw"), filepath.Join(bundle, "rootfs"))
 	_ = unmount(filepath.Join(bundle, "shm"))

@@ -359,7 +359,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	var pid pauseID
 	if pinnedPod(cfg, userns) {
 		// Alongside the CNI ADD too: the network namespace exists already.
-		ns, err := pinPodNamespaces(bundle, cfg, sb.snapshot().NetNSPath)
+		ns, err := pinPodNamespaces(podNamespacePins(s.pinDir(), id), cfg, sb.snapshot().NetNSPath)
 		if err != nil {
 			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}

@@ -78,6 +78,11 @@ type Service struct {
 	trash *trash
 }
 
+// pinDir holds the IPC and UTS pins of pods without a pause (podns.go):
+// a shared mount point of its own, like the netns dir, so that unpinning
+// frees the namespaces in every mount namespace that copied it.
+func (s *Service) pinDir() string { return filepath.Join(s.cfg.State, "nspins") }
+
 // New creates the core and recovers every sandbox and container recorded
 // in the store.
 func New(ctx context.Context, o Options) (*Service, error) {
@@ -97,6 +102,9 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		events:     newEventHub(),
 	}
 	s.trash = newTrash(o.Log, cfg.Root)
+	if err := network.SharedPinDir(s.pinDir()); err != nil {
+		return nil, err
+	}
 	if err := CheckCgroupDriver(cfg.CgroupDriver); err != nil {
 		return nil, err
 	}

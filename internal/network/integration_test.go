@@ -261,7 +261,7 @@ func TestPodNetwork(t *testing.T) {
 		if filepath.Dir(a.NetNSPath) != m.netnsDir {
 			t.Fatalf("pin %s not under %s", a.NetNSPath, m.netnsDir)
 		}
-		if !isNSMount(a.NetNSPath) {
+		if !IsNSMount(a.NetNSPath) {
 			t.Fatal("pin is not an nsfs mount")
 		}
 		pinned := inode(t, a.NetNSPath)
@@ -524,7 +524,7 @@ func TestPinSurvivesManager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !isNSMount(path) || inode(t, path) != ino {
+	if !IsNSMount(path) || inode(t, path) != ino {
 		t.Fatal("pin lost across managers")
 	}
 	// Only one self-bind of the netns dir, however often New runs.

@@ -16,11 +16,12 @@ import (
 // bind-mounted namespace file.
 const nsfsMagic = 0x6e736673
 
-// ensureNetNSDir creates dir and makes it a shared mount point, the way
-// iproute2 treats /run/netns: pins made later then propagate to (and, more
-// importantly, their unmounts propagate to) mount namespaces that copied
-// the directory, so a namespace is really freed when crid unpins it.
-func ensureNetNSDir(dir string) error {
+// SharedPinDir creates dir for namespace pins and makes it a shared mount
+// point, the way iproute2 treats /run/netns: pins made later then
+// propagate to (and, more importantly, their unmounts propagate to) mount
+// namespaces that copied the directory, so a namespace is really freed
+// when crid unpins it.
+func SharedPinDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return fmt.Errorf("create netns dir: %w", err)
 	}
@@ -48,7 +49,7 @@ func (m *Manager) CreateNetNS(id string) (string, error) {
 		return "", fmt.Errorf("create netns: invalid sandbox id %q: %w", id, errdefs.ErrInvalidArgument)
 	}
 	path := filepath.Join(m.netnsDir, id)
-	if isNSMount(path) {
+	if IsNSMount(path) {
 		return "", fmt.Errorf("create netns %s: %w", path, errdefs.ErrAlreadyExists)
 	}
 	// An empty file may be left by a crash between create and mount; reuse it.
@@ -102,19 +103,23 @@ func (m *Manager) CreateNetNS(id string) (string, error) {
 }
 
 // RemoveNetNS unpins and removes a namespace; a missing one is not an error.
-func (m *Manager) RemoveNetNS(path string) error {
+func (m *Manager) RemoveNetNS(path string) error { return Unpin(path) }
+
+// Unpin unmounts the namespace pinned at path and removes its placeholder
+// file; a missing pin is not an error.
+func Unpin(path string) error {
 	if path == "" {
 		return nil
 	}
 	// Unmount every layer (a pin bind-mounted twice by a confused caller
 	// would otherwise keep the namespace alive), but only namespace mounts,
 	// so a wrong path never unmounts something else.
-	for isNSMount(path) {
+	for IsNSMount(path) {
 		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
 			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 				break
 			}
-			return fmt.Errorf("unmount netns %s: %w", path, err)
+			return fmt.Errorf("unpin namespace %s: %w", path, err)
 		}
 	}
 	// What is left must be the empty placeholder file the pin was mounted on.
@@ -123,19 +128,19 @@ func (m *Manager) RemoveNetNS(path string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("remove netns pin %s: %w", path, err)
+		return fmt.Errorf("remove namespace pin %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() || fi.Size() != 0 {
-		return fmt.Errorf("remove netns pin %s: not a namespace pin: %w", path, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("remove namespace pin %s: not a namespace pin: %w", path, errdefs.ErrInvalidArgument)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove netns pin %s: %w", path, err)
+		return fmt.Errorf("remove namespace pin %s: %w", path, err)
 	}
 	return nil
 }
 
-// isNSMount reports whether path is a mounted namespace file.
-func isNSMount(path string) bool {
+// IsNSMount reports whether path is a mounted namespace file.
+func IsNSMount(path string) bool {
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
 		return false

@@ -106,7 +106,7 @@ func New(cfg config.Network, stateDir string, opts ...Option) (*Manager, error) 
 	for _, o := range opts {
 		o(m)
 	}
-	if err := ensureNetNSDir(m.netnsDir); err != nil {
+	if err := SharedPinDir(m.netnsDir); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
 	if _, err := m.current(); err != nil {
@@ -258,7 +258,7 @@ func (m *Manager) Teardown(ctx context.Context, pod Pod) error {
 	// lets DEL run without a netns, and the standard plugins then release
 	// IPAM and host-side state without entering it.
 	netns := pod.NetNSPath
-	if netns != "" && !isNSMount(netns) {
+	if netns != "" && !IsNSMount(netns) {
 		netns = ""
 	}
 	var err error

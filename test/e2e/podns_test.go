@@ -81,6 +81,18 @@ func TestPodWithoutPause(t *testing.T) {
 		t.Errorf("pod IP %q not on the container's interface", ip)
 	}
 
+	// The pins live in their own shared mount point, so unpinning frees
+	// the namespaces in mount namespaces that copied it too.
+	pinMounts := podMounts(t, podID)
+	for _, pin := range []string{podID + "-ipc", podID + "-uts"} {
+		if !strings.Contains(pinMounts, filepath.Join(h.base, "state", "nspins", pin)) {
+			t.Errorf("pin %s not mounted in the pin dir:\n%s", pin, pinMounts)
+		}
+	}
+	if mi := mountOf(t, filepath.Join(h.base, "state", "nspins")); !strings.Contains(mi, " shared:") {
+		t.Errorf("the pin dir is not a shared mount: %q", mi)
+	}
+
 	// Restart: the pod stays ready and its namespaces joinable.
 	h.stop(syscall.SIGKILL)
 	if err := h.start(); err != nil {
@@ -105,7 +117,7 @@ func TestPodWithoutPause(t *testing.T) {
 	}
 	// The pod's /dev/shm stays until removal, as with a pause.
 	mounts := podMounts(t, podID)
-	if strings.Contains(mounts, "/ns-") {
+	if strings.Contains(mounts, podID+"-ipc") || strings.Contains(mounts, podID+"-uts") {
 		t.Errorf("namespace pins of the stopped pod remain:\n%s", mounts)
 	}
 	if _, err := h.rt.RemovePodSandbox(ctxT(t), &runtime.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
@@ -143,4 +155,19 @@ func readTrim(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// mountOf is the mountinfo line of the mount at exactly path ("" if none).
+func mountOf(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == path {
+			return l
+		}
+	}
+	return ""
 }
