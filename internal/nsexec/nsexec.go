@@ -41,6 +41,9 @@ const BinaryName = "crid-nsexec"
 // Helper runs processes in containers through the sealed helper binary.
 type Helper struct {
 	exe *os.File
+	// own are crid's namespaces (device and inode per namespaceKinds),
+	// read once at Load: they do not change under a running crid.
+	own [][2]uint64
 }
 
 // Load copies the helper at path into a sealed memfd.
@@ -70,7 +73,12 @@ func Load(path string) (*Helper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load exec helper: %w", err)
 	}
-	return &Helper{exe: os.NewFile(uintptr(high), BinaryName)}, nil
+	own, err := ownNamespaces()
+	if err != nil {
+		unix.Close(high)
+		return nil, fmt.Errorf("load exec helper: %w", err)
+	}
+	return &Helper{exe: os.NewFile(uintptr(high), BinaryName), own: own}, nil
 }
 
 // Close releases the memfd.
@@ -151,7 +159,7 @@ func (h *Helper) Exec(ctx context.Context, t Target, proc *specs.Process, eio IO
 	if err != nil {
 		return -1, fmt.Errorf("init process %d: %w", t.Pid, err)
 	}
-	ns, err := namespaceFlags(t.Pid)
+	ns, err := h.namespaceFlags(t.Pid)
 	if err != nil {
 		return -1, err
 	}
@@ -250,19 +258,30 @@ var namespaceKinds = []struct {
 	{"cgroup", unix.CLONE_NEWCGROUP},
 }
 
+// ownNamespaces identifies crid's namespaces (/proc/self: the process's,
+// not a thread's that may be visiting a pod's).
+func ownNamespaces() ([][2]uint64, error) {
+	own := make([][2]uint64, len(namespaceKinds))
+	for i, k := range namespaceKinds {
+		var st unix.Stat_t
+		if err := unix.Stat("/proc/self/ns/"+k.name, &st); err != nil {
+			return nil, fmt.Errorf("own namespace %s: %w", k.name, err)
+		}
+		own[i] = [2]uint64{st.Dev, st.Ino}
+	}
+	return own, nil
+}
+
 // namespaceFlags are the namespaces of pid that are not crid's own: joining
 // one's own user namespace is an error, and the others need no joining.
-func namespaceFlags(pid int) (int, error) {
+func (h *Helper) namespaceFlags(pid int) (int, error) {
 	flags := 0
-	for _, k := range namespaceKinds {
-		var theirs, ours unix.Stat_t
+	for i, k := range namespaceKinds {
+		var theirs unix.Stat_t
 		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, k.name), &theirs); err != nil {
 			return 0, fmt.Errorf("namespace %s of process %d: %w", k.name, pid, err)
 		}
-		if err := unix.Stat("/proc/self/ns/"+k.name, &ours); err != nil {
-			return 0, fmt.Errorf("own namespace %s: %w", k.name, err)
-		}
-		if theirs.Ino != ours.Ino || theirs.Dev != ours.Dev {
+		if [2]uint64{theirs.Dev, theirs.Ino} != h.own[i] {
 			flags |= k.flag
 		}
 	}
