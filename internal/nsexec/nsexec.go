@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/crid-dev/crid/internal/cgroups"
+	"github.com/crid-dev/crid/internal/runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -222,7 +223,7 @@ func (h *Helper) Exec(ctx context.Context, t Target, proc *specs.Process, eio IO
 	if cmd.ProcessState == nil {
 		return -1, waitErr
 	}
-	code := exitCode(cmd.ProcessState)
+	code := runc.ExitCode(cmd.ProcessState)
 	if ctx.Err() != nil {
 		return code, ctx.Err()
 	}
@@ -234,13 +235,6 @@ func (h *Helper) Exec(ctx context.Context, t Target, proc *specs.Process, eio IO
 		return -1, waitErr
 	}
 	return code, nil
-}
-
-func exitCode(ps *os.ProcessState) int {
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ps.ExitCode()
 }
 
 // namespaceKinds are the namespaces a process can share with a container,

@@ -130,7 +130,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio 
 		return -1, fmt.Errorf("exec in container %s: %w", id, waitErr)
 	}
 	logBytes, _ := os.ReadFile(logPath)
-	code := exitCode(cmd.ProcessState)
+	code := ExitCode(cmd.ProcessState)
 	if ctx.Err() != nil {
 		return code, fmt.Errorf("exec in container %s: %w", id, ctx.Err())
 	}
@@ -163,7 +163,9 @@ func LogError(log []byte) string {
 	return ErrorMessage(out)
 }
 
-func exitCode(ps *os.ProcessState) int {
+// ExitCode is a finished process's exit code, 128+N for one killed by
+// signal N (as a shell reports it).
+func ExitCode(ps *os.ProcessState) int {
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return 128 + int(ws.Signal())
 	}
