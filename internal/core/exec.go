@@ -88,7 +88,7 @@ func (s *Service) exec(ctx context.Context, containerID string, cmd []string, ei
 	}
 	drain := s.cfg.Runtime.ExecSyncDrainTimeout.Duration
 	if s.nsexec != nil && s.handlerConfig(handler).ExecDirect() {
-		t := nsexec.Target{Pid: rec.PID, CgroupsPath: rec.CgroupsPath, Spec: spec}
+		t := nsexec.Target{Pid: rec.PID, Spec: spec}
 		code, err := s.nsexec.Exec(ctx, t, proc, nsexec.IO{Stdin: eio.Stdin, Stdout: eio.Stdout, Stderr: eio.Stderr}, drain)
 		if !errors.Is(err, nsexec.ErrUnsupported) {
 			if err != nil {

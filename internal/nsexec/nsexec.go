@@ -87,9 +87,8 @@ func (h *Helper) Close() error { return h.exe.Close() }
 
 // Target is the running container a process joins.
 type Target struct {
-	Pid         int    // the container's init
-	CgroupsPath string // the container's cgroupsPath (cgroupfs form)
-	Spec        *specs.Spec
+	Pid  int // the container's init
+	Spec *specs.Spec
 }
 
 // IO is the process's stdio; a nil Stdin reads /dev/null.
@@ -156,7 +155,8 @@ func (h *Helper) Exec(ctx context.Context, t Target, proc *specs.Process, eio IO
 	defer pidf.Close()
 	// Read after the pidfd is open: should the pid have been reused, the
 	// cgroup check fails and the pidfd names the wrong process anyway.
-	dirs, err := cgroups.ProcessDirs(t.Pid, t.CgroupsPath)
+	// Supported has refused a spec without a cgroupfs-form path.
+	dirs, err := cgroups.ProcessDirs(t.Pid, t.Spec.Linux.CgroupsPath)
 	if err != nil {
 		return -1, fmt.Errorf("init process %d: %w", t.Pid, err)
 	}
