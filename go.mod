@@ -7,6 +7,7 @@ require (
 	github.com/containerd/errdefs v1.0.0
 	github.com/containernetworking/cni v1.3.1
 	github.com/creack/pty v1.1.24
+	github.com/cyphar/filepath-securejoin v0.7.0
 	github.com/google/go-containerregistry v0.22.1
 	github.com/moby/profiles/seccomp v0.3.0
 	github.com/moby/sys/mountinfo v0.7.3
@@ -27,7 +28,10 @@ require (
 	tags.cncf.io/container-device-interface v1.1.1
 )
 
-require github.com/containerd/cgroups/v3 v3.1.3 // indirect
+require (
+	cyphar.com/go-pathrs v0.2.5 // indirect
+	github.com/containerd/cgroups/v3 v3.1.3 // indirect
+)
 
 require (
 	github.com/Microsoft/go-winio v0.6.3-0.20251027160822-ad3df93bed29 // indirect

@@ -1,16 +1,18 @@
 package oci
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/errdefs"
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -131,28 +133,73 @@ func isNumeric(s string) bool {
 	return err == nil
 }
 
+// maxAccountFile bounds what crid reads of an image's /etc/passwd or
+// /etc/group. The image is untrusted: without a bound a huge file (or one
+// that never ends) grows crid's memory until the OOM killer picks it.
+// Real account databases are kilobytes; 4 MiB holds ~50,000 entries.
+const maxAccountFile = 4 << 20
+
 // readRootfsFile reads name inside rootfs; a missing file (or rootfs) is
-// (nil, nil): many minimal images have no /etc/passwd.
+// (nil, nil): many minimal images have no /etc/passwd. The image decides
+// what the path is, so it is resolved as the container would resolve it
+// (symlinks, absolute ones too, stay inside rootfs: pathrs-lite, as runc
+// does), looked at through an O_PATH handle, and opened only if it is a
+// regular file of at most maxAccountFile bytes: a FIFO would block
+// CreateContainer forever, a device (/dev/zero's 1:5) never ends.
 func readRootfsFile(rootfs, name string) ([]byte, error) {
 	if rootfs == "" {
 		return nil, nil
 	}
-	root, err := os.OpenRoot(rootfs)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("open rootfs %s: %w", rootfs, err)
-	}
-	defer root.Close()
-	b, err := root.ReadFile(name)
+	h, err := pathrs.OpenInRoot(rootfs, name)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("read /%s in the image: %w", name, err)
 	}
+	defer h.Close()
+	st, err := h.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read /%s in the image: %w", name, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("/%s in the image is a %s, not a regular file: %w", name, fileKind(st.Mode()), errdefs.ErrFailedPrecondition)
+	}
+	if st.Size() > maxAccountFile {
+		return nil, fmt.Errorf("/%s in the image is larger than %d bytes: %w", name, maxAccountFile, errdefs.ErrFailedPrecondition)
+	}
+	f, err := pathrs.Reopen(h, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY)
+	if err != nil {
+		return nil, fmt.Errorf("read /%s in the image: %w", name, err)
+	}
+	defer f.Close()
+	// Bounded again: the size checked above is the size at that moment.
+	b, err := io.ReadAll(io.LimitReader(f, maxAccountFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read /%s in the image: %w", name, err)
+	}
+	if len(b) > maxAccountFile {
+		return nil, fmt.Errorf("/%s in the image is larger than %d bytes: %w", name, maxAccountFile, errdefs.ErrFailedPrecondition)
+	}
 	return b, nil
+}
+
+// fileKind names a non-regular file type for an error message.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	default:
+		return "special file"
+	}
 }
 
 // colonRecords reads a colon-separated database (/etc/passwd, /etc/group)
@@ -164,9 +211,10 @@ func colonRecords(rootfs, name string, min int) ([][]string, error) {
 		return nil, err
 	}
 	var out [][]string
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	// Not a bufio.Scanner: it stops silently at a line over 64 KiB, and
+	// the entries after it would be missed.
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
