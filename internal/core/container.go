@@ -216,7 +216,7 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 
 	dir, bundle := s.containerDir(id), s.containerBundle(id)
 	for _, d := range []string{dir, bundle} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+		if err := objectDir(d, oci.PodUserNamespace(sbCfg)); err != nil {
 			return "", fmt.Errorf("create container: %w", err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/crid-dev/crid/internal/cgroups"
+	"github.com/crid-dev/crid/internal/oci"
 	"github.com/crid-dev/crid/internal/store"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -44,6 +45,10 @@ func (s *Service) recover(ctx context.Context) error {
 		}
 		s.sandboxes[rec.ID] = sb
 		s.names[rec.Name] = rec.ID
+		if err := secureOldDirs(oci.PodUserNamespace(cfg), s.sandboxDir(rec.ID), s.sandboxBundle(rec.ID)); err != nil {
+			// Not fatal: the pod keeps running; the operator is told.
+			s.log.Warn("could not restrict the pod's directories", "pod", rec.ID, "err", err)
+		}
 		switch {
 		case rec.PID != 0:
 			s.watchSandbox(sb, s.sandboxBundle(rec.ID))
@@ -72,6 +77,9 @@ func (s *Service) recover(ctx context.Context) error {
 		}
 		s.containers[rec.ID] = c
 		s.names[rec.Name] = rec.ID
+		if err := secureOldDirs(oci.PodUserNamespace(s.sandboxes[rec.SandboxID].cfg()), s.containerDir(rec.ID), s.containerBundle(rec.ID)); err != nil {
+			s.log.Warn("could not restrict the container's directories", "container", rec.ID, "err", err)
+		}
 		if rec.State == containerExited {
 			close(c.exited)
 			continue

@@ -235,7 +235,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 
 	dir, bundle := s.sandboxDir(id), s.sandboxBundle(id)
 	for _, d := range []string{dir, bundle} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+		if err := objectDir(d, userns); err != nil {
 			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}
 	}

@@ -127,7 +127,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 			return nil, fmt.Errorf("runtime handler %s: %w", name, err)
 		}
 		root := cfg.HandlerRoot(name)
-		if err := os.MkdirAll(root, 0o711); err != nil {
+		if err := ensureDir(root, modePrivate); err != nil {
 			return nil, fmt.Errorf("runtime handler %s: %w", name, err)
 		}
 		// The monitor binary doubles as the exec helper that reaps exec'd
@@ -146,7 +146,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		filepath.Join(cfg.Root, "sandboxes"), filepath.Join(cfg.Root, "containers"),
 		filepath.Join(cfg.State, "sandboxes"), filepath.Join(cfg.State, "containers"),
 	} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+		if err := ensureDir(d, modeCollection); err != nil {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}

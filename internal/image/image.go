@@ -117,8 +117,14 @@ func New(cfg config.Images, root string, st *store.Store) (*Service, error) {
 	if s.cfg.MaxConcurrentDownloads < 1 {
 		s.cfg.MaxConcurrentDownloads = 1
 	}
+	// Root only: layers hold the images' setuid binaries and device nodes,
+	// and blobs may be private images; no other user of the node may
+	// reach either (a dir left laxer by hand or by an old crid is fixed).
 	for _, d := range []string{s.blobDir(), s.ingestDir(), s.snapshotDir, s.emptyDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("image service: %w", err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
 			return nil, fmt.Errorf("image service: %w", err)
 		}
 	}

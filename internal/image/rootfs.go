@@ -60,7 +60,11 @@ func (s *Service) PrepareRootfs(ctx context.Context, img *Image, rwDir, target s
 // fsconfig API, passing one lower dir at a time ("lowerdir+", Linux 6.8).
 func mountOverlay(lowers []string, upper, work, target string) error {
 	data := "lowerdir=" + strings.Join(lowers, ":")
-	var flags uintptr = unix.MS_RDONLY
+	// A read-only overlay is an image volume: data for the container,
+	// where an image's setuid binaries and device nodes have no business
+	// (a container's own rootfs keeps them: runc's bind of it would
+	// inherit nosuid and break su/ping inside).
+	var flags uintptr = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV
 	if upper != "" {
 		data += ",upperdir=" + upper + ",workdir=" + work
 		flags = 0
@@ -87,7 +91,7 @@ func mountOverlayFsconfig(lowers []string, upper, work, target string) error {
 	}
 	var attrs int
 	if upper == "" {
-		attrs = unix.MOUNT_ATTR_RDONLY
+		attrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
 	} else {
 		if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
 			return fmt.Errorf("overlay upperdir: %w", err)

@@ -41,7 +41,10 @@ func imageVolumeMount(m *runtime.Mount, imageVolumes map[int]string, i int) (spe
 	if m.GetRecursiveReadOnly() {
 		ro = "rro"
 	}
-	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", ro}}, nil
+	// nosuid, nodev: as on crid's own mount of the image (see
+	// image.mountOverlay), and kept on the container's bind whatever the
+	// runtime does with the source's flags when it remounts.
+	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", ro, "nosuid", "nodev"}}, nil
 }
 
 // ImageSubPath is the host path of subPath inside an image mounted at root:

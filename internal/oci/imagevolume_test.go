@@ -97,9 +97,9 @@ func TestImageVolumeMounts(t *testing.T) {
 	p.ImageVolumes = map[int]string{0: filepath.Join(vol, "etc"), 2: vol, 3: vol}
 	s := mustContainer(t, p)
 	for _, want := range []specs.Mount{
-		{Destination: "/data/img/etc", Type: "bind", Source: filepath.Join(vol, "etc"), Options: []string{"rbind", "rprivate", "ro"}},
-		{Destination: "/data/img", Type: "bind", Source: vol, Options: []string{"rbind", "rprivate", "ro"}},
-		{Destination: "/rro", Type: "bind", Source: vol, Options: []string{"rbind", "rprivate", "rro"}},
+		{Destination: "/data/img/etc", Type: "bind", Source: filepath.Join(vol, "etc"), Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev"}},
+		{Destination: "/data/img", Type: "bind", Source: vol, Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev"}},
+		{Destination: "/rro", Type: "bind", Source: vol, Options: []string{"rbind", "rprivate", "rro", "nosuid", "nodev"}},
 		{Destination: "/data", Type: "bind", Source: hostDir, Options: []string{"rbind", "rprivate", "rw"}},
 	} {
 		ms := mountByDest(s, want.Destination)
