@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 CC ?= gcc
 NSEXEC_OUT ?= bin/crid-nsexec
 
-.PHONY: build nsexec install test unit conformance bench-compare clean
+.PHONY: build nsexec runc install test unit conformance bench-compare clean
 
 build:
 	mkdir -p bin _output
@@ -19,6 +19,10 @@ build:
 nsexec:
 	mkdir -p $(dir $(NSEXEC_OUT))
 	$(CC) -static -O2 -Wall -Wextra -Werror -o $(NSEXEC_OUT) cmd/crid-nsexec/nsexec.c -l:libseccomp.a
+
+# runc for the default handler, /usr/local/sbin/runc, from the Go module proxy.
+runc:
+	./scripts/build-runc.sh
 
 install:
 	./scripts/install.sh

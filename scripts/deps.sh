@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages crid and its tests need (idempotent).
+# Debian's runc stays installed for comparison; crid's default handler runs
+# the runc scripts/build-runc.sh builds (gcc, libseccomp-dev and pkg-config
+# are what its cgo build needs).
 set -euo pipefail
-pkgs="runc crun containernetworking-plugins iptables iproute2 busybox nginx-light util-linux procps gcc libc6-dev libseccomp-dev make git ca-certificates"
+pkgs="runc crun containernetworking-plugins iptables iproute2 busybox nginx-light util-linux procps gcc libc6-dev libseccomp-dev pkg-config make git ca-certificates"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

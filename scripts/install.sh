@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
 ./scripts/deps.sh
+# The default runc handler's runtime: /usr/local/sbin/runc (not Debian's 1.1.5).
+./scripts/build-runc.sh
 make build
 
 install -m 0755 bin/crid bin/crid-monitor bin/crid-nsexec /usr/local/bin/

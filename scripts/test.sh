@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 ./scripts/deps.sh
+./scripts/build-runc.sh
 make build
 echo "== vet, gofmt, staticcheck"
 go vet ./...

@@ -37,6 +37,10 @@ type Runtime struct {
 	featMu  sync.Mutex
 	feat    *features.Features
 	featErr error
+
+	// verMu guards ver, the cached `--version` answer (version.go).
+	verMu sync.Mutex
+	ver   *VersionInfo
 }
 
 // State is what `runtime state` reports.
@@ -264,19 +268,6 @@ func (r *Runtime) Features(ctx context.Context) (*features.Features, error) {
 	}
 	r.feat = &f
 	return r.feat, nil
-}
-
-// Version returns the runtime's version line.
-func (r *Runtime) Version(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, r.Path, "--version").Output()
-	if err != nil {
-		return "", fmt.Errorf("runtime version: %w", err)
-	}
-	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	if line == "" {
-		return "", fmt.Errorf("runtime version: %s printed nothing", r.Path)
-	}
-	return line, nil
 }
 
 // ReadPidFile returns the pid in a pid file, 0 if it is missing or bad.

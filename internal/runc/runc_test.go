@@ -66,11 +66,20 @@ func TestMissingContainer(t *testing.T) {
 func TestVersionAndFeatures(t *testing.T) {
 	r := testRuntime(t)
 	ctx := context.Background()
-	v, err := r.Version(ctx)
-	if err != nil || v == "" {
-		t.Fatalf("Version = %q, %v", v, err)
+	v, err := r.VersionInfo(ctx)
+	if err != nil || v.Runtime != "runc" || v.Version == "" {
+		t.Fatalf("VersionInfo = %+v, %v", v, err)
 	}
-	t.Logf("version: %s", v)
+	if _, err := ParseVersion(v.Version); err != nil {
+		t.Errorf("installed runc's version does not parse: %v", err)
+	}
+	t.Logf("version: %s", v.Line)
+	// The cached answer stays even if the binary goes away.
+	r.Path = "/nonexistent/runc"
+	if v2, err := r.VersionInfo(ctx); err != nil || v2.Line != v.Line {
+		t.Errorf("second VersionInfo call not served from cache: %+v, %v", v2, err)
+	}
+	r.Path = testRuntime(t).Path
 	f, err := r.Features(ctx)
 	if err != nil {
 		t.Fatal(err)
