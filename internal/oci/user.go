@@ -202,14 +202,10 @@ func fileKind(m fs.FileMode) string {
 	}
 }
 
-// colonRecords reads a colon-separated database (/etc/passwd, /etc/group)
-// of the image: the fields of each non-comment line with at least min
-// fields. A missing file is no records.
-func colonRecords(rootfs, name string, min int) ([][]string, error) {
-	b, err := readRootfsFile(rootfs, name)
-	if err != nil || b == nil {
-		return nil, err
-	}
+// colonRecords splits a colon-separated database (/etc/passwd,
+// /etc/group) of the image into the fields of each non-comment line with
+// at least min fields.
+func colonRecords(b []byte, min int) [][]string {
 	var out [][]string
 	// Not a bufio.Scanner: it stops silently at a line over 64 KiB, and
 	// the entries after it would be missed.
@@ -222,16 +218,23 @@ func colonRecords(rootfs, name string, min int) ([][]string, error) {
 			out = append(out, f)
 		}
 	}
-	return out, nil
+	return out
 }
 
+// readPasswd reads the image's /etc/passwd; a missing file is no entries.
 func readPasswd(rootfs string) ([]passwdEntry, error) {
-	recs, err := colonRecords(rootfs, "etc/passwd", 4)
+	b, err := readRootfsFile(rootfs, "etc/passwd")
 	if err != nil {
 		return nil, err
 	}
+	return parsePasswd(b), nil
+}
+
+// parsePasswd parses /etc/passwd content, skipping malformed lines. Kept
+// apart from reading so it can be fuzzed.
+func parsePasswd(b []byte) []passwdEntry {
 	var out []passwdEntry
-	for _, f := range recs {
+	for _, f := range colonRecords(b, 4) {
 		uid, err1 := strconv.ParseUint(f[2], 10, 32)
 		gid, err2 := strconv.ParseUint(f[3], 10, 32)
 		if err1 != nil || err2 != nil {
@@ -239,16 +242,22 @@ func readPasswd(rootfs string) ([]passwdEntry, error) {
 		}
 		out = append(out, passwdEntry{name: f[0], uid: uint32(uid), gid: uint32(gid)})
 	}
-	return out, nil
+	return out
 }
 
+// readGroup reads the image's /etc/group; a missing file is no entries.
 func readGroup(rootfs string) ([]groupEntry, error) {
-	recs, err := colonRecords(rootfs, "etc/group", 3)
+	b, err := readRootfsFile(rootfs, "etc/group")
 	if err != nil {
 		return nil, err
 	}
+	return parseGroup(b), nil
+}
+
+// parseGroup parses /etc/group content, skipping malformed lines.
+func parseGroup(b []byte) []groupEntry {
 	var out []groupEntry
-	for _, f := range recs {
+	for _, f := range colonRecords(b, 3) {
 		gid, err := strconv.ParseUint(f[2], 10, 32)
 		if err != nil {
 			continue
@@ -263,5 +272,5 @@ func readGroup(rootfs string) ([]groupEntry, error) {
 		}
 		out = append(out, g)
 	}
-	return out, nil
+	return out
 }
