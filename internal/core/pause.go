@@ -25,32 +25,6 @@ import (
 // runc exits) becomes crid's child and its watcher reaps it; after a crid
 // restart the pauses of the previous crid belong to init.
 
-// procStartTime is field 22 of /proc/<pid>/stat (start time in clock ticks
-// since boot): with the pid it names one process, never a later one that
-// reused the pid.
-func procStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces and parentheses; the
-	// fields after the last ')' start at field 3.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	const startField = 22 - 3
-	if len(f) <= startField {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f)+2)
-	}
-	v, err := strconv.ParseUint(f[startField], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat start time: %w", pid, err)
-	}
-	return v, nil
-}
-
 // openPause returns a pidfd (as a pollable file) for the pause pid started
 // at start, or nil if that process is gone.
 func openPause(pid int, start uint64) (*os.File, error) {
@@ -63,7 +37,7 @@ func openPause(pid int, start uint64) (*os.File, error) {
 	}
 	// Checked after opening: the pidfd pins this pid to one process, so a
 	// matching start time now means the pidfd is the pause's.
-	got, err := procStartTime(pid)
+	got, err := pidfd.StartTime(pid)
 	if err != nil || (start != 0 && got != start) {
 		f.Close()
 		return nil, nil
@@ -120,7 +94,7 @@ func reapStrays(ctx context.Context, log *slog.Logger) {
 		}
 		now := map[int]uint64{}
 		for _, pid := range zombieChildren() {
-			st, err := procStartTime(pid)
+			st, err := pidfd.StartTime(pid)
 			if err != nil {
 				continue
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/crid-dev/crid/internal/monitor"
 	"github.com/crid-dev/crid/internal/network"
 	"github.com/crid-dev/crid/internal/oci"
+	"github.com/crid-dev/crid/internal/pidfd"
 	"github.com/crid-dev/crid/internal/runc"
 	"github.com/crid-dev/crid/internal/store"
 	"golang.org/x/sys/unix"
@@ -447,7 +448,7 @@ func (s *Service) startPause(ctx context.Context, sb *sandbox, rt *runc.Runtime,
 	if err != nil {
 		return pauseID{}, fmt.Errorf("run pod sandbox: start pause container: %w", err)
 	}
-	start, err := procStartTime(pid)
+	start, err := pidfd.StartTime(pid)
 	if err != nil {
 		return pauseID{}, fmt.Errorf("run pod sandbox: pause container process %d: %w", pid, err)
 	}

@@ -2,13 +2,16 @@ package runc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/pidfd"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,6 +44,12 @@ func (r *Runtime) StartFifo(ctx context.Context, id string, pid int) error {
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
+	// Release only the init crid created: the runtime's record of its
+	// init must name this pid, started at the same time (a pid reused
+	// after the init died is another process).
+	if err := r.checkInit(id, pid); err != nil {
+		return fmt.Errorf("start container %s: %w", id, err)
+	}
 	got, err := readFifo(ctx, f, pid)
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", id, err)
@@ -110,4 +119,56 @@ func alive(pid int) bool {
 		i--
 	}
 	return i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+// initRecord is what runc (state.json) and crun (status) record of a
+// container's init: pid and start time.
+type initRecord struct {
+	RuncPid   int    `json:"init_process_pid"`
+	RuncStart uint64 `json:"init_process_start"`
+	CrunPid   int    `json:"pid"`
+	CrunStart uint64 `json:"process-start-time"`
+}
+
+// stateFiles are the runtimes' records of a container, under <root>/<id>.
+var stateFiles = []string{"state.json", "status"}
+
+// checkInit verifies that pid, started when the runtime says its init
+// started, is the container's init. A runtime that keeps neither record
+// is not checked: crid only drives runc and crun through their FIFO.
+func (r *Runtime) checkInit(id string, pid int) error {
+	for _, name := range stateFiles {
+		f, err := os.Open(filepath.Join(r.Root, id, name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read the runtime's state: %w", err)
+		}
+		var rec initRecord
+		err = json.NewDecoder(io.LimitReader(f, 1<<20)).Decode(&rec)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("read the runtime's %s: %w", name, err)
+		}
+		wantPid, wantStart := rec.RuncPid, rec.RuncStart
+		if wantPid == 0 {
+			wantPid, wantStart = rec.CrunPid, rec.CrunStart
+		}
+		if wantPid == 0 {
+			return nil // a record that names no init: nothing to compare
+		}
+		if wantPid != pid {
+			return fmt.Errorf("the runtime's init is pid %d, not %d: %w", wantPid, pid, errdefs.ErrFailedPrecondition)
+		}
+		got, err := pidfd.StartTime(pid)
+		if err != nil {
+			return fmt.Errorf("init %d is gone: %v: %w", pid, err, errdefs.ErrFailedPrecondition)
+		}
+		if wantStart != 0 && got != wantStart {
+			return fmt.Errorf("pid %d started at %d, the container's init at %d (pid reused): %w", pid, got, wantStart, errdefs.ErrFailedPrecondition)
+		}
+		return nil
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package runc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/pidfd"
 	"golang.org/x/sys/unix"
 )
 
@@ -112,5 +114,45 @@ func TestStartFifoFallsBackWithoutFifo(t *testing.T) {
 	got, err := os.ReadFile(args)
 	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(got)), "start c1") {
 		t.Fatalf("runtime ran with %q (%v), want ... start c1", got, err)
+	}
+}
+
+func TestCheckInit(t *testing.T) {
+	self := os.Getpid()
+	start, err := pidfd.StartTime(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, file, record string
+		wantErr            bool
+	}{
+		{"runc, this init", "state.json", fmt.Sprintf(`{"id":"c","init_process_pid":%d,"init_process_start":%d}`, self, start), false},
+		{"runc, another pid", "state.json", fmt.Sprintf(`{"init_process_pid":%d,"init_process_start":%d}`, self+1, start), true},
+		{"runc, pid reused", "state.json", fmt.Sprintf(`{"init_process_pid":%d,"init_process_start":%d}`, self, start+1), true},
+		{"crun, this init", "status", fmt.Sprintf(`{"pid":%d,"process-start-time":%d}`, self, start), false},
+		{"crun, pid reused", "status", fmt.Sprintf(`{"pid":%d,"process-start-time":%d}`, self, start+7), true},
+		{"garbled record", "state.json", `{"init_process_pid":`, true},
+		{"no record", "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Runtime{Root: t.TempDir()}
+			if tt.file != "" {
+				if err := os.MkdirAll(filepath.Join(r.Root, "c"), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(r.Root, "c", tt.file), []byte(tt.record), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := r.checkInit("c", self)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("checkInit = %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(tt.name, "pid") && !errors.Is(err, errdefs.ErrFailedPrecondition) {
+				t.Fatalf("checkInit = %v, want FailedPrecondition", err)
+			}
+		})
 	}
 }

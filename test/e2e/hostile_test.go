@@ -204,6 +204,25 @@ func TestLocalUserCannotReachContainerFiles(t *testing.T) {
 	if out, err := asNobody("/usr/bin/head", "-c", "4", dev); err == nil || !strings.Contains(out, "Permission denied") {
 		t.Errorf("an unprivileged user opened the container's device node %s: %v\n%q", dev, err, out)
 	}
+	// A created container's exec FIFO: a local user who could open it
+	// would release the init ahead of StartContainer.
+	cr, err := h.rt.CreateContainer(ctxT(t), &runtime.CreateContainerRequest{PodSandboxId: podID, Config: containerConfig("created", "sleep", "600"), SandboxConfig: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(h.base, "state", "runtime", "runc", cr.ContainerId, "exec.fifo")
+	if _, err := os.Stat(fifo); err != nil {
+		t.Fatalf("the created container has no exec FIFO where runc keeps it: %v", err)
+	}
+	if out, err := asNobody("/usr/bin/head", "-c", "1", fifo); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("an unprivileged user opened %s: %v\n%q", fifo, err, out)
+	}
+	if st := containerStatus(t, cr.ContainerId); st.State != runtime.ContainerState_CONTAINER_CREATED {
+		t.Errorf("container is %v after the attempt, want CREATED", st.State)
+	}
+	if _, err := h.rt.StartContainer(ctxT(t), &runtime.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
+		t.Errorf("StartContainer: %v", err)
+	}
 	// The container itself still runs its setuid programs.
 	if out := must(t, id, "/euid"); out != "euid=0" {
 		t.Errorf("inside the container /euid printed %q, want euid=0", out)
