@@ -66,6 +66,12 @@ func parseReference(ref string) (reference, error) {
 	case name.Tag:
 		out.Tag = r.TagStr()
 	}
+	// Normalising lengthens the repository ("x" is library/x), possibly
+	// past the 255 characters a repository may have: such a reference
+	// would be stored as a tag that never parses, or resolves, again.
+	if _, err := name.ParseReference(out.String()); err != nil {
+		return reference{}, fmt.Errorf("invalid image reference %q: normalised to %s: %v: %w", ref, out, err, errdefs.ErrInvalidArgument)
+	}
 	return out, nil
 }
 
