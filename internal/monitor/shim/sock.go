@@ -23,6 +23,12 @@ func listenUnix(name string) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind %s: %w", name, err)
 	}
+	// Owner only, set before listen: bind made the file with the
+	// inherited umask's mode, but nobody can connect until listen.
+	if err := os.Chmod(name, 0o600); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("chmod %s: %w", name, err)
+	}
 	if err := unix.Listen(fd, 64); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("listen %s: %w", name, err)
@@ -31,7 +37,10 @@ func listenUnix(name string) (*os.File, error) {
 }
 
 // accept waits for a connection on ln (honouring ln's read deadline: then
-// the error is os.ErrDeadlineExceeded). It fails once ln is closed.
+// the error is os.ErrDeadlineExceeded). It fails once ln is closed. Only
+// peers running as the monitor's own user (root: crid, the runtime) are
+// served; any other is closed unheard and the wait goes on, so a stray
+// connection can neither drive the monitor nor end its accept loop.
 func accept(ln *os.File) (*os.File, error) {
 	rc, err := ln.SyscallConn()
 	if err != nil {
@@ -42,9 +51,14 @@ func accept(ln *os.File) (*os.File, error) {
 	err = rc.Read(func(fd uintptr) bool {
 		for {
 			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			if aerr != unix.EINTR {
-				return aerr != unix.EAGAIN
+			if aerr == unix.EINTR {
+				continue
 			}
+			if aerr == nil && !trustedPeer(nfd) {
+				unix.Close(nfd)
+				continue
+			}
+			return aerr != unix.EAGAIN
 		}
 	})
 	if err != nil {
@@ -54,6 +68,13 @@ func accept(ln *os.File) (*os.File, error) {
 		return nil, fmt.Errorf("accept: %w", aerr)
 	}
 	return os.NewFile(uintptr(nfd), "conn"), nil
+}
+
+// trustedPeer reports whether the process at the other end of conn runs
+// as the monitor's effective user (SO_PEERCRED, fixed at connect).
+func trustedPeer(conn int) bool {
+	cred, err := unix.GetsockoptUcred(conn, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	return err == nil && cred.Uid == uint32(os.Geteuid())
 }
 
 // recvFd reads one message from conn and returns the first descriptor it
