@@ -65,6 +65,9 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	if err := core.CheckCgroupDriver(cfg.CgroupDriver); err != nil {
 		return err
 	}
+	if err := cfg.CheckRuntimePaths(); err != nil {
+		return err
+	}
 	for _, d := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.Socket)} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
@@ -90,6 +93,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	defer c.Close()
+	logRuntimeHandlers(log, c.HandlerInfos(ctx))
 	stream, err := streaming.NewWithLogger(cfg.Streaming, c, log.With("component", "streaming"))
 	if err != nil {
 		return fmt.Errorf("streaming server: %w", err)

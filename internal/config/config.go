@@ -10,7 +10,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +22,19 @@ import (
 
 // DefaultPath is where crid looks for its config when --config is not given.
 const DefaultPath = "/etc/crid/config.toml"
+
+// DefaultRuncPath is the runtime of the default "runc" handler: the runc
+// scripts/build-runc.sh builds from a pinned upstream release, not the
+// distribution's (Debian 12's runc 1.1.5 lacks the fixes for several
+// container escapes). When it is missing crid does not start (see
+// CheckRuntimePaths) rather than fall back to another runc: an operator
+// who set up a node with a patched runc expects untrusted images to run on
+// it, and a silent fallback would run them on an escapable runtime while
+// the node looks healthy. Setting the path explicitly is the opt-in.
+const DefaultRuncPath = "/usr/local/sbin/runc"
+
+// installRuncHint is how the operator gets DefaultRuncPath.
+const installRuncHint = "install it with scripts/build-runc.sh (scripts/install.sh runs it)"
 
 // Config is the whole of crid's configuration.
 type Config struct {
@@ -91,20 +107,47 @@ type Runtime struct {
 // Handler is one OCI runtime handler.
 type Handler struct {
 	// Path is the OCI runtime binary (runc, crun, ...).
-	Path string `toml:"path"`
+	Path string `toml:"path" comment:"OCI runtime binary (absolute, or looked up in $PATH); the default runc handler's is built by scripts/build-runc.sh"`
 	// Root is the runtime's --root state dir; empty means <state>/runtime/<handler>.
 	Root string `toml:"root"`
 	// DirectExec runs exec and ExecSync through crid-nsexec, which joins
 	// the container's namespaces itself, instead of `<runtime> exec`, and
 	// signals containers' init processes directly instead of through
-	// `<runtime> kill`; nil means true. Turn it off for runtimes whose
-	// containers are not plain namespaces and cgroups (gVisor's runsc,
-	// VM-based runtimes).
-	DirectExec *bool `toml:"direct_exec" comment:"exec through crid-nsexec and signal containers directly instead of '<runtime> exec'/'kill' (default true; false for runsc or VM runtimes)"`
+	// `<runtime> kill`; nil means DirectExecDefault(Path).
+	DirectExec *bool `toml:"direct_exec" comment:"exec through crid-nsexec and signal containers' init directly instead of '<runtime> exec'/'kill'. Unset: true only when path's file name is runc or crun, false for any other runtime (runsc, VM runtimes: their init pid is a host process outside the sandbox, so exec would run outside it)"`
 }
 
 // ExecDirect reports whether the handler execs through crid-nsexec.
-func (h Handler) ExecDirect() bool { return h.DirectExec == nil || *h.DirectExec }
+func (h Handler) ExecDirect() bool {
+	if h.DirectExec != nil {
+		return *h.DirectExec
+	}
+	return DirectExecDefault(h.Path)
+}
+
+// DirectExecDefault is direct_exec for a handler that does not set it:
+// true only for runc and crun, whose containers are plain namespaces and
+// cgroups with the init pid (what `<runtime> state` reports) inside them.
+// For gVisor's runsc or a VM runtime driven through the OCI CLI that pid
+// is a host-side process (the sandbox's supervisor or VMM): crid-nsexec
+// would join its namespaces and run pod authors' exec commands and probes
+// on the host side of the sandbox, and signals would hit the supervisor.
+//
+// It goes by the binary's file name rather than by what `--version` or
+// `features` print: it is known without running anything, so config
+// validation and `crid config default` state it and it cannot change when a
+// binary is swapped under a running node; `features` tells nothing about
+// where a runtime's init lives; and the mistake it can make is the safe
+// one: a runc under another name only takes the slower `<runtime> exec`
+// path until direct_exec = true is set. The daemon also compares the name
+// with what `--version` reports at start and warns on a mismatch.
+func DirectExecDefault(path string) bool {
+	switch filepath.Base(path) {
+	case "runc", "crun":
+		return true
+	}
+	return false
+}
 
 // Network configures CNI.
 type Network struct {
@@ -158,7 +201,7 @@ func Default() *Config {
 		Runtime: Runtime{
 			DefaultHandler: "runc",
 			Handlers: map[string]Handler{
-				"runc": {Path: "runc"},
+				"runc": {Path: DefaultRuncPath},
 			},
 			ExecSyncDrainTimeout: Duration{time.Second},
 			RestrictOOMScoreAdj:  true,
@@ -296,6 +339,31 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// CheckRuntimePaths fails, naming the key, when a handler's runtime binary
+// cannot be found. For the default runc it says how to install it instead
+// of falling back to another runc (see DefaultRuncPath). The daemon calls
+// it at start; it is not part of Validate, which checks the file alone.
+func (c *Config) CheckRuntimePaths() error { return c.checkRuntimePaths(DefaultRuncPath) }
+
+// checkRuntimePaths is CheckRuntimePaths with the default runc's path given.
+func (c *Config) checkRuntimePaths(defaultRunc string) error {
+	names := make([]string, 0, len(c.Runtime.Handlers))
+	for n := range c.Runtime.Handlers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		p := c.Runtime.Handlers[name].Path
+		if _, err := exec.LookPath(p); err != nil {
+			if p == defaultRunc {
+				return fmt.Errorf("key runtime.handlers.%s.path: %s not found: %s; to run another runc knowingly, set this key to its path: %w", name, p, installRuncHint, err)
+			}
+			return fmt.Errorf("key runtime.handlers.%s.path: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // HandlerRoot is the --root directory of the named runtime handler.
 func (c *Config) HandlerRoot(name string) string {
 	if h := c.Runtime.Handlers[name]; h.Root != "" {
@@ -313,6 +381,9 @@ func Marshal(cfg *Config) ([]byte, error) {
 	if err := enc.Encode(cfg); err != nil {
 		return nil, err
 	}
+	out := showDirectExecDefaults(buf.Bytes(), cfg.Runtime.Handlers)
+	buf.Reset()
+	buf.Write(out)
 	buf.WriteString(`
 # Example registry mirror (air-gapped nodes):
 # [[images.registries]]
@@ -321,4 +392,45 @@ func Marshal(cfg *Config) ([]byte, error) {
 # fallback = false                                      # never contact registry.k8s.io itself
 `)
 	return buf.Bytes(), nil
+}
+
+// showDirectExecDefaults adds, to each handler table of out whose
+// direct_exec is unset (so the encoder left the key and its comment out),
+// the key's comment and its effective value, commented out: writing the
+// value itself would pin it, and a file copied from `crid config default`
+// whose path is later pointed at runsc would keep direct exec on.
+func showDirectExecDefaults(out []byte, handlers map[string]Handler) []byte {
+	field, _ := reflect.TypeOf(Handler{}).FieldByName("DirectExec")
+	comment := field.Tag.Get("comment")
+	lines := strings.SplitAfter(string(out), "\n")
+	var res strings.Builder
+	pending := "" // lines to add at the end of the current handler table
+	for _, l := range lines {
+		trimmed := strings.TrimSpace(l)
+		if pending != "" && (trimmed == "" || strings.HasPrefix(trimmed, "[")) {
+			res.WriteString(pending)
+			pending = ""
+		}
+		if name, ok := handlerTable(trimmed); ok {
+			if h, ok := handlers[name]; ok && h.DirectExec == nil {
+				pending = fmt.Sprintf("# %s\n# direct_exec = %t\n", comment, h.ExecDirect())
+			}
+		}
+		res.WriteString(l)
+	}
+	res.WriteString(pending)
+	return []byte(res.String())
+}
+
+// handlerTable returns the handler name of a "[runtime.handlers.NAME]" line.
+func handlerTable(line string) (string, bool) {
+	name, ok := strings.CutPrefix(line, "[runtime.handlers.")
+	if !ok {
+		return "", false
+	}
+	name, ok = strings.CutSuffix(name, "]")
+	if !ok || name == "" {
+		return "", false
+	}
+	return strings.Trim(name, `'"`), true
 }

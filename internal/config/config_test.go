@@ -148,3 +148,129 @@ func TestLoad(t *testing.T) {
 		t.Errorf("error = %v, want unknown key bogus", err)
 	}
 }
+
+func TestExecDirectDefault(t *testing.T) {
+	yes, no := true, false
+	tests := []struct {
+		name string
+		h    Handler
+		want bool
+	}{
+		{"default runc", Handler{Path: DefaultRuncPath}, true},
+		{"runc in $PATH", Handler{Path: "runc"}, true},
+		{"debian runc", Handler{Path: "/usr/sbin/runc"}, true},
+		{"crun", Handler{Path: "/usr/bin/crun"}, true},
+		{"gVisor", Handler{Path: "/usr/local/bin/runsc"}, false},
+		{"kata", Handler{Path: "/opt/kata/bin/kata-runtime"}, false},
+		{"runc under another name", Handler{Path: "/opt/runc-1.5/runc.amd64"}, false},
+		{"a directory named runc", Handler{Path: "/opt/runc/runsc"}, false},
+		{"a wrapper named like runc", Handler{Path: "/usr/bin/runc-wrapper"}, false},
+		{"runsc with direct_exec = true", Handler{Path: "runsc", DirectExec: &yes}, true},
+		{"runc with direct_exec = false", Handler{Path: "runc", DirectExec: &no}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.h.ExecDirect(); got != tc.want {
+				t.Errorf("ExecDirect(%+v) = %v, want %v", tc.h, got, tc.want)
+			}
+		})
+	}
+}
+
+// A handler table in a file merges into the default handler of that name:
+// pointing runc's path at runsc turns direct exec off with it.
+func TestExecDirectFollowsConfiguredPath(t *testing.T) {
+	c := Default()
+	if !c.Runtime.Handlers["runc"].ExecDirect() || c.Runtime.Handlers["runc"].Path != DefaultRuncPath {
+		t.Fatalf("default runc handler = %+v, want %s with direct exec", c.Runtime.Handlers["runc"], DefaultRuncPath)
+	}
+	if err := Parse([]byte("[runtime.handlers.runc]\npath = \"/usr/local/bin/runsc\"\n[runtime.handlers.gvisor]\npath = \"runsc\"\n"), c); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"runc", "gvisor"} {
+		if c.Runtime.Handlers[n].ExecDirect() {
+			t.Errorf("handler %s (%s) execs directly", n, c.Runtime.Handlers[n].Path)
+		}
+	}
+}
+
+// `crid config default` shows direct_exec's comment and effective value,
+// commented out, so the file it writes does not pin direct exec on.
+func TestMarshalShowsDirectExecDefault(t *testing.T) {
+	cfg := Default()
+	off := false
+	cfg.Runtime.Handlers["gvisor"] = Handler{Path: "/usr/local/bin/runsc"}
+	cfg.Runtime.Handlers["pinned"] = Handler{Path: "crun", DirectExec: &off}
+	b, err := Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(b)
+	for _, want := range []string{
+		"[runtime.handlers.runc]\n# OCI runtime binary",
+		"path = '" + DefaultRuncPath + "'\nroot = ''\n# exec through crid-nsexec",
+		"true only when path's file name is runc or crun, false for any other runtime (runsc, VM runtimes",
+		"# direct_exec = false\n\n[runtime.handlers.pinned]", // gvisor's
+		"# direct_exec = true\n\n[network]",                  // runc's
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config default lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "# direct_exec = ") != 2 {
+		t.Errorf("want the commented default only for the two unset handlers:\n%s", out)
+	}
+	if !strings.Contains(out, "direct_exec = false\n") {
+		t.Errorf("explicit direct_exec of handler pinned not written:\n%s", out)
+	}
+	back := Default()
+	if err := Parse(b, back); err != nil {
+		t.Fatalf("does not parse back: %v\n%s", err, out)
+	}
+	if back.Runtime.Handlers["runc"].DirectExec != nil || back.Runtime.Handlers["gvisor"].ExecDirect() || back.Runtime.Handlers["pinned"].ExecDirect() {
+		t.Errorf("round trip changed direct_exec: %+v", back.Runtime.Handlers)
+	}
+}
+
+func TestCheckRuntimePaths(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "runc")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Stands for DefaultRuncPath, which this machine may well have.
+	missingRunc := filepath.Join(dir, "sbin", "runc")
+	tests := []struct {
+		name     string
+		handlers map[string]Handler
+		wantErr  []string // substrings; nil = no error
+	}{
+		{"present", map[string]Handler{"runc": {Path: bin}, "sh": {Path: "sh"}}, nil},
+		{"other handler missing", map[string]Handler{"runc": {Path: bin}, "kata": {Path: filepath.Join(dir, "kata-runtime")}},
+			[]string{"key runtime.handlers.kata.path", "kata-runtime"}},
+		{"not executable", map[string]Handler{"runc": {Path: dir}}, []string{"key runtime.handlers.runc.path"}},
+		{"default runc missing", map[string]Handler{"runc": {Path: missingRunc}},
+			[]string{"key runtime.handlers.runc.path", missingRunc + " not found", "scripts/build-runc.sh"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			c.Runtime.Handlers = tc.handlers
+			err := c.checkRuntimePaths(missingRunc)
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatalf("CheckRuntimePaths: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("CheckRuntimePaths succeeded")
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}

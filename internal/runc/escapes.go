@@ -9,19 +9,19 @@ import (
 // container (a malicious image, or a process in it) escape to or write to
 // the host, with the first release of each release line that fixes it.
 type Advisory struct {
-	Runtime string   // the runtime's own name, as its --version prints it
-	CVEs    []string // the CVE ids
+	Runtime string   `json:"runtime"` // the runtime's own name, as its --version prints it
+	CVEs    []string `json:"cves"`
 	// Introduced is the first affected version; "" when all earlier ones are.
-	Introduced string
+	Introduced string `json:"introduced,omitempty"`
 	// Fixed is the first fixed release of each major.minor line that got a
 	// fix. A version of one of those lines is affected below its line's fix;
 	// a version of a line older than some fixed line, with no fix of its
 	// own, is affected; a line newer than all of them branched after the fix.
-	Fixed []string
+	Fixed []string `json:"fixedIn"`
 	// Feature limits the advisory to builds listing "+Feature" in their
 	// --version output (crun's optional krun support).
-	Feature string
-	Summary string
+	Feature string `json:"feature,omitempty"`
+	Summary string `json:"summary"`
 }
 
 // advisories is the table crid checks its handlers' runtimes against at

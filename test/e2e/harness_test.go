@@ -158,6 +158,9 @@ sandbox_image = "registry.k8s.io/pause:3.10"
 %s
 [runtime]
 cdi_spec_dirs = [%q]
+# The default handler, spelled out: the runc scripts/build-runc.sh installs.
+[runtime.handlers.runc]
+path = "/usr/local/sbin/runc"
 [runtime.handlers.runc-b]
 path = "runc"
 # Its execs go through runc exec, so that path stays tested.
