@@ -166,6 +166,12 @@ func sourceFromImage(img v1.Image, blobs map[digest.Digest][]byte, remote bool) 
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
+	// The config is read whole into memory at the size the manifest
+	// declares (the registry is not trusted): refuse a size no real
+	// config has before fetching a byte.
+	if m.Config.Size < 0 || m.Config.Size > maxMetadataSize {
+		return nil, fmt.Errorf("config %s: the manifest declares %d bytes, more than the %d crid reads: %w", m.Config.Digest, m.Config.Size, maxMetadataSize, errdefs.ErrInvalidArgument)
+	}
 	rawCfg, err := img.RawConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
