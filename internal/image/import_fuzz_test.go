@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -86,6 +87,25 @@ func tarOf(t testing.TB, files [][2]string, symlinks ...[2]string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// importBounded imports archive, failing t when the import does not end
+// within 20s of its context being cancelled at 20s (a stack dump then
+// shows where it is stuck).
+func importBounded(t *testing.T, s *Service, archive []byte) ([]*Image, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stuck := time.AfterFunc(40*time.Second, func() {
+		buf := make([]byte, 1<<20)
+		panic("import still running 20s after its context ended:\n" + string(buf[:goruntime.Stack(buf, true)]))
+	})
+	defer stuck.Stop()
+	imgs, err := s.Import(ctx, bytes.NewReader(archive))
+	if ctx.Err() != nil {
+		t.Errorf("import took more than 20s (%v)", err)
+	}
+	return imgs, err
 }
 
 // checkAftermath fails t when an import left anything behind that it must
@@ -215,7 +235,7 @@ func FuzzImportArchive(f *testing.F) {
 	f.Add([]byte("not a tar at all"))
 	f.Fuzz(func(t *testing.T, archive []byte) {
 		s, base := fuzzService(t)
-		imgs, err := s.Import(context.Background(), bytes.NewReader(archive))
+		imgs, err := importBounded(t, s, archive)
 		t.Logf("import: %d images, %v", len(imgs), err)
 		if err == nil {
 			checkImported(t, s, imgs, nil, -1)
@@ -395,7 +415,7 @@ func FuzzImportOCILayout(f *testing.F) {
 			`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"@MANIFEST@","size":@MANIFESTSIZE@,"platform":{"os":"linux","architecture":"amd64"}}]}`), manifestRefs...)
 		index = fill(index, append(manifestRefs, "@NESTED@", "sha256:"+sha256Hex(nested), "@NESTEDSIZE@", strconv.Itoa(len(nested)))...)
 		s, base := fuzzService(t)
-		imgs, err := s.Import(context.Background(), bytes.NewReader(ociLayout(t, index, manifest, config, layer, nested)))
+		imgs, err := importBounded(t, s, ociLayout(t, index, manifest, config, layer, nested))
 		t.Logf("import: %d images, %v", len(imgs), err)
 		if err == nil {
 			for _, img := range imgs {
@@ -428,7 +448,7 @@ func FuzzImportDockerSave(f *testing.F) {
 		manifest = fill(manifest, "@CONFIG@", cfgName, "@LAYER@", layerName)
 		archive := tarOf(t, [][2]string{{layerName, string(layer)}, {cfgName, string(config)}, {"manifest.json", string(manifest)}})
 		s, base := fuzzService(t)
-		imgs, err := s.Import(context.Background(), bytes.NewReader(archive))
+		imgs, err := importBounded(t, s, archive)
 		t.Logf("import: %d images, %v", len(imgs), err)
 		if err == nil {
 			for _, img := range imgs {
@@ -489,7 +509,7 @@ func FuzzUnpackLayers(f *testing.F) {
 			}
 		}
 		archive := dockerArchive(t, layers)
-		imgs, err := s.Import(context.Background(), bytes.NewReader(archive))
+		imgs, err := importBounded(t, s, archive)
 		t.Logf("import: %d images, %v", len(imgs), err)
 		checkAftermath(t, s, base, "out")
 		left, err := os.ReadDir(out)
