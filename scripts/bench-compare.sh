@@ -49,7 +49,9 @@ PAUSE_IMAGE=registry.k8s.io/pause:3.10
 IMAGE=registry.k8s.io/e2e-test-images/busybox:1.29-2
 # The second pull image shares the first's base layer.
 PULL_IMAGES=${PULL_IMAGES:-registry.k8s.io/e2e-test-images/busybox:1.29-2,registry.k8s.io/e2e-test-images/nginx:1.14-2}
-RUNC=/usr/sbin/runc
+# The runc crid's install builds (scripts/build-runc.sh): Debian's 1.1.5
+# has known escapes. Both runtimes run the same binary.
+RUNC=${RUNC:-/usr/local/sbin/runc}
 # Per run, so that two runs (or a --serve beside a run) never share or
 # delete each other's bridge and addresses.
 BRIDGE=${BRIDGE:-cb$$}
