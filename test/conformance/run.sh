@@ -13,7 +13,7 @@
 #   --endpoint URL   test an already running CRI runtime at URL (unix://...)
 #                    instead of starting crid; the registry is still started
 #                    (used to validate images and tooling against containerd)
-# Environment: REGISTRY_ADDR (default 127.0.0.1:5000), WORK (default
+# Environment: REGISTRY_ADDR (default 127.0.0.1:0, a free port; 127.0.0.1:5000 with --endpoint), WORK (default
 # /tmp/crid-conformance), CRITEST_TIMEOUT (ginkgo suite timeout, default 90m).
 #
 # It starts crid-testregistry and crid (config from crid-config.toml.tmpl,
@@ -51,7 +51,9 @@ while [[ $# -gt 0 ]]; do
 	esac
 done
 
-REGISTRY_ADDR=${REGISTRY_ADDR:-127.0.0.1:5000}
+# crid is configured with whatever port the registry gets; a runtime under
+# test at --endpoint was configured beforehand for the conventional one.
+if [[ -n $endpoint ]]; then REGISTRY_ADDR=${REGISTRY_ADDR:-127.0.0.1:5000}; else REGISTRY_ADDR=${REGISTRY_ADDR:-127.0.0.1:0}; fi
 WORK=${WORK:-/tmp/crid-conformance}
 CRITEST_TIMEOUT=${CRITEST_TIMEOUT:-90m}
 BRIDGE=cridconf0
@@ -166,8 +168,10 @@ if [[ -z $endpoint ]]; then
 fi
 
 # ---- registry ------------------------------------------------------------
-if (exec 3<>"/dev/tcp/${REGISTRY_ADDR%:*}/${REGISTRY_ADDR##*:}") 2>/dev/null; then
-	die "$REGISTRY_ADDR is already in use; set REGISTRY_ADDR to a free loopback port"
+# Port 0: the registry takes a free port and names it in its ready file,
+# so a registry already on the machine (often on :5000) is no obstacle.
+if [[ ${REGISTRY_ADDR##*:} != 0 ]] && (exec 3<>"/dev/tcp/${REGISTRY_ADDR%:*}/${REGISTRY_ADDR##*:}") 2>/dev/null; then
+	die "$REGISTRY_ADDR is already in use; set REGISTRY_ADDR to a free loopback port (or port 0)"
 fi
 log "starting crid-testregistry on $REGISTRY_ADDR"
 "$bindir/crid-testregistry" --addr "$REGISTRY_ADDR" --ready-file "$WORK/registry.ready" >"$out/registry.log" 2>&1 &
@@ -178,6 +182,8 @@ for ((i = 0; i < 1200; i++)); do
 	sleep 0.1
 done
 [[ -f $WORK/registry.ready ]] || die "crid-testregistry not ready after 120s"
+REGISTRY_ADDR=$(head -n1 "$WORK/registry.ready")
+log "crid-testregistry serves on $REGISTRY_ADDR"
 
 # ---- crid ----------------------------------------------------------------
 if [[ -n $endpoint ]]; then
