@@ -14,11 +14,20 @@
 //   fd 0-2  the process's stdio
 //   fd 3    the request: NUL-separated "key", "value" pairs up to EOF
 //   fd 4    a pidfd of the container's init process
-//   fd 5    status pipe (close-on-exec): an error line if anything fails
-//           before the process's execve; closed empty on success
+//   fd 5    status pipe (close-on-exec): "warning: " lines crid logs, then
+//           an error line if anything fails before the process's execve;
+//           closed without an error line on success
 // Exit status: the process's exit code, 128+signal if it was killed, 255
 // if the process could not be started (the reason is on fd 5).
 // SIGTERM (or SIGINT, SIGHUP) kills the process, then the helper exits.
+//
+// Until its execve the process is not dumpable (set before anything is
+// joined, as runc's nsexec does since CVE-2016-9962): between joining the
+// container and execve it is root in the container's PID namespace, with
+// the container's capabilities but not yet its seccomp filter, and a
+// dumpable process there could be ptraced, or its /proc/PID/exe (this
+// binary's memfd) opened, by the container's own root. execve makes the
+// new image dumpable again once credentials and the filter are in place.
 //
 // Request keys (values are decimal unless noted):
 //   ns FLAGS(hex)          CLONE_NEW* namespaces to join from the pidfd
@@ -27,18 +36,26 @@
 //   rlimit RES SOFT HARD   (repeatable)
 //   uid N, gid N, groups "N N ...", umask N(octal)
 //   cwd PATH
-//   caps "BND EFF PRM INH AMB" (hex masks)
+//   caps "BND EFF PRM INH AMB" (hex masks; without it every capability
+//                          is dropped: crid always sends the ones it wants)
 //   nnp 1                  no_new_privs
 //   seccomp-default "ACTION ERRNO"
 //   seccomp-arch NAME      libseccomp arch name (repeatable)
 //   seccomp-rule "ACTION ERRNO SYSCALL NCOND [IDX OP VALUE VALUE2]..."
+//   seccomp-enosys 1       prepend runc's -ENOSYS stub to the filter: per
+//                          arch, syscall numbers above the largest the
+//                          profile names fail with ENOSYS, not the default
 //   env K=V, arg S         (repeatable, in order)
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <poll.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -50,6 +67,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -81,14 +99,14 @@ struct req {
 	int has_umask;
 	mode_t umask;
 	char *cwd;
-	int has_caps;
-	uint64_t caps[5]; /* bounding, effective, permitted, inheritable, ambient */
+	uint64_t caps[5]; /* bounding, effective, permitted, inheritable, ambient; none unless sent */
 	int nnp;
 	char *sc_default;
 	char *sc_arches[16];
 	int nsc_arches;
 	char **sc_rules;
 	int nsc_rules;
+	int sc_enosys;
 	char **env;
 	int nenv;
 	char **argv;
@@ -212,7 +230,6 @@ static void parse(struct req *r, char *buf, size_t len)
 				fail("request: bad caps %s", val);
 			for (int i = 0; i < 5; i++)
 				r->caps[i] = c[i];
-			r->has_caps = 1;
 		} else if (!strcmp(key, "nnp")) {
 			r->nnp = !strcmp(val, "1");
 		} else if (!strcmp(key, "seccomp-default")) {
@@ -221,6 +238,8 @@ static void parse(struct req *r, char *buf, size_t len)
 			if (r->nsc_arches == 16)
 				fail("request: too many seccomp arches");
 			r->sc_arches[r->nsc_arches++] = val;
+		} else if (!strcmp(key, "seccomp-enosys")) {
+			r->sc_enosys = !strcmp(val, "1");
 		} else if (!strcmp(key, "seccomp-rule")) {
 			if (r->nsc_rules == MAX_ITEMS)
 				fail("request: too many seccomp rules");
@@ -289,11 +308,51 @@ static enum scmp_compare compare_op(const char *name)
 	fail("seccomp: unsupported operator %s", name);
 }
 
+// warn queues a "warning: " line for crid's log, written on the status
+// pipe before the fork; it is bounded so that it never fills the pipe that
+// crid reads only once the helper has exited.
+static char warnings[2048];
+
+static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void warn(const char *fmt, ...)
+{
+	size_t used = strlen(warnings);
+	if (used + 16 >= sizeof(warnings))
+		return;
+	used += snprintf(warnings + used, sizeof(warnings) - used, "warning: ");
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(warnings + used, sizeof(warnings) - used - 1, fmt, ap);
+	va_end(ap);
+	strcat(warnings, "\n");
+}
+
+// rule_name returns the syscall name of a "seccomp-rule" value (its third
+// field) without changing the value.
+static int rule_name(const char *spec, char *name, size_t n)
+{
+	const char *p = spec;
+	for (int field = 0; field < 2; field++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -1;
+		p++;
+	}
+	size_t l = strcspn(p, " ");
+	if (l == 0 || l >= n)
+		return -1;
+	memcpy(name, p, l);
+	name[l] = '\0';
+	return 0;
+}
+
 // add_rule adds one OCI syscall rule the way runc does: conditions on
 // distinct arguments are ANDed in one rule; several conditions on the same
 // argument become one rule each (ORed), which libseccomp cannot express in
-// a single rule.
-static void add_rule(scmp_filter_ctx ctx, uint32_t def, char *spec)
+// a single rule. A name this libseccomp does not know is left out, as
+// runc leaves it out, and reported.
+static void add_rule(scmp_filter_ctx ctx, uint32_t def, char *spec, char *unknown, size_t unknown_len)
 {
 	char *save;
 	char *act = strtok_r(spec, " ", &save);
@@ -303,11 +362,15 @@ static void add_rule(scmp_filter_ctx ctx, uint32_t def, char *spec)
 	if (!act || !err || !name || !ncond)
 		fail("seccomp: bad rule");
 	uint32_t a = action(act, (int)num("errno", err, 10));
+	int nr = seccomp_syscall_resolve_name(name);
+	if (nr == __NR_SCMP_ERROR) {
+		size_t used = strlen(unknown);
+		if (used + strlen(name) + 2 < unknown_len)
+			snprintf(unknown + used, unknown_len - used, " %s", name);
+		return;
+	}
 	if (a == def)
 		return; // libseccomp refuses rules that repeat the default
-	int nr = seccomp_syscall_resolve_name(name);
-	if (nr == __NR_SCMP_ERROR)
-		return; // unknown to this libseccomp/arch: runc skips it too
 	int n = (int)num("conditions", ncond, 10);
 	if (n > 6)
 		fail("seccomp: %s: too many conditions", name);
@@ -342,7 +405,117 @@ static void add_rule(scmp_filter_ctx ctx, uint32_t def, char *spec)
 	}
 }
 
-static void load_seccomp(struct req *r)
+#define X32_SYSCALL_BIT 0x40000000u
+#define MAX_STUB 16
+
+// stub_arch is one section of the -ENOSYS stub: calls of one native arch
+// (and, on x86_64, of one of its two ABIs) above the largest syscall
+// number the profile names there.
+struct stub_arch {
+	uint32_t token;	 // libseccomp's arch token
+	uint32_t audit;	 // the AUDIT_ARCH_* the kernel reports
+	uint32_t max;	 // largest syscall number named for it
+};
+
+// largest_syscall is the largest number any rule's name has on arch, 0 if
+// none: every rule counts, whatever its action, unknown names do not, as
+// in runc's patchbpf.
+static uint32_t largest_syscall(struct req *r, uint32_t arch)
+{
+	uint32_t max = 0;
+	char name[128];
+	for (int i = 0; i < r->nsc_rules; i++) {
+		if (rule_name(r->sc_rules[i], name, sizeof(name)) < 0)
+			fail("seccomp: bad rule");
+		int nr = seccomp_syscall_resolve_name_arch(arch, name);
+		if (nr > 0 && (uint32_t)nr > max)
+			max = (uint32_t)nr;
+	}
+	return max;
+}
+
+static void emit(struct sock_filter *out, size_t *n, struct sock_filter insn)
+{
+	out[(*n)++] = insn;
+}
+
+// enosys_stub writes runc's -ENOSYS stub for the filter's arches to out
+// and returns its length. Syscalls newer than any the profile names would
+// otherwise get the default action (EPERM, say), which makes libc treat an
+// available-in-principle syscall as forbidden instead of falling back to
+// an older one. Each section reloads what it tests and falls through when
+// it does not apply, so sections need no long jumps and the filter that
+// follows starts as libseccomp wrote it (loading the arch itself).
+static size_t enosys_stub(struct req *r, struct sock_filter *out)
+{
+	struct stub_arch archs[MAX_STUB];
+	int narchs = 0;
+	for (int i = 0; i < r->nsc_arches && narchs < MAX_STUB; i++) {
+		uint32_t tok = seccomp_arch_resolve_name(r->sc_arches[i]);
+		int dup = 0;
+		for (int j = 0; j < narchs; j++)
+			dup |= archs[j].token == tok;
+		if (tok == 0 || dup)
+			continue;
+		uint32_t max = largest_syscall(r, tok);
+		if (max == 0)
+			continue;
+		// SCMP_ARCH_X32 is libseccomp's own token: the kernel reports x32
+		// calls as x86_64 ones with X32_SYSCALL_BIT in the number.
+		uint32_t audit = tok == SCMP_ARCH_X32 ? AUDIT_ARCH_X86_64 : tok;
+		archs[narchs++] = (struct stub_arch){.token = tok, .audit = audit, .max = max};
+	}
+	size_t n = 0;
+	for (int i = 0; i < narchs; i++) {
+		struct stub_arch *a = &archs[i];
+		int x86_64 = a->token == SCMP_ARCH_X86_64, x32 = a->token == SCMP_ARCH_X32;
+		int s390 = a->token == SCMP_ARCH_S390 || a->token == SCMP_ARCH_S390X;
+		// After the arch test: load nr, [ABI test], [s390 setup(0)], jgt, ret.
+		uint8_t rest = 2 + (x86_64 || x32) + s390 + 1;
+		emit(out, &n, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+		emit(out, &n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, a->audit, 0, rest));
+		emit(out, &n, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+		uint8_t left = 1 + s390 + 1; // instructions after the ABI test
+		if (x86_64)
+			emit(out, &n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, X32_SYSCALL_BIT, left, 0));
+		if (x32)
+			emit(out, &n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, X32_SYSCALL_BIT, 0, left));
+		// s390 multiplexes large syscall numbers through setup(2), 0, which
+		// an unknown one is left as.
+		if (s390)
+			emit(out, &n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0));
+		emit(out, &n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, a->max, 0, 1));
+		emit(out, &n, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SCMP_ACT_ERRNO(ENOSYS)));
+	}
+	return n;
+}
+
+// export_filter is libseccomp's compiled program for ctx.
+static struct sock_filter *export_filter(scmp_filter_ctx ctx, size_t *len)
+{
+	int fd = memfd_create("seccomp-bpf", MFD_CLOEXEC);
+	if (fd < 0)
+		fail("seccomp: memfd: %s", strerror(errno));
+	int rc = seccomp_export_bpf(ctx, fd);
+	if (rc < 0)
+		fail("seccomp: export filter: %s", strerror(-rc));
+	off_t size = lseek(fd, 0, SEEK_END);
+	if (size <= 0 || size % sizeof(struct sock_filter) || size > BPF_MAXINSNS * (off_t)sizeof(struct sock_filter))
+		fail("seccomp: exported filter has %lld bytes", (long long)size);
+	struct sock_filter *prog = malloc(size);
+	if (!prog)
+		fail("seccomp: out of memory");
+	if (pread(fd, prog, size, 0) != size)
+		fail("seccomp: read exported filter: %s", strerror(errno));
+	close(fd);
+	*len = size / sizeof(struct sock_filter);
+	return prog;
+}
+
+// compile_seccomp builds the process's filter before anything is joined;
+// the child then only loads it. Names this libseccomp does not know are
+// reported to crid.
+static void compile_seccomp(struct req *r, struct sock_fprog *out)
 {
 	char *save;
 	char *def = strtok_r(r->sc_default, " ", &save);
@@ -353,25 +526,48 @@ static void load_seccomp(struct req *r)
 	scmp_filter_ctx ctx = seccomp_init(d);
 	if (!ctx)
 		fail("seccomp: init failed");
-	// no_new_privs is the spec's decision, made separately; libseccomp
-	// would set it on load by default.
-	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
-	if (rc < 0)
-		fail("seccomp: clear nnp attribute: %s", strerror(-rc));
 	for (int i = 0; i < r->nsc_arches; i++) {
 		uint32_t arch = seccomp_arch_resolve_name(r->sc_arches[i]);
-		if (arch == 0)
-			continue; // an arch this libseccomp does not know
-		rc = seccomp_arch_add(ctx, arch);
+		if (arch == 0) {
+			warn("seccomp: arch %s unknown to libseccomp %u.%u.%u, left out of the filter",
+			     r->sc_arches[i], SCMP_VER_MAJOR, SCMP_VER_MINOR, SCMP_VER_MICRO);
+			continue;
+		}
+		int rc = seccomp_arch_add(ctx, arch);
 		if (rc < 0 && rc != -EEXIST)
 			fail("seccomp: add arch %s: %s", r->sc_arches[i], strerror(-rc));
 	}
+	// The stub counts every rule's name: take it before add_rule cuts
+	// the rules up.
+	struct sock_filter stub[MAX_STUB * 8];
+	size_t nstub = r->sc_enosys ? enosys_stub(r, stub) : 0;
+	char unknown[1024] = "";
 	for (int i = 0; i < r->nsc_rules; i++)
-		add_rule(ctx, d, r->sc_rules[i]);
-	rc = seccomp_load(ctx);
-	if (rc < 0)
-		fail("seccomp: load filter: %s", strerror(-rc));
+		add_rule(ctx, d, r->sc_rules[i], unknown, sizeof(unknown));
+	if (unknown[0])
+		warn("seccomp: syscalls unknown to libseccomp %u.%u.%u, left out of the filter (as runc does):%s",
+		     SCMP_VER_MAJOR, SCMP_VER_MINOR, SCMP_VER_MICRO, unknown);
+	size_t nprog;
+	struct sock_filter *prog = export_filter(ctx, &nprog);
 	seccomp_release(ctx);
+	if (nstub + nprog > BPF_MAXINSNS)
+		fail("seccomp: filter has %zu instructions, more than %d", nstub + nprog, BPF_MAXINSNS);
+	struct sock_filter *all = malloc((nstub + nprog) * sizeof(*all));
+	if (!all)
+		fail("seccomp: out of memory");
+	memcpy(all, stub, nstub * sizeof(*all));
+	memcpy(all + nstub, prog, nprog * sizeof(*all));
+	free(prog);
+	*out = (struct sock_fprog){.len = (unsigned short)(nstub + nprog), .filter = all};
+}
+
+// load_seccomp installs the compiled filter on the calling process. Like
+// runc, it leaves no_new_privs to the spec: without it the load needs
+// CAP_SYS_ADMIN, which the caller arranges.
+static void load_seccomp(struct sock_fprog *prog)
+{
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0) < 0)
+		fail("seccomp: load filter: %s", strerror(errno));
 }
 
 static void apply_bounding(uint64_t bnd)
@@ -471,7 +667,9 @@ static int parent_alive(int fd)
 	return poll(&p, 1, 0) == 0;
 }
 
-static void child(struct req *r, int alive_fd)
+// child becomes the process. filter is the compiled seccomp filter, NULL
+// for none.
+static void child(struct req *r, int alive_fd, struct sock_fprog *filter)
 {
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || !parent_alive(alive_fd))
 		_exit(255);
@@ -485,10 +683,9 @@ static void child(struct req *r, int alive_fd)
 		fail("chdir to cwd (\"%s\") set in config.json failed: %s", r->cwd, strerror(errno));
 	// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
 	// the process may be about to lose: load it first (runc's order).
-	if (r->sc_default && !r->nnp)
-		load_seccomp(r);
-	if (r->has_caps)
-		apply_bounding(r->caps[0]);
+	if (filter && !r->nnp)
+		load_seccomp(filter);
+	apply_bounding(r->caps[0]);
 	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
 		fail("keep capabilities: %s", strerror(errno));
 	if (setgroups(r->ngroups, r->groups) < 0)
@@ -499,12 +696,11 @@ static void child(struct req *r, int alive_fd)
 		fail("setuid %u: %s", r->uid, strerror(errno));
 	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
 		fail("clear keep capabilities: %s", strerror(errno));
-	if (r->has_caps)
-		apply_caps(r);
+	apply_caps(r);
 	if (r->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		fail("set no_new_privs: %s", strerror(errno));
-	if (r->sc_default && r->nnp)
-		load_seccomp(r);
+	if (filter && r->nnp)
+		load_seccomp(filter);
 	// Changing credentials cleared the parent-death signal.
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || !parent_alive(alive_fd))
 		_exit(255);
@@ -514,6 +710,10 @@ static void child(struct req *r, int alive_fd)
 
 int main(void)
 {
+	// First of all: see the comment at the top. Children inherit it, and
+	// changing credentials never makes a process dumpable again.
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fail("set not dumpable: %s", strerror(errno));
 	// Nothing but stdio may reach the process: not our descriptors, nor
 	// any crid itself inherited without close-on-exec.
 	if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) < 0 || fcntl(PIDFD, F_SETFD, FD_CLOEXEC) < 0)
@@ -525,6 +725,15 @@ int main(void)
 	char *buf = read_all(REQ_FD, &len);
 	close(REQ_FD);
 	parse(&r, buf, len);
+	struct sock_fprog filter, *fp = NULL;
+	if (r.sc_default) {
+		compile_seccomp(&r, &filter);
+		fp = &filter;
+	}
+	if (warnings[0]) {
+		ssize_t w = write(STATUS_FD, warnings, strlen(warnings));
+		(void)w;
+	}
 
 	// Host paths: before the mount namespace changes.
 	char pid[32];
@@ -559,7 +768,7 @@ int main(void)
 	if (child_pid == 0) {
 		close(alive[1]);
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		child(&r, alive[0]);
+		child(&r, alive[0], fp);
 	}
 	close(alive[0]);
 	close(STATUS_FD);

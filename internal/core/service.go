@@ -115,7 +115,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	s.monitor = mon
-	if s.nsexec, err = loadNsexec(cfg.Runtime.NsexecPath); err != nil {
+	if s.nsexec, err = loadNsexec(cfg.Runtime.NsexecPath, s.log); err != nil {
 		return nil, err
 	}
 	if s.nsexec == nil {
@@ -189,7 +189,7 @@ func findMonitor(configured string) (string, error) {
 // loadNsexec loads the exec helper: the configured path (an error if it is
 // missing), or next to crid, or from $PATH; nil if none is installed or
 // the config says "none".
-func loadNsexec(configured string) (*nsexec.Helper, error) {
+func loadNsexec(configured string, log *slog.Logger) (*nsexec.Helper, error) {
 	if configured == "none" {
 		return nil, nil
 	}
@@ -208,7 +208,7 @@ func loadNsexec(configured string) (*nsexec.Helper, error) {
 			path = p
 		}
 	}
-	h, err := nsexec.Load(path)
+	h, err := nsexec.Load(path, log)
 	if err != nil {
 		return nil, fmt.Errorf("nsexec_path: %w", err)
 	}

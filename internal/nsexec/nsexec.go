@@ -9,12 +9,15 @@
 // the init process's cgroups and namespaces, then set rlimits, umask, cwd,
 // seccomp, capabilities, user, no_new_privs, in runc's order, and exec.
 // Supported says which process specs it covers; the others (a terminal,
-// AppArmor/SELinux labels, seccomp notification) still go through the
-// runtime.
+// AppArmor/SELinux labels, seccomp notification, Intel RDT) still go
+// through the runtime.
 //
-// The helper binary is copied once into a sealed memfd and always executed
-// from there: a container process that sees the helper in /proc/PID/exe
-// before it execs cannot write through it to the host's binary.
+// The helper binary is copied once into a memfd and always executed from
+// there, so a container process can never reach the host's binary through
+// /proc/PID/exe. The helper is not dumpable until its execve, so the
+// container cannot open that either; in case it could, the memfd is mode
+// 0511 and sealed against writes and against changes of its exec bits
+// (F_SEAL_EXEC, Linux 6.3), and crid checks its mode before every exec.
 package nsexec
 
 import (
@@ -23,10 +26,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,33 +45,40 @@ import (
 // BinaryName is the helper's file name, installed next to crid.
 const BinaryName = "crid-nsexec"
 
+// helperMode is the memfd's mode: executable, readable by its owner only,
+// writable by no one (the seals refuse writes anyway).
+const helperMode = 0o511
+
 // Helper runs processes in containers through the sealed helper binary.
 type Helper struct {
 	exe *os.File
-	// own are crid's namespaces (device and inode per namespaceKinds),
-	// read once at Load: they do not change under a running crid.
+	// uid and gid own the memfd; with helperMode, what check expects.
+	uid, gid uint32
+	// own are crid's namespaces (device and inode per namespaceKinds,
+	// zero for a kind this kernel lacks), read once at Load: they do not
+	// change under a running crid.
 	own [][2]uint64
+	log *slog.Logger
+
+	mu     sync.Mutex
+	warned map[string]bool // helper warnings already logged
 }
 
-// Load copies the helper at path into a sealed memfd.
-func Load(path string) (*Helper, error) {
+// Load copies the helper at path into a sealed memfd. log receives the
+// helper's warnings (once each) and any tampering found on the memfd.
+func Load(path string, log *slog.Logger) (*Helper, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load exec helper: %w", err)
 	}
-	fd, err := unix.MemfdCreate(BinaryName, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	f, err := sealedCopy(src)
 	if err != nil {
-		return nil, fmt.Errorf("load exec helper: memfd: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), BinaryName)
-	if _, err := f.Write(src); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("load exec helper: %w", err)
 	}
-	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("load exec helper: seal: %w", err)
+		return nil, fmt.Errorf("load exec helper: %w", err)
 	}
 	// The child maps its extra files onto fds 3-5 before it execs
 	// /proc/self/fd/N: N must not be one of them.
@@ -79,7 +92,87 @@ func Load(path string) (*Helper, error) {
 		unix.Close(high)
 		return nil, fmt.Errorf("load exec helper: %w", err)
 	}
-	return &Helper{exe: os.NewFile(uintptr(high), BinaryName), own: own}, nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Helper{exe: os.NewFile(uintptr(high), BinaryName), uid: st.Uid, gid: st.Gid, own: own, log: log,
+		warned: map[string]bool{}}, nil
+}
+
+// sealedCopy returns a memfd holding src, mode helperMode, sealed against
+// any change of its contents and, where the kernel has F_SEAL_EXEC, of its
+// exec bits: a chmod that takes them away would fail every later exec.
+func sealedCopy(src []byte) (*os.File, error) {
+	fd, err := unix.MemfdCreate(BinaryName, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_EXEC)
+	if errors.Is(err, unix.EINVAL) {
+		// Before Linux 6.3 memfds are executable without asking.
+		fd, err = unix.MemfdCreate(BinaryName, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), BinaryName)
+	if _, err := f.Write(src); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := unix.Fchmod(fd, helperMode); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("chmod memfd: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	_, err = unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals|unix.F_SEAL_EXEC)
+	if errors.Is(err, unix.EINVAL) {
+		// A kernel before 6.3: no exec seal; check repairs the mode.
+		_, err = unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seal memfd: %w", err)
+	}
+	return f, nil
+}
+
+// check makes sure the memfd is still as Load left it: mode helperMode,
+// owned by crid. Its contents cannot change (sealed), nor, on Linux 6.3+,
+// its exec bits, but its owner can change the rest, and a memfd that lost
+// them would fail every exec until crid restarts. Anything found changed
+// is logged as the tampering it is and put back. One fstat per exec.
+func (h *Helper) check() error {
+	fd := int(h.exe.Fd())
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("%s memfd: %w", BinaryName, err)
+	}
+	if st.Mode&0o7777 == helperMode && st.Uid == h.uid && st.Gid == h.gid {
+		return nil
+	}
+	h.log.Error("exec helper memfd was tampered with; repairing it",
+		"mode", fmt.Sprintf("%#o", st.Mode&0o7777), "uid", st.Uid, "gid", st.Gid)
+	if st.Uid != h.uid || st.Gid != h.gid {
+		if err := unix.Fchown(fd, int(h.uid), int(h.gid)); err != nil {
+			return fmt.Errorf("repair %s memfd owner: %w", BinaryName, err)
+		}
+	}
+	// After the chown: it clears set-id bits.
+	if err := unix.Fchmod(fd, helperMode); err != nil {
+		return fmt.Errorf("repair %s memfd mode: %w", BinaryName, err)
+	}
+	return nil
+}
+
+// logWarnings logs the helper's "warning: " lines, each once per crid: the
+// same container's profile would repeat them on every exec probe.
+func (h *Helper) logWarnings(lines []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, l := range lines {
+		if h.warned[l] {
+			continue
+		}
+		h.warned[l] = true
+		h.log.Warn(BinaryName + ": " + l)
+	}
 }
 
 // Close releases the memfd.
@@ -113,12 +206,20 @@ func Supported(spec *specs.Spec, proc *specs.Process) error {
 		return errors.New("selinux label")
 	case proc.Scheduler != nil || proc.IOPriority != nil || proc.ExecCPUAffinity != nil:
 		return errors.New("scheduler, I/O priority or CPU affinity")
+	case proc.Capabilities == nil:
+		// The helper drops every capability when it is sent none; runc
+		// leaves a process without a capabilities section all of root's.
+		return errors.New("no capabilities in the process spec")
 	}
 	if spec == nil || spec.Linux == nil {
 		return errors.New("no linux section in spec")
 	}
 	if spec.Linux.Personality != nil {
 		return errors.New("personality")
+	}
+	if spec.Linux.IntelRdt != nil {
+		// runc exec moves the process into the container's resctrl group.
+		return errors.New("intel RDT")
 	}
 	if strings.Contains(spec.Linux.CgroupsPath, ":") {
 		// The systemd driver's slice:prefix:name; the cgroup check that
@@ -147,6 +248,9 @@ func (h *Helper) Exec(ctx context.Context, t Target, proc *specs.Process, eio IO
 	if err := Supported(t.Spec, proc); err != nil {
 		return -1, fmt.Errorf("%w: %v", ErrUnsupported, err)
 	}
+	if err := h.check(); err != nil {
+		return -1, err
+	}
 	pidfd, err := unix.PidfdOpen(t.Pid, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open init process %d: %w", t.Pid, err)
@@ -171,7 +275,12 @@ func (h *Helper) Exec(ctx context.Context, t Target, proc *specs.Process, eio IO
 	if err != nil {
 		return -1, err
 	}
+	return h.run(ctx, pidf, req, eio, drain)
+}
 
+// run starts the helper with request req and the target's pidfd, and
+// waits for it: Exec's second half, once the target is checked.
+func (h *Helper) run(ctx context.Context, pidf *os.File, req []byte, eio IO, drain time.Duration) (int, error) {
 	reqR, reqW, err := os.Pipe()
 	if err != nil {
 		return -1, err
@@ -216,8 +325,10 @@ func (h *Helper) Exec(ctx context.Context, t Target, proc *specs.Process, eio IO
 	if errors.Is(waitErr, exec.ErrWaitDelay) {
 		waitErr = nil // a background child kept the output open; not a failure
 	}
-	status, _ := io.ReadAll(io.LimitReader(stR, 4096))
-	if err := <-werr; err != nil && len(status) == 0 && ctx.Err() == nil {
+	status, _ := io.ReadAll(io.LimitReader(stR, 8192))
+	warnings, failure := splitStatus(status)
+	h.logWarnings(warnings)
+	if err := <-werr; err != nil && failure == "" && ctx.Err() == nil {
 		return -1, fmt.Errorf("send request: %w", err)
 	}
 	if cmd.ProcessState == nil {
@@ -227,8 +338,8 @@ func (h *Helper) Exec(ctx context.Context, t Target, proc *specs.Process, eio IO
 	if ctx.Err() != nil {
 		return code, ctx.Err()
 	}
-	if msg := strings.TrimSpace(string(status)); msg != "" {
-		return -1, errors.New(msg)
+	if failure != "" {
+		return -1, errors.New(failure)
 	}
 	var ee *exec.ExitError
 	if waitErr != nil && !errors.As(waitErr, &ee) {
@@ -237,8 +348,25 @@ func (h *Helper) Exec(ctx context.Context, t Target, proc *specs.Process, eio IO
 	return code, nil
 }
 
+// splitStatus parses the helper's status pipe: its "warning: " lines, and
+// the error that stopped it, "" if none.
+func splitStatus(status []byte) (warnings []string, failure string) {
+	var fails []string
+	for _, l := range strings.Split(string(status), "\n") {
+		l = strings.TrimSpace(l)
+		if w, ok := strings.CutPrefix(l, "warning: "); ok {
+			warnings = append(warnings, w)
+		} else if l != "" {
+			fails = append(fails, l)
+		}
+	}
+	return warnings, strings.Join(fails, "; ")
+}
+
 // namespaceKinds are the namespaces a process can share with a container,
-// with their setns flags. Time namespaces are not used by CRI containers.
+// with their setns flags. CRI containers do not ask for a time namespace,
+// but one the spec gives the container (runc joins or creates it) is
+// joined like the others.
 var namespaceKinds = []struct {
 	name string
 	flag int
@@ -250,15 +378,21 @@ var namespaceKinds = []struct {
 	{"uts", unix.CLONE_NEWUTS},
 	{"net", unix.CLONE_NEWNET},
 	{"cgroup", unix.CLONE_NEWCGROUP},
+	{"time", unix.CLONE_NEWTIME},
 }
 
 // ownNamespaces identifies crid's namespaces (/proc/self: the process's,
-// not a thread's that may be visiting a pod's).
+// not a thread's that may be visiting a pod's). A kind the kernel does not
+// have (time namespaces before Linux 5.6) is left zero.
 func ownNamespaces() ([][2]uint64, error) {
 	own := make([][2]uint64, len(namespaceKinds))
 	for i, k := range namespaceKinds {
 		var st unix.Stat_t
-		if err := unix.Stat("/proc/self/ns/"+k.name, &st); err != nil {
+		err := unix.Stat("/proc/self/ns/"+k.name, &st)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
 			return nil, fmt.Errorf("own namespace %s: %w", k.name, err)
 		}
 		own[i] = [2]uint64{st.Dev, st.Ino}
@@ -271,6 +405,9 @@ func ownNamespaces() ([][2]uint64, error) {
 func (h *Helper) namespaceFlags(pid int) (int, error) {
 	flags := 0
 	for i, k := range namespaceKinds {
+		if h.own[i] == [2]uint64{} {
+			continue // the kernel has no such namespace
+		}
 		var theirs unix.Stat_t
 		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, k.name), &theirs); err != nil {
 			return 0, fmt.Errorf("namespace %s of process %d: %w", k.name, pid, err)
@@ -331,8 +468,9 @@ func encodeRequest(proc *specs.Process, sc *specs.LinuxSeccomp, ns int, cgroupDi
 			return nil, err
 		}
 	}
+	// Always sent: the helper drops what it is not told to keep.
+	var masks [5]uint64
 	if c := proc.Capabilities; c != nil {
-		var masks [5]uint64
 		for i, set := range [][]string{c.Bounding, c.Effective, c.Permitted, c.Inheritable, c.Ambient} {
 			m, err := capMask(set)
 			if err != nil {
@@ -340,8 +478,8 @@ func encodeRequest(proc *specs.Process, sc *specs.LinuxSeccomp, ns int, cgroupDi
 			}
 			masks[i] = m
 		}
-		put("caps", fmt.Sprintf("%x %x %x %x %x", masks[0], masks[1], masks[2], masks[3], masks[4]))
 	}
+	put("caps", fmt.Sprintf("%x %x %x %x %x", masks[0], masks[1], masks[2], masks[3], masks[4]))
 	if proc.NoNewPrivileges {
 		put("nnp", "1")
 	}
@@ -349,6 +487,9 @@ func encodeRequest(proc *specs.Process, sc *specs.LinuxSeccomp, ns int, cgroupDi
 		put("seccomp-default", fmt.Sprintf("%s %d", sc.DefaultAction, errnoOr(sc.DefaultErrnoRet)))
 		for _, a := range sc.Architectures {
 			put("seccomp-arch", strings.ToLower(strings.TrimPrefix(string(a), "SCMP_ARCH_")))
+		}
+		if enosysStub(sc.DefaultAction) {
+			put("seccomp-enosys", "1")
 		}
 		for _, s := range sc.Syscalls {
 			var conds strings.Builder
@@ -374,6 +515,18 @@ func encodeRequest(proc *specs.Process, sc *specs.LinuxSeccomp, ns int, cgroupDi
 		}
 	}
 	return b.Bytes(), nil
+}
+
+// enosysStub says whether the filter gets runc's -ENOSYS stub (see
+// cmd/crid-nsexec): runc's init adds it to the container's own filter
+// unless the default action lets unknown syscalls through anyway. Trace
+// counts as letting through: a tracer should handle new syscalls itself.
+func enosysStub(def specs.LinuxSeccompAction) bool {
+	switch def {
+	case specs.ActAllow, specs.ActLog, specs.ActTrace:
+		return false
+	}
+	return true
 }
 
 // errnoOr is the errno of an SCMP_ACT_ERRNO/TRACE action: EPERM unless set.

@@ -94,6 +94,7 @@ func (b *builder) catalog() (map[string]v1.Image, error) {
 		{[]string{HostnetNginx}, func() (v1.Image, error) { return b.nginxImage("hostnet-nginx", 12003) }},
 		{[]string{HttpdE2E}, b.httpdImage},
 		{[]string{NoNewPrivs}, b.nnpImage},
+		{[]string{NsexecAttacker}, b.nsexecAttackerImage},
 		{[]string{Pause39, Pause39Old}, func() (v1.Image, error) { return b.pauseImage("3.9") }},
 		{[]string{Pause310}, func() (v1.Image, error) { return b.pauseImage("3.10") }},
 		{[]string{TestImageLatest}, busybox("test-image-latest", "", "test-image-latest")},
