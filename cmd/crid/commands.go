@@ -98,12 +98,12 @@ func newNetworkCmd(o *daemonOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			written, err := network.WriteDefaultConfig(cfg.Network.ConfDir)
+			subnet, err := network.WriteDefaultConfig(cfg.Network.ConfDir)
 			if err != nil {
 				return err
 			}
-			if written {
-				fmt.Fprintln(cmd.OutOrStdout(), "wrote default network config to", cfg.Network.ConfDir)
+			if subnet != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote default network config to %s (bridge crid0, subnet %s)\n", cfg.Network.ConfDir, subnet)
 			} else {
 				fmt.Fprintln(cmd.OutOrStdout(), "a network config already exists in", cfg.Network.ConfDir)
 			}

@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -222,13 +223,17 @@ func TestDefaultConflist(t *testing.T) {
 
 func TestWriteDefaultConfig(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "net.d") // created on demand
-	written, err := WriteDefaultConfig(dir)
-	if err != nil || !written {
-		t.Fatalf("first write: written=%v err=%v", written, err)
+	subnet, err := WriteDefaultConfig(dir)
+	if err != nil || subnet == "" {
+		t.Fatalf("first write: subnet=%q err=%v", subnet, err)
 	}
 	got, err := os.ReadFile(filepath.Join(dir, DefaultConfigName))
-	if err != nil || string(got) != string(defaultConflist) {
+	if err != nil || string(got) != string(conflistWithSubnet(subnet)) {
 		t.Fatalf("content mismatch (err %v)", err)
+	}
+	l, err := libcni.NetworkConfFromBytes(got)
+	if err != nil || !strings.Contains(string(l.Plugins[0].Bytes), `"subnet":"`+subnet+`"`) && !strings.Contains(string(got), `"subnet": "`+subnet+`"`) {
+		t.Fatalf("written config does not carry subnet %s (err %v):\n%s", subnet, err, got)
 	}
 	// Never overwrite, and never add a second config next to someone else's.
 	other := t.TempDir()
@@ -236,9 +241,9 @@ func TestWriteDefaultConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range []string{dir, other} {
-		written, err := WriteDefaultConfig(d)
-		if err != nil || written {
-			t.Fatalf("%s: written=%v err=%v, want false nil", d, written, err)
+		subnet, err := WriteDefaultConfig(d)
+		if err != nil || subnet != "" {
+			t.Fatalf("%s: subnet=%q err=%v, want nothing written", d, subnet, err)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(other, DefaultConfigName)); !os.IsNotExist(err) {
@@ -378,4 +383,66 @@ func TestUpdatePodCIDR(t *testing.T) {
 			t.Fatalf("wrote %v from an invalid template", entries)
 		}
 	})
+}
+
+func TestChooseSubnet(t *testing.T) {
+	cidrs := func(ss ...string) []*net.IPNet {
+		var out []*net.IPNet
+		for _, s := range ss {
+			_, n, err := net.ParseCIDR(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, n)
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		inUse []*net.IPNet
+		want  string
+	}{
+		{"quiet host", cidrs("192.168.1.0/24", "127.0.0.0/8"), "10.88.0.0/16"},
+		{"podman or containerd on 10.88/16", cidrs("10.88.0.0/16"), "10.89.0.0/16"},
+		{"a /24 inside 10.88", cidrs("10.88.7.0/24"), "10.89.0.0/16"},
+		{"10/8 covers every candidate", cidrs("10.0.0.0/8"), ""},
+		{"first two taken", cidrs("10.88.0.0/16", "10.89.3.4/32"), "10.90.0.0/16"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := chooseSubnet(subnetCandidates(), tt.inUse)
+			if tt.want == "" {
+				if !errors.Is(err, errNoFreeSubnet) {
+					t.Fatalf("chooseSubnet = %q, %v; want errNoFreeSubnet", got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("chooseSubnet = %q, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseRoutes(t *testing.T) {
+	const table = `Iface	Destination	Gateway 	Flags	RefCnt	Use	Metric	Mask		MTU	Window	IRTT
+eth0	00000000	010200C0	0003	0	0	0	00000000	0	0	0
+cni-podman0	0000580A	00000000	0001	0	0	0	0000FFFF	0	0	0
+crid0	0000590A	00000000	0001	0	0	0	0000FFFF	0	0	0
+eth0	000200C0	00000000	0001	0	0	0	00FFFFFF	0	0	0
+`
+	got, err := parseRoutes([]byte(table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, n := range got {
+		s = append(s, n.String())
+	}
+	if strings.Join(s, " ") != "10.88.0.0/16 192.0.2.0/24" {
+		t.Fatalf("routes %v, want 10.88.0.0/16 192.0.2.0/24 (no default route, nothing of crid0)", s)
+	}
+	if _, err := parseRoutes([]byte("h\neth0 zz 0 0 0 0 0 00FFFFFF\n")); err == nil {
+		t.Fatal("a garbled route parsed")
+	}
 }

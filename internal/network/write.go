@@ -30,20 +30,32 @@ const (
 // config dir has none: bridge crid0 on 10.88.0.0/16 with NAT, plus portmap.
 func DefaultConflist() []byte { return bytes.Clone(defaultConflist) }
 
-// WriteDefaultConfig writes DefaultConflist to confDir/10-crid.conflist when
-// confDir holds no network config; it never replaces an existing one.
-func WriteDefaultConfig(confDir string) (written bool, err error) {
+// WriteDefaultConfig writes the default network config to
+// confDir/10-crid.conflist when confDir holds no network config; it never
+// replaces an existing one. Its subnet is the first of 10.88.0.0/16 ...
+// 10.98.0.0/16 that no interface address or route of the host overlaps
+// (another runtime's or podman's bridge often has 10.88/16). It returns
+// the subnet written ("" when nothing was).
+func WriteDefaultConfig(confDir string) (subnet string, err error) {
 	st, err := statConfDir(confDir)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	if len(st.files) > 0 {
-		return false, nil
+		return "", nil
 	}
-	if err := writeFileAtomic(filepath.Join(confDir, DefaultConfigName), defaultConflist); err != nil {
-		return false, fmt.Errorf("write default network config: %w", err)
+	inUse, err := hostNetworks()
+	if err != nil {
+		return "", fmt.Errorf("write default network config: %w", err)
 	}
-	return true, nil
+	subnet, err = chooseSubnet(subnetCandidates(), inUse)
+	if err != nil {
+		return "", fmt.Errorf("write default network config: every subnet from 10.88.0.0/16 to 10.98.0.0/16 overlaps a network of this host; write a CNI config to %s by hand: %w", confDir, err)
+	}
+	if err := writeFileAtomic(filepath.Join(confDir, DefaultConfigName), conflistWithSubnet(subnet)); err != nil {
+		return "", fmt.Errorf("write default network config: %w", err)
+	}
+	return subnet, nil
 }
 
 // templateData is what a conf_template sees.
