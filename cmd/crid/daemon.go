@@ -166,13 +166,39 @@ func listenUnix(path string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
 	}
-	lis, err := net.Listen("unix", path)
+	return listenPrivate(path)
+}
+
+// listenPrivate listens on a new socket at path that is 0660 before anyone
+// can connect: bind creates the file with the umask's mode, so the mode is
+// set between bind and listen (a connect before listen is refused), not
+// after the socket already serves as net.Listen would leave it.
+func listenPrivate(path string) (net.Listener, error) {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close() // net.FileListener holds its own dup
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
 	if err := os.Chmod(path, 0o660); err != nil {
-		lis.Close()
-		return nil, err
+		os.Remove(path)
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := syscall.Listen(fd, syscall.SOMAXCONN); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	lis, err := net.FileListener(f)
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	// Like net.Listen's: the socket file goes when the listener closes.
+	if ul, ok := lis.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(true)
 	}
 	return lis, nil
 }
