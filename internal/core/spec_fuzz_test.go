@@ -229,7 +229,9 @@ func imageVolumes(cfg *runtime.ContainerConfig) map[int]string {
 const maxID = 1<<32 - 2
 
 // runcRefusals lists what runc (1.2+) refuses in s, at create or at start,
-// or what the kernel refuses when runc applies it.
+// or what the kernel refuses when runc applies it (a NUL byte in a path,
+// argument or sysctl is EINVAL to the system call; annotations and the
+// hostname are passed as bytes and may hold one).
 func runcRefusals(s *specs.Spec) []string {
 	var out []string
 	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
@@ -265,9 +267,6 @@ func runcRefusals(s *specs.Spec) []string {
 	}
 	if p.OOMScoreAdj != nil && (*p.OOMScoreAdj < -1000 || *p.OOMScoreAdj > 1000) {
 		bad("oom_score_adj %d out of [-1000, 1000]", *p.OOMScoreAdj)
-	}
-	if nul(p.ApparmorProfile) || nul(s.Hostname) {
-		bad("apparmor profile or hostname with a NUL byte")
 	}
 	seen := map[specs.LinuxNamespaceType]bool{}
 	for _, ns := range s.Linux.Namespaces {
@@ -307,11 +306,6 @@ func runcRefusals(s *specs.Spec) []string {
 		}
 		if ns := oci.SysctlNamespace(k); ns == "net" && !seen[specs.NetworkNamespace] || ns == "ipc" && !seen[specs.IPCNamespace] {
 			bad("sysctl %q outside its namespace", k)
-		}
-	}
-	for k, v := range s.Annotations {
-		if nul(k) || nul(v) {
-			bad("annotation %q has a NUL byte", k)
 		}
 	}
 	return out

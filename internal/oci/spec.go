@@ -5,7 +5,9 @@ package oci
 import (
 	"fmt"
 	"maps"
+	"path"
 	"slices"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -152,6 +154,9 @@ func sandboxSpec(p SandboxParams, h hostFacts) (*specs.Spec, error) {
 		},
 		Annotations: map[string]string{},
 	}
+	if err := checkProcess(s.Process); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", p.ID, err)
+	}
 	if !hostNet {
 		s.Hostname = cfg.GetHostname()
 	}
@@ -251,6 +256,28 @@ func processArgs(cfg *runtime.ContainerConfig, img ocispec.ImageConfig) ([]strin
 	return out, nil
 }
 
+// checkProcess refuses what runc would refuse only when it starts the
+// process, with an error that does not say InvalidArgument: an
+// environment entry that is not NAME=value (from the request or from the
+// untrusted image), a relative working directory, a NUL byte (EINVAL to
+// execve and chdir).
+func checkProcess(p *specs.Process) error {
+	for _, a := range p.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return invalid("argument %q has a NUL byte", a)
+		}
+	}
+	for _, e := range p.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" || strings.IndexByte(e, 0) >= 0 {
+			return invalid("environment entry %q is not NAME=value", e)
+		}
+	}
+	if !path.IsAbs(p.Cwd) || strings.IndexByte(p.Cwd, 0) >= 0 {
+		return invalid("working directory %q is not an absolute path", p.Cwd)
+	}
+	return nil
+}
+
 func containerSpec(p ContainerParams, h hostFacts) (*specs.Spec, error) {
 	cfg := p.Config
 	if cfg == nil {
@@ -326,6 +353,9 @@ func containerSpec(p ContainerParams, h hostFacts) (*specs.Spec, error) {
 			CgroupsPath: p.CgroupsPath,
 		},
 		Annotations: map[string]string{},
+	}
+	if err := checkProcess(s.Process); err != nil {
+		return nil, wrap(err)
 	}
 
 	res := cfg.GetLinux().GetResources()

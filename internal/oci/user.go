@@ -73,8 +73,8 @@ func resolveUser(rootfs string, req userRequest) (specs.User, error) {
 	}
 	var u specs.User
 	var name string
-	if n, err := strconv.ParseUint(userPart, 10, 32); err == nil {
-		u.UID = uint32(n)
+	if n, ok := parseID(userPart); ok {
+		u.UID = n
 		// A uid unknown to the image is fine: it runs with gid 0, as with
 		// docker and containerd.
 		if i := slices.IndexFunc(passwd, func(e passwdEntry) bool { return e.uid == u.UID }); i >= 0 {
@@ -96,8 +96,8 @@ func resolveUser(rootfs string, req userRequest) (specs.User, error) {
 		}
 	}
 	if groupPart != "" {
-		if n, err := strconv.ParseUint(groupPart, 10, 32); err == nil {
-			u.GID = uint32(n)
+		if n, ok := parseID(groupPart); ok {
+			u.GID = n
 		} else {
 			i := slices.IndexFunc(groups, func(g groupEntry) bool { return g.name == groupPart })
 			if i < 0 {
@@ -129,8 +129,22 @@ func resolveUser(rootfs string, req userRequest) (specs.User, error) {
 }
 
 func isNumeric(s string) bool {
-	_, err := strconv.ParseUint(s, 10, 32)
-	return err == nil
+	_, ok := parseID(s)
+	return ok
+}
+
+// maxID is the largest usable uid or gid: 4294967295, (uid_t)-1, means
+// "leave unchanged" to setuid(2) and friends, so an image naming it would
+// ask for root's identity to be kept (runc refuses it only at start).
+const maxID = 1<<32 - 2
+
+// parseID parses a numeric uid or gid of at most maxID.
+func parseID(s string) (uint32, bool) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n > maxID {
+		return 0, false
+	}
+	return uint32(n), true
 }
 
 // maxAccountFile bounds what crid reads of an image's /etc/passwd or
@@ -235,12 +249,12 @@ func readPasswd(rootfs string) ([]passwdEntry, error) {
 func parsePasswd(b []byte) []passwdEntry {
 	var out []passwdEntry
 	for _, f := range colonRecords(b, 4) {
-		uid, err1 := strconv.ParseUint(f[2], 10, 32)
-		gid, err2 := strconv.ParseUint(f[3], 10, 32)
-		if err1 != nil || err2 != nil {
+		uid, ok1 := parseID(f[2])
+		gid, ok2 := parseID(f[3])
+		if !ok1 || !ok2 {
 			continue
 		}
-		out = append(out, passwdEntry{name: f[0], uid: uint32(uid), gid: uint32(gid)})
+		out = append(out, passwdEntry{name: f[0], uid: uid, gid: gid})
 	}
 	return out
 }
@@ -258,11 +272,11 @@ func readGroup(rootfs string) ([]groupEntry, error) {
 func parseGroup(b []byte) []groupEntry {
 	var out []groupEntry
 	for _, f := range colonRecords(b, 3) {
-		gid, err := strconv.ParseUint(f[2], 10, 32)
-		if err != nil {
+		gid, ok := parseID(f[2])
+		if !ok {
 			continue
 		}
-		g := groupEntry{name: f[0], gid: uint32(gid)}
+		g := groupEntry{name: f[0], gid: gid}
 		if len(f) > 3 && f[3] != "" {
 			for _, m := range strings.Split(f[3], ",") {
 				if m = strings.TrimSpace(m); m != "" {

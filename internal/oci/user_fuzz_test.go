@@ -11,10 +11,6 @@ import (
 	"github.com/containerd/errdefs"
 )
 
-// maxID is the largest valid uid or gid: (uid_t)-1 means "unchanged" to
-// setuid and friends, so a process given it keeps its old (root) identity.
-const maxID = 1<<32 - 2
-
 const seedPasswd = `root:x:0:0:root:/root:/bin/bash
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
 # comment
