@@ -699,12 +699,14 @@ static void child(struct req *r, int alive_fd, struct sock_fprog *filter)
 	apply_caps(r);
 	if (r->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		fail("set no_new_privs: %s", strerror(errno));
-	if (filter && r->nnp)
-		load_seccomp(filter);
 	// Changing credentials cleared the parent-death signal.
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || !parent_alive(alive_fd))
 		_exit(255);
 	close(alive_fd);
+	// With no_new_privs the filter comes last, as in runc: after it only
+	// execve runs, the one syscall every profile must allow anyway.
+	if (filter && r->nnp)
+		load_seccomp(filter);
 	execute(r);
 }
 
