@@ -10,10 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/crid-dev/crid/internal/pidfd"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -93,10 +96,8 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio 
 	// On cancellation kill the exec'd process itself (runc then exits with
 	// its status). Until runc has written the pid file there is only runc.
 	cmd.Cancel = func() error {
-		if pid := ReadPidFile(pidPath); pid > 0 {
-			if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
-				return nil
-			}
+		if err := killExecProcess(pidPath, cmd.Process.Pid); err == nil {
+			return nil
 		}
 		return cmd.Process.Kill()
 	}
@@ -148,6 +149,78 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio 
 		}
 	}
 	return code, nil
+}
+
+// killExecProcess SIGKILLs the process an exec started, named by its pid
+// file, through a pidfd, and only if it is a child or grandchild of runner
+// (runc exec itself, or the exec helper that adopts the process when runc
+// exits): by the time the exec is cancelled the process may have exited
+// and its pid gone to another process, which must not be killed.
+func killExecProcess(pidPath string, runner int) error {
+	pid := ReadPidFile(pidPath)
+	if pid <= 0 {
+		return errors.New("no pid file yet")
+	}
+	f, err := pidfd.Open(pid)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// Checked after the pidfd is open: if the process it names still lives
+	// when it is signalled, the pid was its own throughout (a pid is not
+	// reused before its process is reaped); if not, the signal fails.
+	if !descendsFrom(pid, runner, 2) {
+		return fmt.Errorf("process %d is not the exec's", pid)
+	}
+	return pidfdSignal(f, unix.SIGKILL)
+}
+
+// descendsFrom reports whether ancestor is pid's parent, or its parent's
+// parent and so on up to depth generations.
+func descendsFrom(pid, ancestor, depth int) bool {
+	for ; depth > 0 && pid > 1; depth-- {
+		pid = parentPid(pid)
+		if pid == ancestor {
+			return true
+		}
+	}
+	return false
+}
+
+// parentPid is pid's parent from /proc/PID/stat, 0 if unknown. The parent
+// is the 2nd field after the command, which is in parentheses and may hold
+// anything, so the fields are counted from its last ')'.
+func parentPid(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0
+	}
+	return ppid
+}
+
+// pidfdSignal sends sig to the process of pidfd f.
+func pidfdSignal(f *os.File, sig unix.Signal) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.PidfdSendSignal(int(fd), sig, nil, 0) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 // LogError is the error a runtime's JSON log (--log-format json) records,

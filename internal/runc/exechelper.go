@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/crid-dev/crid/internal/pidfd"
 	"golang.org/x/sys/unix"
 )
 
@@ -79,6 +80,15 @@ func ExecHelperMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "crid exec helper: runtime wrote no pid")
 		return 125
 	}
+	// Signals go through a pidfd: adopted by us, the process keeps its pid
+	// until we reap it, but should it not have become our child, its pid
+	// could go to another process once it exits.
+	pf, err := pidfd.Open(pid)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crid exec helper: process vanished without being reaped here:", err)
+		return 255
+	}
+	defer pf.Close()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
@@ -101,11 +111,11 @@ func ExecHelperMain(args []string) int {
 		select {
 		case <-chld:
 		case s := <-fwd:
-			unix.Kill(pid, s.(unix.Signal))
+			_ = pidfdSignal(pf, s.(unix.Signal)) // fails only once it has exited
 		case <-tick.C:
 			// Should the process not have become our child, do not wait
 			// for it forever.
-			if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			if err := pidfdSignal(pf, 0); errors.Is(err, unix.ESRCH) {
 				fmt.Fprintln(os.Stderr, "crid exec helper: process vanished without being reaped here")
 				return 255
 			}
