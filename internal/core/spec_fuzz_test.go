@@ -189,6 +189,14 @@ func FuzzContainerSpec(f *testing.F) {
 		if validateSandboxConfig(sbCfg) != nil {
 			return
 		}
+		// Spec generation creates missing host paths of bind mounts: keep
+		// them inside a temp dir, never on the host.
+		hostDir := t.TempDir()
+		for _, m := range cfg.GetMounts() {
+			if m.GetHostPath() != "" {
+				m.HostPath = filepath.Join(hostDir, filepath.Clean("/"+m.GetHostPath()))
+			}
+		}
 		sandboxPID := 1
 		if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_TARGET {
 			if validatePIDTarget(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(), "fuzzpod", "fuzzpod") != nil {

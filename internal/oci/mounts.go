@@ -40,6 +40,10 @@ func criMounts(ms []*runtime.Mount, imageVolumes map[int]string, s *specs.Spec, 
 		if !filepath.IsAbs(dst) {
 			return nil, fmt.Errorf("mount %q: container_path must be absolute: %w", dst, errdefs.ErrInvalidArgument)
 		}
+		if strings.IndexByte(dst, 0) >= 0 || strings.IndexByte(src, 0) >= 0 {
+			// Every system call on such a path fails with EINVAL.
+			return nil, fmt.Errorf("mount %q: path with a NUL byte: %w", dst, errdefs.ErrInvalidArgument)
+		}
 		if m.GetImage() != nil {
 			im, err := imageVolumeMount(m, imageVolumes, i)
 			if err != nil {

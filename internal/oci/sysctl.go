@@ -52,6 +52,10 @@ func ValidateSysctls(sysctls map[string]string, hostNetwork, hostIPC bool) error
 		if strings.TrimSpace(k) == "" {
 			return fmt.Errorf("sysctl with an empty name: %w", errdefs.ErrInvalidArgument)
 		}
+		if strings.IndexByte(k, 0) >= 0 || strings.IndexByte(sysctls[k], 0) >= 0 {
+			// The write to /proc/sys would fail only after the network is set up.
+			return fmt.Errorf("sysctl %q: NUL byte in the name or value: %w", k, errdefs.ErrInvalidArgument)
+		}
 		switch SysctlNamespace(k) {
 		case "":
 			return fmt.Errorf("sysctl %q is not namespaced: it would change the node, not the pod: %w", k, errdefs.ErrInvalidArgument)
