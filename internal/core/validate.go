@@ -14,10 +14,15 @@ import (
 // validateSandboxSecurity checks the parts of a pod's Linux config that
 // runc would otherwise refuse only after the network is set up, with an
 // error that is not classified: sysctls must be namespaced, and in a
-// namespace the pod does not share with the host. Errors wrap
-// errdefs.ErrInvalidArgument. Call it from validateSandboxConfig.
+// namespace the pod does not share with the host; run_as ids must be
+// usable (the pause's user is resolved after the network is set up).
+// Errors wrap errdefs.ErrInvalidArgument. Call it from
+// validateSandboxConfig.
 func validateSandboxSecurity(c *runtime.PodSandboxConfig) error {
 	if err := oci.ValidateSysctls(c.GetLinux().GetSysctls(), hostNetwork(c), hostIPC(c)); err != nil {
+		return fmt.Errorf("pod sandbox config: %w", err)
+	}
+	if err := oci.ValidateRunAs(c.GetLinux().GetSecurityContext()); err != nil {
 		return fmt.Errorf("pod sandbox config: %w", err)
 	}
 	return nil

@@ -66,8 +66,8 @@ func requestedDevices(ds []*runtime.Device) ([]specs.LinuxDevice, []specs.LinuxD
 		if dst == "" {
 			dst = d.GetHostPath()
 		}
-		if !filepath.IsAbs(dst) {
-			return nil, nil, fmt.Errorf("device %s: container_path %q must be absolute: %w", d.GetHostPath(), dst, errdefs.ErrInvalidArgument)
+		if !filepath.IsAbs(dst) || strings.IndexByte(dst, 0) >= 0 {
+			return nil, nil, fmt.Errorf("device %s: container_path %q must be an absolute path: %w", d.GetHostPath(), dst, errdefs.ErrInvalidArgument)
 		}
 		src, err := filepath.EvalSymlinks(d.GetHostPath())
 		if err != nil {

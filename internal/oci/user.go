@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // userRequest is the identity a container asks for, from the CRI security
@@ -42,17 +43,14 @@ type groupEntry struct {
 // and /etc/group for names and the user's groups. Those files are read
 // through os.Root so a symlink in the image cannot point crid at host files.
 func resolveUser(rootfs string, req userRequest) (specs.User, error) {
-	if req.gid != nil && req.uid == nil && req.username == "" {
-		return specs.User{}, fmt.Errorf("run_as_group set without run_as_user or run_as_username: %w", errdefs.ErrInvalidArgument)
+	if err := checkRunAs(req.uid, req.gid, req.username, req.supplemental); err != nil {
+		return specs.User{}, err
 	}
 	var userPart, groupPart string
 	switch {
 	case req.username != "":
 		userPart = req.username
 	case req.uid != nil:
-		if *req.uid < 0 || *req.uid > 1<<32-2 {
-			return specs.User{}, fmt.Errorf("run_as_user %d out of range: %w", *req.uid, errdefs.ErrInvalidArgument)
-		}
 		userPart = strconv.FormatInt(*req.uid, 10)
 	default:
 		userPart, groupPart, _ = strings.Cut(req.image, ":")
@@ -61,9 +59,6 @@ func resolveUser(rootfs string, req userRequest) (specs.User, error) {
 		userPart = "0"
 	}
 	if req.gid != nil {
-		if *req.gid < 0 || *req.gid > 1<<32-2 {
-			return specs.User{}, fmt.Errorf("run_as_group %d out of range: %w", *req.gid, errdefs.ErrInvalidArgument)
-		}
 		groupPart = strconv.FormatInt(*req.gid, 10)
 	}
 
@@ -118,14 +113,42 @@ func resolveUser(rootfs string, req userRequest) (specs.User, error) {
 		}
 	}
 	for _, g := range req.supplemental {
-		if g < 0 || g > 1<<32-2 {
-			return specs.User{}, fmt.Errorf("supplemental group %d out of range: %w", g, errdefs.ErrInvalidArgument)
-		}
 		gids = append(gids, uint32(g))
 	}
 	slices.Sort(gids)
 	u.AdditionalGids = slices.Compact(gids)
 	return u, nil
+}
+
+// ValidateRunAs checks the identity fields of a CRI security context the
+// way spec generation will, so a pod is refused before its network is set
+// up. Errors wrap errdefs.ErrInvalidArgument.
+func ValidateRunAs(sc interface {
+	GetRunAsUser() *runtime.Int64Value
+	GetRunAsGroup() *runtime.Int64Value
+	GetSupplementalGroups() []int64
+}) error {
+	return checkRunAs(int64Ptr(sc.GetRunAsUser()), int64Ptr(sc.GetRunAsGroup()), "", sc.GetSupplementalGroups())
+}
+
+// checkRunAs checks requested ids: within 0..maxID, and a group only with
+// a user.
+func checkRunAs(uid, gid *int64, username string, supplemental []int64) error {
+	if gid != nil && uid == nil && username == "" {
+		return fmt.Errorf("run_as_group set without run_as_user or run_as_username: %w", errdefs.ErrInvalidArgument)
+	}
+	if uid != nil && username == "" && (*uid < 0 || *uid > maxID) {
+		return fmt.Errorf("run_as_user %d out of range: %w", *uid, errdefs.ErrInvalidArgument)
+	}
+	if gid != nil && (*gid < 0 || *gid > maxID) {
+		return fmt.Errorf("run_as_group %d out of range: %w", *gid, errdefs.ErrInvalidArgument)
+	}
+	for _, g := range supplemental {
+		if g < 0 || g > maxID {
+			return fmt.Errorf("supplemental group %d out of range: %w", g, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
 }
 
 func isNumeric(s string) bool {
