@@ -107,6 +107,7 @@ struct req {
 	char **sc_rules;
 	int nsc_rules;
 	int sc_enosys;
+	char warnings[2048]; /* see warn */
 	char **env;
 	int nenv;
 	char **argv;
@@ -308,24 +309,22 @@ static enum scmp_compare compare_op(const char *name)
 	fail("seccomp: unsupported operator %s", name);
 }
 
-// warn queues a "warning: " line for crid's log, written on the status
-// pipe before the fork; it is bounded so that it never fills the pipe that
-// crid reads only once the helper has exited.
-static char warnings[2048];
+// warn queues a "warning: " line for crid's log in r->warnings, written
+// on the status pipe before the fork; it is bounded so that it never fills
+// the pipe, which crid reads only once the helper has exited.
+static void warn(struct req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void warn(const char *fmt, ...)
+static void warn(struct req *r, const char *fmt, ...)
 {
-	size_t used = strlen(warnings);
-	if (used + 16 >= sizeof(warnings))
+	size_t size = sizeof(r->warnings), used = strlen(r->warnings);
+	if (used + 16 >= size)
 		return;
-	used += snprintf(warnings + used, sizeof(warnings) - used, "warning: ");
+	used += snprintf(r->warnings + used, size - used, "warning: ");
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(warnings + used, sizeof(warnings) - used - 1, fmt, ap);
+	vsnprintf(r->warnings + used, size - used - 1, fmt, ap);
 	va_end(ap);
-	strcat(warnings, "\n");
+	strcat(r->warnings, "\n");
 }
 
 // rule_name returns the syscall name of a "seccomp-rule" value (its third
@@ -529,7 +528,7 @@ static void compile_seccomp(struct req *r, struct sock_fprog *out)
 	for (int i = 0; i < r->nsc_arches; i++) {
 		uint32_t arch = seccomp_arch_resolve_name(r->sc_arches[i]);
 		if (arch == 0) {
-			warn("seccomp: arch %s unknown to libseccomp %u.%u.%u, left out of the filter",
+			warn(r, "seccomp: arch %s unknown to libseccomp %u.%u.%u, left out of the filter",
 			     r->sc_arches[i], SCMP_VER_MAJOR, SCMP_VER_MINOR, SCMP_VER_MICRO);
 			continue;
 		}
@@ -545,7 +544,7 @@ static void compile_seccomp(struct req *r, struct sock_fprog *out)
 	for (int i = 0; i < r->nsc_rules; i++)
 		add_rule(ctx, d, r->sc_rules[i], unknown, sizeof(unknown));
 	if (unknown[0])
-		warn("seccomp: syscalls unknown to libseccomp %u.%u.%u, left out of the filter (as runc does):%s",
+		warn(r, "seccomp: syscalls unknown to libseccomp %u.%u.%u, left out of the filter (as runc does):%s",
 		     SCMP_VER_MAJOR, SCMP_VER_MINOR, SCMP_VER_MICRO, unknown);
 	size_t nprog;
 	struct sock_filter *prog = export_filter(ctx, &nprog);
@@ -732,8 +731,8 @@ int main(void)
 		compile_seccomp(&r, &filter);
 		fp = &filter;
 	}
-	if (warnings[0]) {
-		ssize_t w = write(STATUS_FD, warnings, strlen(warnings));
+	if (r.warnings[0]) {
+		ssize_t w = write(STATUS_FD, r.warnings, strlen(r.warnings));
 		(void)w;
 	}
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +144,41 @@ func waitLogLine(t *testing.T, path, prefix string, within time.Duration) {
 			t.Fatalf("no %q in %s after %v", prefix, path, within)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestExecSeccompMatchesInit: a process exec'd into a container gets what
+// the container's own processes get from their seccomp filter for
+// syscalls the profile does not name: runc's init adds an -ENOSYS stub to
+// that filter (ENOSYS above the largest syscall number the profile names,
+// so that libc falls back from a syscall newer than the profile), and
+// crid-nsexec must do the same, not answer EPERM (finding 6b).
+func TestExecSeccompMatchesInit(t *testing.T) {
+	// Unnamed by the RuntimeDefault profile or unknown to libseccomp, both
+	// sides of its largest number, and getpid, which it allows.
+	calls := []string{"1000", "600", "462", "460", "246", "39"}
+	pull(t, images.NsexecAttacker)
+	podID, pod := isoPod(t, nil)
+	cfg := containerConfig("syscalls", "sh", "-c", "rawsyscall "+strings.Join(calls, " ")+"; exec sleep 1000")
+	cfg.Image = &runtime.ImageSpec{Image: images.NsexecAttacker}
+	sc := secCtx(cfg)
+	sc.NoNewPrivs = true
+	sc.Seccomp = &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}
+	id := createStart(t, podID, pod, cfg)
+	logPath := filepath.Join(pod.LogDirectory, cfg.LogPath)
+	waitLogLine(t, logPath, calls[len(calls)-1]+"=", 30*time.Second)
+	var fromInit []string
+	for _, m := range logMessages(t, logPath) {
+		if strings.Contains(m, "=") {
+			fromInit = append(fromInit, m)
+		}
+	}
+	r := execSync(t, id, 20, append([]string{"rawsyscall"}, calls...)...)
+	fromExec := strings.Fields(string(r.Stdout))
+	if strings.Join(fromExec, " ") != strings.Join(fromInit, " ") {
+		t.Errorf("exec'd process got %q, the container's own process %q", fromExec, fromInit)
+	}
+	if !slices.Contains(fromInit, "1000=-38") {
+		t.Errorf("the container's own process got %q; want ENOSYS (-38) for syscall 1000 from runc's stub", fromInit)
 	}
 }

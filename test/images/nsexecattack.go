@@ -183,15 +183,40 @@ int main(void)
 }
 `
 
-// nsexecAttackerLayer holds /usr/local/bin/nsexec-attacker.
+// rawSyscallSource makes the syscall of each numeric argument (with zero
+// arguments) and prints "NR=RESULT", RESULT being -errno on failure and 1
+// for any success: what a process under the container's seccomp filter
+// gets for syscalls the profile does not name.
+const rawSyscallSource = `#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		long r = syscall(atol(argv[i]), 0, 0, 0, 0, 0, 0);
+		printf("%s=%ld\n", argv[i], r < 0 ? -(long)errno : 1L);
+	}
+	return 0;
+}
+`
+
+// nsexecAttackerLayer holds /usr/local/bin/nsexec-attacker and
+// /usr/local/bin/rawsyscall.
 func (b *builder) nsexecAttackerLayer() (v1.Layer, error) {
 	return b.layer("nsexec-attacker", func() (*tree, error) {
-		bin, err := compileC([]byte(nsexecAttackerSource))
-		if err != nil {
-			return nil, err
-		}
 		t := newTree()
-		t.file("/usr/local/bin/nsexec-attacker", 0o755, bin)
+		for _, f := range [][2]string{
+			{"/usr/local/bin/nsexec-attacker", nsexecAttackerSource},
+			{"/usr/local/bin/rawsyscall", rawSyscallSource},
+		} {
+			bin, err := compileC([]byte(f[1]))
+			if err != nil {
+				return nil, err
+			}
+			t.file(f[0], 0o755, bin)
+		}
 		return t, nil
 	})
 }
@@ -200,7 +225,7 @@ func (b *builder) nsexecAttackerImage() (v1.Image, error) {
 	return b.image(imageSpec{
 		id:      "nsexec-attacker",
 		layers:  []func() (v1.Layer, error){b.busyboxLayer, b.nsexecAttackerLayer},
-		history: []string{busyboxHistory, "/usr/local/bin/nsexec-attacker (races execs into its container)"},
+		history: []string{busyboxHistory, "/usr/local/bin/nsexec-attacker (races execs into its container), /usr/local/bin/rawsyscall"},
 		cmd:     []string{"/usr/local/bin/nsexec-attacker"},
 		workdir: "/",
 		env:     []string{defaultPath},
