@@ -50,6 +50,8 @@ func (r *Runtime) StartFifo(ctx context.Context, id string, pid int) error {
 	if err := r.checkInit(id, pid); err != nil {
 		return fmt.Errorf("start container %s: %w", id, err)
 	}
+	// The init's binary while it waits: the runtime's (a copy of it).
+	initExe, exeErr := exeID(pid)
 	got, err := readFifo(ctx, f, pid)
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", id, err)
@@ -61,7 +63,54 @@ func (r *Runtime) StartFifo(ctx context.Context, id string, pid int) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("start container %s: %w", id, err)
 	}
+	if exeErr == nil {
+		waitExec(ctx, pid, initExe)
+	}
 	return nil
+}
+
+// execWaitLimit bounds waitExec: the runtime runs startContainer hooks
+// between the FIFO and the execve, and a slow hook must not fail a start
+// whose init is released anyway.
+const execWaitLimit = 2 * time.Second
+
+// waitExec waits until the released init has exec'd the container's
+// process, or has exited, or execWaitLimit passed. runc before 1.1.12
+// kept its FIFO writer open until the execve closed it (O_CLOEXEC), so the
+// FIFO's end meant the exec was under way; runc 1.1.12 and later close it
+// first, then close their other fds (the CVE-2024-21626 hardening) and run
+// startContainer hooks before the execve, so without this wait a start
+// returned while pid 1 was still "runc init", and an exec or probe right
+// after the start saw that instead of the container's process. The exec
+// is done when /proc/<pid>/exe is no longer the file it was while the
+// init waited on the FIFO and the command line is set, which the kernel
+// does last in execve.
+func waitExec(ctx context.Context, pid int, initExe [2]uint64) {
+	deadline := time.Now().Add(execWaitLimit)
+	for delay := 50 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
+		id, err := exeID(pid)
+		if err != nil {
+			return // exited: the monitor reports it
+		}
+		if id != initExe {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || len(b) > 0 {
+				return
+			}
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(delay)
+	}
+}
+
+// exeID identifies the file /proc/<pid>/exe refers to (device, inode).
+func exeID(pid int) ([2]uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
+		return [2]uint64{}, err
+	}
+	return [2]uint64{st.Dev, st.Ino}, nil
 }
 
 // readFifo waits for the init's byte on the FIFO and reads to EOF. It
@@ -78,9 +127,10 @@ func readFifo(ctx context.Context, f *os.File, pid int) (bool, error) {
 			got = true
 			continue
 		case n == 0 && err == nil:
-			// EOF: no writer now. After the byte, the init has exec'd;
-			// after a writer that came and went without it, the init
-			// failed; before any writer, wait below.
+			// EOF: no writer now. After the byte, the init is released
+			// (and exec'd or about to: see waitExec); after a writer that
+			// came and went without it, the init failed; before any
+			// writer, wait below.
 			if got || hup {
 				return got, nil
 			}

@@ -34,19 +34,6 @@ func TestStartFifo(t *testing.T) {
 		wantErr error // nil: the start succeeds
 	}{
 		{
-			name: "init writes and execs",
-			writer: func(path string) {
-				f, err := os.OpenFile(path, os.O_WRONLY, 0)
-				if err != nil {
-					return
-				}
-				time.Sleep(20 * time.Millisecond) // still open for a while, as before exec
-				f.Write([]byte("0"))
-				f.Close()
-			},
-			pid: func(t *testing.T) int { return os.Getpid() },
-		},
-		{
 			name:    "init died before opening the fifo",
 			pid:     deadPid,
 			wantErr: errdefs.ErrFailedPrecondition,
@@ -93,6 +80,46 @@ func TestStartFifo(t *testing.T) {
 			}
 			if _, err := os.Stat(path); !os.IsNotExist(err) {
 				t.Errorf("fifo still there after start: %v", err)
+			}
+		})
+	}
+}
+
+// TestStartFifoWaitsForExec plays runc 1.1.12 and later: the init writes
+// its byte, closes the FIFO, and only then (after closing its fds and
+// running startContainer hooks, here a sleep) execs the container's
+// process. StartFifo returns once that process runs, not at the FIFO's end.
+func TestStartFifoWaitsForExec(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		before string // what the init does between the FIFO and the exec
+	}{
+		{"exec right after the fifo", ":"},
+		{"hooks before the exec", "sleep 0.3"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			r := &Runtime{Name: "test", Path: "/bin/false", Root: root}
+			path := filepath.Join(root, "c1", execFifo)
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			init := exec.Command("sh", "-c", `exec 3>"$1"; printf 0 >&3; exec 3>&-; `+tt.before+`; exec sleep 30`, "sh", path)
+			if err := init.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = init.Process.Kill(); _ = init.Wait() }()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := r.StartFifo(ctx, "c1", init.Process.Pid); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", init.Process.Pid))
+			if err != nil || string(b) != "sleep\x0030\x00" {
+				t.Errorf("right after StartFifo the init runs %q (%v), want the container's process, sleep 30", b, err)
 			}
 		})
 	}
