@@ -132,7 +132,26 @@ func (g schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Host == g.host && req.URL.Scheme != g.scheme {
 		return nil, fmt.Errorf("%s://%s is configured, not %s", g.scheme, g.host, req.URL.Scheme)
 	}
+	if redirects(req) > maxRedirects {
+		return nil, fmt.Errorf("%s %s: stopped after %d redirects", req.Method, req.URL.Redacted(), maxRedirects)
+	}
 	return g.next.RoundTrip(req)
+}
+
+// maxRedirects bounds the redirects one registry request follows. ggcr's
+// HTTP client replaces net/http's limit of 10 with an SSRF check that has
+// none, so a registry answering with a redirect loop kept a pull spinning
+// (thousands of requests a second) until its progress timeout.
+const maxRedirects = 10
+
+// redirects counts the redirects that led to req: net/http links each
+// redirected request to the response that caused it.
+func redirects(req *http.Request) int {
+	n := 0
+	for r := req.Response; r != nil && r.Request != nil && n <= maxRedirects; r = r.Request.Response {
+		n++
+	}
+	return n
 }
 
 // transportFor builds the HTTP transport used for e. dial, when set,
