@@ -301,9 +301,10 @@ func runcRefusals(s *specs.Spec) []string {
 			bad("device path %q", d.Path)
 		}
 	}
+	// runc accepts relative masked and read-only paths; a NUL it cannot.
 	for _, list := range [][]string{s.Linux.MaskedPaths, s.Linux.ReadonlyPaths} {
 		for _, mp := range list {
-			if !filepath.IsAbs(mp) || nul(mp) {
+			if nul(mp) {
 				bad("masked/readonly path %q", mp)
 			}
 		}
