@@ -311,6 +311,28 @@ func TestContainerNamespaces(t *testing.T) {
 	if _, err := containerSpec(p, testHost()); err == nil || !strings.Contains(err.Error(), "sandbox pid") {
 		t.Fatalf("err = %v", err)
 	}
+	// A pod without a pause (no shared PID namespace asked for) and a
+	// container that leaves its options empty (PID mode POD): the
+	// container gets what the pod asked for, not an error.
+	for _, tc := range []struct {
+		podPID runtime.NamespaceMode
+		want   map[specs.LinuxNamespaceType]string
+	}{
+		{runtime.NamespaceMode_CONTAINER, map[specs.LinuxNamespaceType]string{mnt: "", net: "/n", uts: "/pins/uts", ipc: "/pins/ipc", pid: ""}},
+		{runtime.NamespaceMode_NODE, map[specs.LinuxNamespaceType]string{mnt: "", net: "/n", uts: "/pins/uts", ipc: "/pins/ipc"}},
+	} {
+		p := baseContainer(t)
+		p.SandboxPID = 0
+		p.NetNSPath, p.UTSNSPath, p.IPCNSPath = "/n", "/pins/uts", "/pins/ipc"
+		p.SandboxConfig.Linux.SecurityContext = &runtime.LinuxSandboxSecurityContext{NamespaceOptions: &runtime.NamespaceOption{Pid: tc.podPID}}
+		s, err := containerSpec(p, testHost())
+		if err != nil {
+			t.Fatalf("pod pid %v, container POD: %v", tc.podPID, err)
+		}
+		if got := nsMap(s); !reflect.DeepEqual(got, tc.want) {
+			t.Fatalf("pod pid %v, container POD: namespaces %v, want %v", tc.podPID, got, tc.want)
+		}
+	}
 	// cgroup v2 hosts give unprivileged containers a cgroup namespace.
 	h := testHost()
 	h.unified = true

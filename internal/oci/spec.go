@@ -494,10 +494,22 @@ func containerNamespaces(s *specs.Spec, p ContainerParams, ns *runtime.Namespace
 	}
 	switch ns.GetPid() {
 	case runtime.NamespaceMode_POD:
-		if err := needPID("pid"); err != nil {
-			return err
+		switch podPID := p.SandboxConfig.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid(); {
+		case p.SandboxPID <= 0 && podPID == runtime.NamespaceMode_CONTAINER:
+			// The pod asked for no shared PID namespace, so crid runs it
+			// without a pause and there is none to join. POD is the
+			// CRI's zero value: a client that leaves the container's
+			// options empty gets the namespace of its own that the pod
+			// asked for (CRI-O does the same without an infra container).
+			add(specs.PIDNamespace, "")
+		case p.SandboxPID <= 0 && podPID == runtime.NamespaceMode_NODE:
+			// The pod's PID namespace is the host's (hostPID).
+		default:
+			if err := needPID("pid"); err != nil {
+				return err
+			}
+			add(specs.PIDNamespace, nsPath(p.SandboxPID, "pid"))
 		}
-		add(specs.PIDNamespace, nsPath(p.SandboxPID, "pid"))
 	case runtime.NamespaceMode_CONTAINER:
 		add(specs.PIDNamespace, "")
 	case runtime.NamespaceMode_NODE:
