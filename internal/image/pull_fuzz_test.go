@@ -88,11 +88,13 @@ func (r *fuzzRegistry) serve(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// serveStorage serves redirected blobs and, as an auth server on another
-// host may, tokens: a token request legitimately carries the credentials,
-// a blob request must not.
+// serveStorage serves redirected blobs under /storage/ and, as an auth
+// server on another host may, tokens anywhere else (a fuzzed realm may
+// name any path): a token request legitimately carries the credentials, a
+// blob request must not.
 func (r *fuzzRegistry) serveStorage(w http.ResponseWriter, req *http.Request) {
-	if req.URL.Path == "/token" {
+	if !strings.HasPrefix(req.URL.Path, "/storage/") {
+		req.URL.Path = "/token"
 		r.serve(w, req)
 		return
 	}

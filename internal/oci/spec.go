@@ -430,6 +430,12 @@ func containerSpec(p ContainerParams, h hostFacts) (*specs.Spec, error) {
 		s.Linux.MaskedPaths = defaultMaskedPaths()
 		s.Linux.ReadonlyPaths = slices.Clone(defaultReadonlyPaths)
 	}
+	for _, mp := range append(slices.Clone(s.Linux.MaskedPaths), s.Linux.ReadonlyPaths...) {
+		if strings.IndexByte(mp, 0) >= 0 {
+			// runc's mount on it would fail at start with EINVAL.
+			return nil, wrap(invalid("masked or read-only path %q has a NUL byte", mp))
+		}
+	}
 
 	//lint:ignore SA1019 older kubelets still send the deprecated seccomp_profile_path field
 	if s.Linux.Seccomp, err = seccompProfile(sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged, s); err != nil {
