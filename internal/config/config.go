@@ -62,6 +62,10 @@ type Images struct {
 	PinnedImages []string `toml:"pinned_images" comment:"further images reported pinned (kubelet's image GC skips them)"`
 	// MaxConcurrentDownloads bounds parallel layer downloads per pull.
 	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" comment:"layers downloaded in parallel per pull"`
+	// GCInterval is how often blobs and layer snapshots no image (hence no
+	// container) uses are freed, besides right after RemoveImage and a
+	// failed pull; 0 disables the periodic collection only.
+	GCInterval Duration `toml:"gc_interval" comment:"free blobs and unpacked layers no image or container uses this often, besides right after RemoveImage and a failed pull (\"0s\": only then)"`
 	// PullProgressTimeout cancels a pull that received no bytes for this long; 0 disables.
 	PullProgressTimeout Duration   `toml:"pull_progress_timeout" comment:"cancel a pull that made no progress for this long (\"0s\" disables)"`
 	Registries          []Registry `toml:"registries" comment:"one table per upstream registry host"`
@@ -196,6 +200,7 @@ func Default() *Config {
 			PinnedImages:           []string{},
 			MaxConcurrentDownloads: 3,
 			PullProgressTimeout:    Duration{5 * time.Minute},
+			GCInterval:             Duration{5 * time.Minute},
 			Registries:             []Registry{},
 		},
 		Runtime: Runtime{
@@ -285,6 +290,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Images.PullProgressTimeout.Duration < 0 {
 		return errors.New("key images.pull_progress_timeout: must not be negative")
+	}
+	if c.Images.GCInterval.Duration < 0 {
+		return errors.New("key images.gc_interval: must not be negative")
 	}
 	seen := map[string]bool{}
 	for i, r := range c.Images.Registries {
