@@ -15,6 +15,8 @@ GOBIN="$PWD/bin" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ./bin/staticcheck ./...
 echo "== unit and package integration tests"
 go test -count=1 -p 1 -timeout 20m $(go list ./... | grep -v /test/e2e)
+echo "== fuzz (bounded: FUZZTIME per target, default 15s)"
+./scripts/fuzz.sh
 echo "== crictl and critest"
 ./test/conformance/build-tools.sh "$PWD/bin/cri-tools"
 echo "== end-to-end tests"
