@@ -83,6 +83,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return fmt.Errorf("image service: %w", err)
 	}
 	images.SetLogger(log.With("component", "image"))
+	go images.RunCollector(ctx)
 	netMgr, err := network.New(cfg.Network, cfg.State, network.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("network: %w", err)

@@ -89,6 +89,9 @@ type Service struct {
 	fsAt   time.Time
 	fsLast FsUsage
 
+	// gc frees what nothing references (gc.go).
+	gc collector
+
 	// dial replaces the network dialer for registry connections (tests).
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -98,8 +101,9 @@ type Service struct {
 const fsInfoMaxAge = 10 * time.Second
 
 // New opens the image service rooted at root (e.g. /var/lib/crid) using st
-// for image records.
-func New(cfg config.Images, root string, st *store.Store) (*Service, error) {
+// for image records, finishing what a crash interrupted (gc.go). Garbage
+// is collected in the background only while RunCollector runs.
+func New(cfg config.Images, root string, st *store.Store, opts ...Option) (*Service, error) {
 	s := &Service{
 		cfg:         cfg,
 		root:        root,
@@ -113,6 +117,10 @@ func New(cfg config.Images, root string, st *store.Store) (*Service, error) {
 		inflight:    map[string]int{},
 		progress:    map[string]*sharedProgress{},
 		pinned:      map[string]bool{},
+		gc:          newCollector(),
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	if s.cfg.MaxConcurrentDownloads < 1 {
 		s.cfg.MaxConcurrentDownloads = 1
@@ -141,24 +149,10 @@ func New(cfg config.Images, root string, st *store.Store) (*Service, error) {
 		s.images[img.ID] = img
 		s.indexAdd(img)
 	}
-	// Leftovers of an interrupted pull or removal.
-	if err := os.RemoveAll(s.ingestDir()); err != nil {
+	// Leftovers of an interrupted pull, removal or collection.
+	if err := s.recoverStore(); err != nil {
 		return nil, fmt.Errorf("image service: %w", err)
 	}
-	if err := os.MkdirAll(s.ingestDir(), 0o700); err != nil {
-		return nil, fmt.Errorf("image service: %w", err)
-	}
-	if entries, err := os.ReadDir(s.snapshotDir); err == nil {
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), tmpPrefix) || strings.HasPrefix(e.Name(), trashPrefix) {
-				os.RemoveAll(filepath.Join(s.snapshotDir, e.Name()))
-			}
-		}
-	}
-	s.mu.Lock()
-	trash := s.collectGarbageLocked()
-	s.mu.Unlock()
-	s.emptyTrash(trash)
 	return s, nil
 }
 
@@ -313,37 +307,37 @@ func (s *Service) Pinned(img *Image) bool {
 	return false
 }
 
-// Remove deletes the image ref resolves to, with all its tags. A missing
-// image is not an error. inUse(imageID) reports whether a container uses it;
-// then Remove fails with errdefs.ErrFailedPrecondition.
+// Remove deletes the record of the image ref resolves to, with all its
+// tags; its files are freed by the background collector (gc.go). A missing
+// image is not an error. inUse(imageID) reports whether a container uses
+// it; then Remove fails with errdefs.ErrFailedPrecondition. inUse is
+// called under s.mu, atomically with the deletion (gc.go explains why):
+// it must not call into the Service.
 func (s *Service) Remove(ctx context.Context, ref string, inUse func(imageID string) bool) error {
-	img, err := s.Resolve(ref)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("remove image %s: %w", ref, err)
-	}
-	// inUse is called without s.mu: it takes the caller's own locks.
-	if inUse != nil && inUse(img.ID) {
-		return fmt.Errorf("remove image %s: image %s is in use by container(s): %w", ref, img.ID, errdefs.ErrFailedPrecondition)
-	}
 	s.mu.Lock()
-	cur, ok := s.images[img.ID]
-	if !ok {
+	cur, err := s.resolveLocked(ref)
+	if errdefs.IsNotFound(err) {
 		s.mu.Unlock()
 		return nil
 	}
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	if inUse != nil && inUse(cur.ID) {
+		s.mu.Unlock()
+		return fmt.Errorf("remove image %s: image %s is in use by container(s): %w", ref, cur.ID, errdefs.ErrFailedPrecondition)
+	}
+	// The record goes first, its files after (gc.go, crash safety).
 	if err := s.st.Delete(store.BucketImages, cur.ID); err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("remove image %s: %w", ref, err)
 	}
 	s.indexRemove(cur)
 	delete(s.images, cur.ID)
-	trash := s.collectGarbageLocked()
 	s.mu.Unlock()
 	s.log.Info("image removed", "id", cur.ID, "tags", cur.RepoTags)
-	s.emptyTrash(trash)
+	s.requestCollect()
 	return nil
 }
 
@@ -417,64 +411,6 @@ const (
 	tmpPrefix   = ".tmp-"
 	trashPrefix = ".trash-"
 )
-
-// collectGarbageLocked moves snapshots and blobs no image references (and
-// no pull is using) aside and returns them; the caller deletes them with
-// emptyTrash after releasing s.mu, so the slow part runs unlocked.
-func (s *Service) collectGarbageLocked() []string {
-	keep := map[string]bool{}
-	for _, img := range s.images {
-		for _, c := range chainIDs(img.DiffIDs) {
-			keep[c.Encoded()] = true
-		}
-		for _, b := range img.Blobs {
-			keep[b.Encoded()] = true
-		}
-	}
-	for k := range s.inflight {
-		keep[k] = true
-	}
-	var trash []string
-	if entries, err := os.ReadDir(s.snapshotDir); err == nil {
-		for _, e := range entries {
-			n := e.Name()
-			if len(n) != 64 || !isHex(n) || keep[n] {
-				continue
-			}
-			dst := filepath.Join(s.snapshotDir, trashPrefix+n)
-			if err := os.Rename(filepath.Join(s.snapshotDir, n), dst); err != nil {
-				s.log.Warn("snapshot gc", "snapshot", n, "error", err)
-				continue
-			}
-			trash = append(trash, dst)
-		}
-	}
-	if entries, err := os.ReadDir(s.blobDir()); err == nil {
-		for _, e := range entries {
-			if keep[e.Name()] {
-				continue
-			}
-			p := filepath.Join(s.blobDir(), e.Name())
-			if err := os.Remove(p); err != nil {
-				s.log.Warn("blob gc", "blob", e.Name(), "error", err)
-			}
-		}
-	}
-	return trash
-}
-
-func (s *Service) emptyTrash(trash []string) {
-	for _, p := range trash {
-		if err := os.RemoveAll(p); err != nil {
-			s.log.Warn("delete snapshot", "path", p, "error", err)
-		}
-	}
-	if len(trash) > 0 {
-		s.fsMu.Lock()
-		s.fsAt = time.Time{}
-		s.fsMu.Unlock()
-	}
-}
 
 // markInflight protects keys (chain or blob hex) from GC until the returned
 // func is called.

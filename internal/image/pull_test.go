@@ -475,6 +475,10 @@ func TestRetagAndRemove(t *testing.T) {
 	if _, err := s.Resolve(imageID(t, old)); !errdefs.IsNotFound(err) {
 		t.Errorf("removed image still resolves: %v", err)
 	}
+	// Remove drops the record; the collector frees its files.
+	if _, err := s.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// Its own layer is gone; the base shared with other images stays.
 	if _, err := os.Stat(filepath.Join(root, "snapshots", oldTop.Encoded())); !os.IsNotExist(err) {
 		t.Errorf("unreferenced snapshot kept: %v", err)
@@ -497,6 +501,9 @@ func TestRetagAndRemove(t *testing.T) {
 		if err := s.Remove(ctx, ref, notUsed); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := s.Collect(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "snapshots", baseChain.Encoded())); !os.IsNotExist(err) {
 		t.Errorf("base snapshot kept after all images removed: %v", err)

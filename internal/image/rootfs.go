@@ -115,8 +115,17 @@ func mountOverlayFsconfig(lowers []string, upper, work, target string) error {
 }
 
 // layerLowers is the image's layer snapshot dirs, topmost first as
-// overlayfs wants them; a missing snapshot is ErrNotFound.
+// overlayfs wants them; a missing snapshot, or an image whose record was
+// removed since the caller resolved it, is ErrNotFound. The record check is
+// what keeps the layers from the collector once the caller's container is
+// registered (gc.go).
 func (s *Service) layerLowers(img *Image) ([]string, error) {
+	s.mu.Lock()
+	_, recorded := s.images[img.ID]
+	s.mu.Unlock()
+	if !recorded {
+		return nil, fmt.Errorf("image was removed: %w", errdefs.ErrNotFound)
+	}
 	chains := chainIDs(img.DiffIDs)
 	lowers := make([]string, 0, len(chains)+1)
 	for i := len(chains) - 1; i >= 0; i-- {

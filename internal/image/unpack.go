@@ -49,7 +49,7 @@ type layerSource struct {
 }
 
 // storeImage verifies and unpacks src and records the image.
-func (s *Service) storeImage(ctx context.Context, w *watch, src *imageSource) (*Image, error) {
+func (s *Service) storeImage(ctx context.Context, w *watch, src *imageSource) (_ *Image, err error) {
 	if got := digest.FromBytes(src.config); got != src.configDigest {
 		return nil, fmt.Errorf("config of %s has digest %s, manifest says %s: %w", src.name, got, src.configDigest, errdefs.ErrDataLoss)
 	}
@@ -78,7 +78,14 @@ func (s *Service) storeImage(ctx context.Context, w *watch, src *imageSource) (*
 			keys = append(keys, l.digest.Encoded())
 		}
 	}
-	defer s.markInflight(keys)()
+	release := s.markInflight(keys)
+	defer func() {
+		release()
+		if err != nil {
+			// What it downloaded or unpacked is referenced by nothing now.
+			s.requestCollect()
+		}
+	}()
 
 	if err := s.writeBlob(src.configDigest, src.config); err != nil {
 		return nil, err
