@@ -53,6 +53,7 @@ type Config struct {
 	Runtime   Runtime   `toml:"runtime"`
 	Network   Network   `toml:"network"`
 	Streaming Streaming `toml:"streaming"`
+	Metrics   Metrics   `toml:"metrics"`
 }
 
 // Images configures the image service.
@@ -343,6 +344,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.Streaming.TLSCert == "") != (c.Streaming.TLSKey == "") {
 		return errors.New("key streaming.tls_cert/tls_key: set both or neither")
+	}
+	if err := c.Metrics.validate(); err != nil {
+		return err
 	}
 	return nil
 }

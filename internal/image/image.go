@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/crid-dev/crid/internal/config"
+	"github.com/crid-dev/crid/internal/metrics"
 	"github.com/crid-dev/crid/internal/store"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -91,6 +92,9 @@ type Service struct {
 
 	// gc frees what nothing references (gc.go).
 	gc collector
+
+	// metrics records pulls; nil records nothing (metrics.go).
+	metrics *metrics.Metrics
 
 	// dial replaces the network dialer for registry connections (tests).
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)

@@ -22,7 +22,8 @@ var pullPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
 // returns it. Concurrent pulls of the same ref or layer do the work once.
 // Errors: errdefs.ErrInvalidArgument for a bad reference, ErrNotFound when no
 // endpoint has it, ErrUnauthenticated / ErrPermissionDenied on auth failure.
-func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (*Image, error) {
+func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (_ *Image, err error) {
+	defer s.observePull(time.Now(), &err)
 	r, err := parseReference(ref)
 	if err != nil {
 		return nil, err

@@ -189,7 +189,8 @@ func (s *Service) fetchBlob(ctx context.Context, w *watch, l layerSource) error 
 		}
 		defer os.Remove(f.Name())
 		h := sha256.New()
-		_, err = io.Copy(io.MultiWriter(f, h), progressReader{r: ctxReader{ctx, rc}, p: p})
+		n, err := io.Copy(io.MultiWriter(f, h), progressReader{r: ctxReader{ctx, rc}, p: p})
+		s.metrics.ImagePullBytes(n)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/crid-dev/crid/internal/config"
+	"github.com/crid-dev/crid/internal/metrics"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -58,6 +59,8 @@ type Manager struct {
 	// ipForward is the sysctl Setup turns on for IPv4 pods; a field so
 	// tests can point it elsewhere.
 	ipForward string
+	// metrics times CNI ADD and DEL (WithMetrics); nil: nothing.
+	metrics *metrics.Metrics
 
 	mu      sync.Mutex
 	state   dirState
@@ -213,7 +216,8 @@ func (m *Manager) Setup(ctx context.Context, pod Pod) (*Result, error) {
 	return res, nil
 }
 
-func (m *Manager) add(ctx context.Context, list *libcni.NetworkConfigList, pod Pod) (*Result, error) {
+func (m *Manager) add(ctx context.Context, list *libcni.NetworkConfigList, pod Pod) (_ *Result, err error) {
+	defer m.observe(metrics.CNIAdd, time.Now(), &err)
 	// lo only needs to be up, which a netlink call does in microseconds;
 	// the loopback plugin would cost a process on the pod startup path.
 	loErr := make(chan error, 1)
@@ -287,7 +291,8 @@ func (m *Manager) Teardown(ctx context.Context, pod Pod) error {
 // cached at ADD time (with the config they were added with, so a config
 // changed since still tears down correctly), the current pod network if it
 // has no cache entry (e.g. the cache was wiped), and loopback.
-func (m *Manager) del(ctx context.Context, list *libcni.NetworkConfigList, pod Pod, netns string) error {
+func (m *Manager) del(ctx context.Context, list *libcni.NetworkConfigList, pod Pod, netns string) (err error) {
+	defer m.observe(metrics.CNIDel, time.Now(), &err)
 	var errs []error
 	done := map[string]bool{m.loopback.Name: true}
 	atts, err := m.cni.GetCachedAttachments(pod.ID)
