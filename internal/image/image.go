@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -63,7 +64,10 @@ type FsUsage struct {
 
 // Service stores and pulls images.
 type Service struct {
+	// cfg is the configuration crid started with. The parts a SIGHUP
+	// reloads (registries, pull pacing) are read from live instead.
 	cfg  config.Images
+	live atomic.Pointer[liveSettings]
 	root string
 	st   *store.Store
 	log  *slog.Logger
@@ -129,6 +133,7 @@ func New(cfg config.Images, root string, st *store.Store, opts ...Option) (*Serv
 	if s.cfg.MaxConcurrentDownloads < 1 {
 		s.cfg.MaxConcurrentDownloads = 1
 	}
+	s.live.Store(newLiveSettings(cfg))
 	// Root only: layers hold the images' setuid binaries and device nodes,
 	// and blobs may be private images; no other user of the node may
 	// reach either (a dir left laxer by hand or by an old crid is fixed).

@@ -55,10 +55,13 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (_ *Image, e
 func (s *Service) pull(ctx context.Context, r reference, auth *Auth) (*Image, error) {
 	start := time.Now()
 	w := newWatch()
-	ctx, stop := withWatchdog(ctx, w, s.cfg.PullProgressTimeout.Duration)
+	// One snapshot for the whole pull: a reload (SIGHUP) in the middle
+	// changes neither its endpoints nor its timeout.
+	live := s.settings()
+	ctx, stop := withWatchdog(ctx, w, live.progressTimeout)
 	defer stop()
 
-	eps, err := endpointsFor(s.cfg.Registries, r.Host)
+	eps, err := endpointsFor(live.registries, r.Host)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", r, err)
 	}

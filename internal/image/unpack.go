@@ -103,7 +103,7 @@ func (s *Service) storeImage(ctx context.Context, w *watch, src *imageSource) (_
 	// layer's implicit parent directories copy their attributes from the
 	// layers below, which must therefore exist first.
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.cfg.MaxConcurrentDownloads)
+	g.SetLimit(s.settings().maxDownloads)
 	for i, l := range src.layers {
 		if !l.remote || exists(s.snapshotFs(chains[i])) {
 			continue
