@@ -61,6 +61,11 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	// First: no process crid starts may inherit NOTIFY_SOCKET, and a
+	// SIGHUP during a long start must not kill crid.
+	svc := newService(log)
+	hup, stopHUP := watchReload()
+	defer stopHUP()
 	go releaseMemory(ctx)
 	if err := core.CheckCgroupDriver(cfg.CgroupDriver); err != nil {
 		return err
@@ -89,7 +94,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return fmt.Errorf("network: %w", err)
 	}
 	defer netMgr.Close()
-	c, err := core.New(ctx, core.Options{Config: cfg, Store: st, Images: images, Network: netMgr, Log: log, Version: version})
+	c, err := core.New(ctx, core.Options{Config: cfg, Store: st, Images: images, Network: netMgr, Log: log, Version: version, RecoveryProgress: svc.recoveryProgress})
 	if err != nil {
 		return err
 	}
@@ -134,8 +139,13 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
 	log.Info("crid started", "version", version, "socket", cfg.Socket, "root", cfg.Root, "state", cfg.State)
+	svc.ready(ctx, cfg.Socket)
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	go (&reloader{opts: o, svc: svc, images: images, log: log, running: cfg}).run(reloadCtx, hup)
 	select {
 	case sig := <-sigs:
+		svc.stop(sig)
 		log.Info("shutting down; containers keep running", "signal", sig.String())
 	case err := <-errc:
 		return fmt.Errorf("grpc server: %w", err)

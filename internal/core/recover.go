@@ -16,7 +16,9 @@ import (
 // recover rebuilds the in-memory state from the store and the monitors.
 // Objects caught half-created by a crash are cleaned up; containers that
 // exited while crid was down get their exit from the monitor's exit file.
-func (s *Service) recover(ctx context.Context) error {
+// progress, when set, is told before each record and once at the end how
+// many of the recorded pods and containers are done.
+func (s *Service) recover(ctx context.Context, progress func(done, total int)) error {
 	// Pauses run without a monitor are orphaned to crid when runc exits;
 	// being their subreaper lets crid reap them (see pause.go).
 	if err := becomeSubreaper(); err != nil {
@@ -32,7 +34,13 @@ func (s *Service) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cs, err := store.List[containerRecord](s.st, store.BucketContainers)
+	if err != nil {
+		return err
+	}
+	step := recoverySteps(progress, len(sbs)+len(cs))
 	for _, rec := range sbs {
+		step()
 		cfg := &runtime.PodSandboxConfig{}
 		if err := proto.Unmarshal(rec.Config, cfg); err != nil {
 			return fmt.Errorf("decode sandbox %s: %w", rec.ID, err)
@@ -59,11 +67,8 @@ func (s *Service) recover(ctx context.Context) error {
 			close(sb.exited)
 		}
 	}
-	cs, err := store.List[containerRecord](s.st, store.BucketContainers)
-	if err != nil {
-		return err
-	}
 	for _, rec := range cs {
+		step()
 		cfg := &runtime.ContainerConfig{}
 		if err := proto.Unmarshal(rec.Config, cfg); err != nil {
 			return fmt.Errorf("decode container %s: %w", rec.ID, err)
@@ -86,8 +91,23 @@ func (s *Service) recover(ctx context.Context) error {
 		}
 		s.watchContainer(c)
 	}
+	step()
 	s.log.Info("state recovered", "sandboxes", len(s.sandboxes), "containers", len(s.containers))
 	return nil
+}
+
+// recoverySteps returns a func to call before each of total records and
+// once after the last: it tells progress how many are done (0, 1, ...,
+// total). A nil progress gives a func that does nothing.
+func recoverySteps(progress func(done, total int), total int) func() {
+	done := 0
+	return func() {
+		if progress == nil {
+			return
+		}
+		progress(min(done, total), total)
+		done++
+	}
 }
 
 // cleanupSandbox removes whatever a half-created sandbox may have left.

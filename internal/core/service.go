@@ -42,6 +42,10 @@ type Options struct {
 	Log     *slog.Logger
 	// Version is crid's own version, reported by Version.
 	Version string
+	// RecoveryProgress, when set, is told how far recovery is: done of
+	// total recorded pods and containers (crid extends systemd's start
+	// timeout with it).
+	RecoveryProgress func(done, total int)
 }
 
 // Service is the runtime core.
@@ -150,7 +154,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	if err := s.recover(ctx); err != nil {
+	if err := s.recover(ctx, o.RecoveryProgress); err != nil {
 		return nil, fmt.Errorf("recover state: %w", err)
 	}
 	return s, nil
