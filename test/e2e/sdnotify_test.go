@@ -283,8 +283,10 @@ func TestSdNotify(t *testing.T) {
 	// A fresh crid: nothing to recover, so no timeout extension.
 	abstract := "@crid-e2e-notify-" + randHex(4)
 	n1 := listenNotify(t, abstract)
+	started := time.Now()
 	c.start(t, abstract)
 	msgs := n1.until(t, "READY=1", time.Minute)
+	t.Logf("fresh start: READY=1 %v after exec", time.Since(started).Round(time.Millisecond))
 	if err := c.answersNow(); err != nil {
 		t.Fatalf("READY=1 sent while the CRI socket does not answer: %v", err)
 	}
@@ -369,8 +371,10 @@ func TestSdNotify(t *testing.T) {
 	// Restart with a pod and a container to recover.
 	path := filepath.Join(c.dir, "notify.sock")
 	n2 := listenNotify(t, path)
+	started = time.Now()
 	c.start(t, path)
 	msgs = n2.until(t, "READY=1", time.Minute)
+	t.Logf("start with a pod and a container to recover: READY=1 %v after exec", time.Since(started).Round(time.Millisecond))
 	if err := c.answersNow(); err != nil {
 		t.Fatalf("READY=1 sent while the CRI socket does not answer: %v", err)
 	}
