@@ -67,6 +67,12 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	hup, stopHUP := watchReload()
 	defer stopHUP()
 	go releaseMemory(ctx)
+	// Flushed last, after the server and the core stopped (tracing.go).
+	tp, stopTracing, err := newTracing(ctx, cfg.Tracing, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if err := core.CheckCgroupDriver(cfg.CgroupDriver); err != nil {
 		return err
 	}
@@ -114,6 +120,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	lists := server.NewListCache()
 	g := grpc.NewServer(
 		lists.Codec(),
+		tracingServerOption(cfg.Tracing, tp),
 		grpc.UnaryInterceptor(server.UnaryInterceptor(log)),
 		grpc.StreamInterceptor(server.StreamInterceptor(log)),
 		grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20),

@@ -53,6 +53,7 @@ type Config struct {
 	Runtime   Runtime   `toml:"runtime"`
 	Network   Network   `toml:"network"`
 	Streaming Streaming `toml:"streaming"`
+	Tracing   Tracing   `toml:"tracing"`
 	Metrics   Metrics   `toml:"metrics"`
 }
 
@@ -222,6 +223,7 @@ func Default() *Config {
 			Port:        0,
 			IdleTimeout: Duration{4 * time.Hour},
 		},
+		Tracing: Tracing{SamplingRatio: 1},
 	}
 }
 
@@ -344,6 +346,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.Streaming.TLSCert == "") != (c.Streaming.TLSKey == "") {
 		return errors.New("key streaming.tls_cert/tls_key: set both or neither")
+	}
+	if err := c.Tracing.validate(); err != nil {
+		return err
 	}
 	if err := c.Metrics.validate(); err != nil {
 		return err

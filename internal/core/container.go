@@ -18,6 +18,7 @@ import (
 	"github.com/crid-dev/crid/internal/oci"
 	"github.com/crid-dev/crid/internal/pidfd"
 	"github.com/crid-dev/crid/internal/store"
+	"github.com/crid-dev/crid/internal/tracing"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -165,6 +166,7 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 	id := newID()
+	tracing.Annotate(ctx, tracing.ContainerID.String(id))
 	log := s.log.With("pod", sbRec.ID, "container", id, "name", cfg.Metadata.Name)
 	m := sb.cfg().GetMetadata()
 	name := fmt.Sprintf("%s_%s_%s_%s_%d", cfg.Metadata.Name, m.GetName(), m.GetNamespace(), m.GetUid(), cfg.Metadata.Attempt)
@@ -271,6 +273,8 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	sc := cfg.GetLinux().GetSecurityContext()
 	//lint:ignore SA1019 older kubelets still send the deprecated apparmor_profile field
 	logIgnoredAppArmor(log, sc.GetApparmor(), sc.GetApparmorProfile())
+	specCtx, endSpec := tracing.Open(ctx, "oci.spec", tracing.SpecKind.String("container"), tracing.ContainerID.String(id))
+	defer func() { endSpec(retErr) }()
 	spec, err := oci.ContainerSpec(params)
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
@@ -282,18 +286,22 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
-	spec.Version = s.specVersion(ctx, rt)
+	spec.Version = s.specVersion(specCtx, rt)
 	if err := writeSpec(bundle, spec); err != nil {
 		return "", fmt.Errorf("create container: %w", err)
 	}
 	c.mu.Lock()
 	c.spec = spec
 	c.mu.Unlock()
+	endSpec(nil)
 	tm.mark("spec")
-	proc, err := monitor.Spawn(ctx, s.monitor, monitor.Options{
+	// The monitor runs the runtime's create: its span covers both.
+	monCtx, monSpan := tracing.Start(ctx, "monitor.start", tracing.ContainerID.String(id), tracing.Handler.String(rt.Name))
+	proc, err := monitor.Spawn(monCtx, s.monitor, monitor.Options{
 		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
 		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
 	})
+	tracing.End(monSpan, err)
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}

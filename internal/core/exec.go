@@ -11,6 +11,7 @@ import (
 	"github.com/crid-dev/crid/internal/monitor"
 	"github.com/crid-dev/crid/internal/nsexec"
 	"github.com/crid-dev/crid/internal/runc"
+	"github.com/crid-dev/crid/internal/tracing"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -89,7 +90,10 @@ func (s *Service) exec(ctx context.Context, containerID string, cmd []string, ei
 	drain := s.cfg.Runtime.ExecSyncDrainTimeout.Duration
 	if s.nsexec != nil && s.handlerConfig(handler).ExecDirect() {
 		t := nsexec.Target{Pid: rec.PID, Spec: spec}
-		code, err := s.nsexec.Exec(ctx, t, proc, nsexec.IO{Stdin: eio.Stdin, Stdout: eio.Stdout, Stderr: eio.Stderr}, drain)
+		// The command is left out of the span: it may carry secrets.
+		nctx, span := tracing.Start(ctx, "exec.nsexec", tracing.ContainerID.String(rec.ID))
+		code, err := s.nsexec.Exec(nctx, t, proc, nsexec.IO{Stdin: eio.Stdin, Stdout: eio.Stdout, Stderr: eio.Stderr}, drain)
+		tracing.End(span, err)
 		if !errors.Is(err, nsexec.ErrUnsupported) {
 			if err != nil {
 				return code, fmt.Errorf("exec in container %s: %w", rec.ID, err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/crid-dev/crid/internal/tracing"
 )
 
 // kubelet gives RunPodSandbox and CreateContainer a deadline (its
@@ -67,7 +69,8 @@ func (p *pendingOps) run(ctx, base context.Context, wg *sync.WaitGroup, key stri
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			octx, cancel := context.WithTimeout(base, pendingTimeout)
+			// In the caller's trace, though not under its deadline.
+			octx, cancel := context.WithTimeout(tracing.Detach(base, ctx), pendingTimeout)
 			defer cancel()
 			op.id, op.err = fn(octx)
 			close(op.done)

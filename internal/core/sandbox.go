@@ -21,6 +21,7 @@ import (
 	"github.com/crid-dev/crid/internal/pidfd"
 	"github.com/crid-dev/crid/internal/runc"
 	"github.com/crid-dev/crid/internal/store"
+	"github.com/crid-dev/crid/internal/tracing"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -189,6 +190,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	}
 	tm := newStepTimer()
 	id := newID()
+	tracing.Annotate(ctx, tracing.PodID.String(id))
 	log := s.log.With("pod", id, "name", cfg.Metadata.Name, "namespace", cfg.Metadata.Namespace)
 	logIgnoredAppArmor(log, cfg.GetLinux().GetSecurityContext().GetApparmor(), "")
 	name := sandboxName(cfg.Metadata)
@@ -423,6 +425,7 @@ func (s *Service) startPause(ctx context.Context, sb *sandbox, rt *runc.Runtime,
 	}
 	tm.mark("rootfs")
 	rec := sb.snapshot()
+	specCtx, endSpec := tracing.Open(ctx, "oci.spec", tracing.SpecKind.String("sandbox"), tracing.PodID.String(id))
 	spec, err := oci.SandboxSpec(oci.SandboxParams{
 		ID: id, Config: cfg, Image: img.Config, RootfsPath: rootfs, NetNSPath: rec.NetNSPath,
 		ResolvConfPath: filepath.Join(dir, "resolv.conf"), HostsPath: filepath.Join(dir, "hosts"),
@@ -430,12 +433,15 @@ func (s *Service) startPause(ctx context.Context, sb *sandbox, rt *runc.Runtime,
 		CgroupsPath: rec.CgroupsPath, MinOOMScoreAdj: s.minOOM, UsernsPath: usernsPath,
 	})
 	if err != nil {
+		endSpec(err)
 		return pauseID{}, fmt.Errorf("run pod sandbox: %w", err)
 	}
-	spec.Version = s.specVersion(ctx, rt)
+	spec.Version = s.specVersion(specCtx, rt)
 	if err := writeSpec(bundle, spec); err != nil {
+		endSpec(err)
 		return pauseID{}, fmt.Errorf("run pod sandbox: %w", err)
 	}
+	endSpec(nil)
 	tm.mark("spec")
 	// A failed or interrupted run may still have left a container behind.
 	u.add(func(ctx context.Context) error {

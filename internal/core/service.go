@@ -31,6 +31,7 @@ import (
 	"github.com/crid-dev/crid/internal/nsexec"
 	"github.com/crid-dev/crid/internal/runc"
 	"github.com/crid-dev/crid/internal/store"
+	"github.com/crid-dev/crid/internal/tracing"
 )
 
 // Options are the core's collaborators.
@@ -136,7 +137,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		}
 		// The monitor binary doubles as the exec helper that reaps exec'd
 		// processes, so a background child cannot hold ExecSync open.
-		s.runtimes[name] = &runc.Runtime{Name: name, Path: path, Root: root, ExecHelper: mon}
+		s.runtimes[name] = &runc.Runtime{Name: name, Path: path, Root: root, ExecHelper: mon, Observe: tracing.RuntimeCall(name)}
 	}
 	s.minOOM = -1000
 	if cfg.Runtime.RestrictOOMScoreAdj {

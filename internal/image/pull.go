@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/tracing"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -28,6 +29,9 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (_ *Image, e
 	if err != nil {
 		return nil, err
 	}
+	// Spans carry the reference, never auth.
+	ctx, span := tracing.Start(ctx, "image.pull", tracing.Image.String(r.String()))
+	defer func() { tracing.End(span, err) }()
 	var id string
 	err = s.shared(ctx, nil, "pull:"+r.String(), func(ctx context.Context, _ *sharedProgress) error {
 		img, err := s.pull(ctx, r, auth)
@@ -42,6 +46,7 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (_ *Image, e
 	// Callers that joined another's pull learn the result from the index.
 	if id != "" {
 		if img, err := s.Resolve(id); err == nil {
+			span.SetAttributes(tracing.ImageID.String(img.ID))
 			return img, nil
 		}
 	}

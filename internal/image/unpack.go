@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/archive"
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/tracing"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -174,10 +175,12 @@ func (s *Service) writeBlob(d digest.Digest, data []byte) error {
 // fetchBlob downloads a remote layer into the content store, verifying its
 // digest as it streams. Concurrent fetches of one blob share the work.
 func (s *Service) fetchBlob(ctx context.Context, w *watch, l layerSource) error {
-	return s.shared(ctx, w, "blob:"+l.digest.String(), func(ctx context.Context, p *sharedProgress) error {
+	return s.shared(ctx, w, "blob:"+l.digest.String(), func(ctx context.Context, p *sharedProgress) (err error) {
 		if exists(s.blobPath(l.digest)) {
 			return nil
 		}
+		ctx, span := tracing.Start(ctx, "image.layer.download", tracing.LayerDigest.String(l.digest.String()))
+		defer func() { tracing.End(span, err) }()
 		rc, err := l.open()
 		if err != nil {
 			return fmt.Errorf("fetch layer %s: %w", l.digest, err)
@@ -252,10 +255,12 @@ func (s *Service) openLayer(ctx context.Context, w *watch, l layerSource) (io.Re
 // made.
 func (s *Service) unpack(ctx context.Context, w *watch, l layerSource, diffID digest.Digest, chain []digest.Digest) error {
 	top := chain[len(chain)-1]
-	return s.shared(ctx, w, "snapshot:"+top.String(), func(ctx context.Context, p *sharedProgress) error {
+	return s.shared(ctx, w, "snapshot:"+top.String(), func(ctx context.Context, p *sharedProgress) (err error) {
 		if exists(s.snapshotFs(top)) {
 			return nil
 		}
+		ctx, span := tracing.Start(ctx, "image.layer.unpack", tracing.LayerDigest.String(l.digest.String()), tracing.LayerDiffID.String(diffID.String()))
+		defer func() { tracing.End(span, err) }()
 		rc, err := s.openLayer(ctx, w, l)
 		if err != nil {
 			return err

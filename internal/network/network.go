@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/crid-dev/crid/internal/config"
 	"github.com/crid-dev/crid/internal/metrics"
+	"github.com/crid-dev/crid/internal/tracing"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -218,6 +219,8 @@ func (m *Manager) Setup(ctx context.Context, pod Pod) (*Result, error) {
 
 func (m *Manager) add(ctx context.Context, list *libcni.NetworkConfigList, pod Pod) (_ *Result, err error) {
 	defer m.observe(metrics.CNIAdd, time.Now(), &err)
+	ctx, span := tracing.Start(ctx, "cni.add", tracing.PodID.String(pod.ID), tracing.Network.String(list.Name))
+	defer func() { tracing.End(span, err) }()
 	// lo only needs to be up, which a netlink call does in microseconds;
 	// the loopback plugin would cost a process on the pod startup path.
 	loErr := make(chan error, 1)
@@ -233,6 +236,7 @@ func (m *Manager) add(ctx context.Context, list *libcni.NetworkConfigList, pod P
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", list.Name, err)
 	}
+	span.SetAttributes(tracing.PodIP.String(res.IP))
 	return res, nil
 }
 
@@ -293,6 +297,8 @@ func (m *Manager) Teardown(ctx context.Context, pod Pod) error {
 // has no cache entry (e.g. the cache was wiped), and loopback.
 func (m *Manager) del(ctx context.Context, list *libcni.NetworkConfigList, pod Pod, netns string) (err error) {
 	defer m.observe(metrics.CNIDel, time.Now(), &err)
+	ctx, span := tracing.Start(ctx, "cni.del", tracing.PodID.String(pod.ID))
+	defer func() { tracing.End(span, err) }()
 	var errs []error
 	done := map[string]bool{m.loopback.Name: true}
 	atts, err := m.cni.GetCachedAttachments(pod.ID)

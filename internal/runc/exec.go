@@ -35,10 +35,13 @@ import (
 // runc's own errors are told apart by its JSON log (--log): an error record
 // there means runc failed (container not running, bad spec...), and Exec
 // returns that as an error; otherwise the code is the process's.
-func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio ExecIO, drain time.Duration) (int, error) {
+func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio ExecIO, drain time.Duration) (_ int, err error) {
 	if proc == nil {
 		return -1, fmt.Errorf("exec in container %s: no process spec", id)
 	}
+	// The command line is left out: it may carry secrets.
+	ctx, done := r.observe(ctx, "exec", []string{id})
+	defer func() { done(err) }()
 	tmp, err := os.MkdirTemp("", "crid-exec-")
 	if err != nil {
 		return -1, fmt.Errorf("exec in container %s: %w", id, err)

@@ -25,10 +25,12 @@ import (
 // The returned pid is the container's process, read from pidFile. After
 // the runtime exits that process is reparented to the nearest child
 // subreaper or init; whoever that is must reap it.
-func (r *Runtime) Run(ctx context.Context, id, bundle, pidFile, logPath string) (int, error) {
+func (r *Runtime) Run(ctx context.Context, id, bundle, pidFile, logPath string) (_ int, err error) {
 	args := []string{"--log", logPath}
 	args = append(args, r.globalArgs()...)
 	args = append(args, "run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)
+	ctx, done := r.observe(ctx, "run", []string{"--detach", "--bundle", bundle, id})
+	defer func() { done(err) }()
 	cmd := exec.CommandContext(ctx, r.Path, args...)
 	// Stdin/Stdout/Stderr nil: os/exec opens /dev/null for each.
 	cmd.Dir = "/"
@@ -39,7 +41,7 @@ func (r *Runtime) Run(ctx context.Context, id, bundle, pidFile, logPath string) 
 	}
 	cmd.Env = []string{"PATH=" + path}
 	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
+	err = cmd.Run()
 	logText, _ := os.ReadFile(logPath)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -33,6 +33,9 @@ type Runtime struct {
 	// hold up the exec; without it Exec runs runc exec in the foreground.
 	ExecHelper string
 
+	// Observe, if set, is told of every runtime invocation (observe.go).
+	Observe Observer
+
 	// featMu guards feat, the cached `features` answer.
 	featMu  sync.Mutex
 	feat    *features.Features
@@ -88,7 +91,9 @@ func (r *Runtime) globalArgs() []string {
 }
 
 // run executes a runtime subcommand, returning its stdout.
-func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
+func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) (_ []byte, err error) {
+	ctx, done := r.observe(ctx, args[0], args[1:])
+	defer func() { done(err) }()
 	full := append(r.globalArgs(), args...)
 	cmd := exec.CommandContext(ctx, r.Path, full...)
 	var stdout, stderr bytes.Buffer

@@ -31,6 +31,13 @@ func (r *Runtime) StartFifo(ctx context.Context, id string, pid int) error {
 	if r.Root == "" || pid <= 0 {
 		return r.Start(ctx, id)
 	}
+	return r.startFifo(ctx, id, pid)
+}
+
+// startFifo is StartFifo once the runtime keeps a root to look in.
+func (r *Runtime) startFifo(ctx context.Context, id string, pid int) (err error) {
+	ctx, done := r.observe(ctx, "start", []string{"--exec-fifo", id})
+	defer func() { done(err) }()
 	path := filepath.Join(r.Root, id, execFifo)
 	// Non-blocking: a dead init never opens the write side, and the
 	// open must not hang on that. The init's own blocking open for
