@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -95,25 +96,55 @@ func (s *ImageServer) RemoveImage(ctx context.Context, req *runtime.RemoveImageR
 	return &runtime.RemoveImageResponse{}, nil
 }
 
-// ImageFsInfo reports the usage of the filesystem holding images; container
-// writable layers live on the same one.
+// ImageFsInfo reports what the image store (layers and blobs) uses and,
+// apart, what the containers' writable layers use.
 func (s *ImageServer) ImageFsInfo(ctx context.Context, req *runtime.ImageFsInfoRequest) (*runtime.ImageFsInfoResponse, error) {
-	u, err := s.images.FsInfo(ctx)
+	img, err := s.images.FsInfo(ctx)
 	if err != nil {
 		return nil, err
 	}
-	usage := func() *runtime.FilesystemUsage {
-		return &runtime.FilesystemUsage{
-			Timestamp:  time.Now().UnixNano(),
-			FsId:       &runtime.FilesystemIdentifier{Mountpoint: u.Mountpoint},
-			UsedBytes:  &runtime.UInt64Value{Value: u.UsedBytes},
-			InodesUsed: &runtime.UInt64Value{Value: u.InodesUsed},
-		}
+	ctr, err := s.containerFs.get(func() (image.FsUsage, error) { return s.core.ContainerFsInfo(ctx) })
+	if err != nil {
+		return nil, err
 	}
 	return &runtime.ImageFsInfoResponse{
-		ImageFilesystems:     []*runtime.FilesystemUsage{usage()},
-		ContainerFilesystems: []*runtime.FilesystemUsage{usage()},
+		ImageFilesystems:     []*runtime.FilesystemUsage{fsUsage(img)},
+		ContainerFilesystems: []*runtime.FilesystemUsage{fsUsage(ctr)},
 	}, nil
+}
+
+func fsUsage(u image.FsUsage) *runtime.FilesystemUsage {
+	return &runtime.FilesystemUsage{
+		Timestamp:  time.Now().UnixNano(),
+		FsId:       &runtime.FilesystemIdentifier{Mountpoint: u.Mountpoint},
+		UsedBytes:  &runtime.UInt64Value{Value: u.UsedBytes},
+		InodesUsed: &runtime.UInt64Value{Value: u.InodesUsed},
+	}
+}
+
+// fsCacheMaxAge bounds how often ImageFsInfo walks the writable layers:
+// kubelet asks every ~10s, and a walk of many large layers is not free.
+const fsCacheMaxAge = 10 * time.Second
+
+// fsCache keeps the last usage measured for fsCacheMaxAge.
+type fsCache struct {
+	mu   sync.Mutex
+	last image.FsUsage
+	at   time.Time
+}
+
+func (c *fsCache) get(measure func() (image.FsUsage, error)) (image.FsUsage, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < fsCacheMaxAge {
+		return c.last, nil
+	}
+	u, err := measure()
+	if err != nil {
+		return image.FsUsage{}, err
+	}
+	c.last, c.at = u, time.Now()
+	return u, nil
 }
 
 // toCRIImage converts a stored image. The image's USER sets uid when it is

@@ -32,9 +32,10 @@ type RuntimeServer struct {
 // ImageServer implements runtime.v1 ImageService over the image service.
 type ImageServer struct {
 	runtime.UnimplementedImageServiceServer
-	core   *core.Service
-	images *image.Service
-	log    *slog.Logger
+	core        *core.Service
+	images      *image.Service
+	log         *slog.Logger
+	containerFs fsCache
 }
 
 // ListCache remembers encoded list responses (see listcache.go). Create one
