@@ -84,23 +84,26 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
+	// nil without `[metrics] address`: nothing is recorded (metrics.go).
+	promMetrics := newMetrics(cfg)
 	st, err := store.Open(filepath.Join(cfg.Root, "meta.db"))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	images, err := image.New(cfg.Images, cfg.Root, st)
+	images, err := image.New(cfg.Images, cfg.Root, st, image.WithOnFreed(promMetrics.BytesFreed))
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
 	}
+	images.SetMetrics(promMetrics)
 	images.SetLogger(log.With("component", "image"))
 	go images.RunCollector(ctx)
-	netMgr, err := network.New(cfg.Network, cfg.State, network.WithLogger(log))
+	netMgr, err := network.New(cfg.Network, cfg.State, network.WithLogger(log), network.WithMetrics(promMetrics))
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
 	defer netMgr.Close()
-	c, err := core.New(ctx, core.Options{Config: cfg, Store: st, Images: images, Network: netMgr, Log: log, Version: version, RecoveryProgress: svc.recoveryProgress})
+	c, err := core.New(ctx, core.Options{Config: cfg, Store: st, Images: images, Network: netMgr, Log: log, Version: version, Metrics: promMetrics, RecoveryProgress: svc.recoveryProgress})
 	if err != nil {
 		return err
 	}
@@ -123,6 +126,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		tracingServerOption(cfg.Tracing, tp),
 		grpc.UnaryInterceptor(server.UnaryInterceptor(log)),
 		grpc.StreamInterceptor(server.StreamInterceptor(log)),
+		server.MetricsUnary(promMetrics), server.MetricsStream(promMetrics),
 		grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20),
 		// Handlers run on long-lived workers instead of a fresh goroutine
 		// per call: no stack growth on every call, ~5% off the round trip
@@ -130,6 +134,11 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	)
 	server.RegisterCached(g, lists, c, images, stream, log)
+	stopMetrics, err := serveMetrics(cfg, promMetrics, c, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	lis, err := listenUnix(cfg.Socket)
 	if err != nil {
 		return err

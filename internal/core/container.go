@@ -295,12 +295,15 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	c.mu.Unlock()
 	endSpec(nil)
 	tm.mark("spec")
+	spawnStart := time.Now()
 	// The monitor runs the runtime's create: its span covers both.
 	monCtx, monSpan := tracing.Start(ctx, "monitor.start", tracing.ContainerID.String(id), tracing.Handler.String(rt.Name))
 	proc, err := monitor.Spawn(monCtx, s.monitor, monitor.Options{
 		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
 		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
 	})
+	// The monitor runs `runtime create`: that is the runtime's create.
+	s.metrics.RuntimeOperation(rt.Name, "create", time.Since(spawnStart), err)
 	tracing.End(monSpan, err)
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
@@ -360,6 +363,7 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 		switch {
 		case ex.OOMKilled:
 			rec.Reason = "OOMKilled"
+			s.metrics.OOMKill()
 		case ex.Code == 0:
 			rec.Reason = "Completed"
 		case rec.Reason == "":

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/metrics"
 	"github.com/crid-dev/crid/internal/monitor"
 	"github.com/crid-dev/crid/internal/nsexec"
 	"github.com/crid-dev/crid/internal/runc"
@@ -65,7 +66,7 @@ func execProcess(base *specs.Process, cmd []string, tty bool) *specs.Process {
 // exec runs cmd in a running container: through crid-nsexec when the
 // handler allows it and the helper covers the spec, else the runtime's
 // exec.
-func (s *Service) exec(ctx context.Context, containerID string, cmd []string, eio runc.ExecIO) (int, error) {
+func (s *Service) exec(ctx context.Context, kind, containerID string, cmd []string, eio runc.ExecIO) (int, error) {
 	if len(cmd) == 0 {
 		return 0, fmt.Errorf("exec: cmd is required: %w", errdefs.ErrInvalidArgument)
 	}
@@ -90,11 +91,13 @@ func (s *Service) exec(ctx context.Context, containerID string, cmd []string, ei
 	drain := s.cfg.Runtime.ExecSyncDrainTimeout.Duration
 	if s.nsexec != nil && s.handlerConfig(handler).ExecDirect() {
 		t := nsexec.Target{Pid: rec.PID, Spec: spec}
+		start := time.Now()
 		// The command is left out of the span: it may carry secrets.
 		nctx, span := tracing.Start(ctx, "exec.nsexec", tracing.ContainerID.String(rec.ID))
 		code, err := s.nsexec.Exec(nctx, t, proc, nsexec.IO{Stdin: eio.Stdin, Stdout: eio.Stdout, Stderr: eio.Stderr}, drain)
 		tracing.End(span, err)
 		if !errors.Is(err, nsexec.ErrUnsupported) {
+			s.timeExec(kind, metrics.ExecPathNsexec, start, err)
 			if err != nil {
 				return code, fmt.Errorf("exec in container %s: %w", rec.ID, err)
 			}
@@ -104,7 +107,10 @@ func (s *Service) exec(ctx context.Context, containerID string, cmd []string, ei
 			s.log.Debug("exec through the runtime", "container", rec.ID, "reason", err)
 		}
 	}
-	return rt.Exec(ctx, rec.ID, proc, eio, drain)
+	start := time.Now()
+	code, err := rt.Exec(ctx, rec.ID, proc, eio, drain)
+	s.timeExec(kind, metrics.ExecPathRuntime, start, err)
+	return code, err
 }
 
 // ExecSync runs a command in a container and returns its output and exit code.
@@ -116,7 +122,7 @@ func (s *Service) ExecSync(ctx context.Context, req *runtime.ExecSyncRequest) (*
 	}
 	stdout := &cappedBuffer{max: maxExecSyncOutput}
 	stderr := &cappedBuffer{max: maxExecSyncOutput}
-	code, err := s.exec(ctx, req.GetContainerId(), req.GetCmd(), runc.ExecIO{Stdout: stdout, Stderr: stderr})
+	code, err := s.exec(ctx, metrics.ExecSync, req.GetContainerId(), req.GetCmd(), runc.ExecIO{Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fmt.Errorf("exec in container %s: command %q timed out after %ds: %w",
@@ -129,7 +135,7 @@ func (s *Service) ExecSync(ctx context.Context, req *runtime.ExecSyncRequest) (*
 
 // ExecStream runs cmd in a running container for the streaming server.
 func (s *Service) ExecStream(ctx context.Context, containerID string, cmd []string, eio runc.ExecIO) (int, error) {
-	return s.exec(ctx, containerID, cmd, eio)
+	return s.exec(ctx, metrics.ExecStream, containerID, cmd, eio)
 }
 
 // AttachStream attaches to a running container's stdio through its monitor.

@@ -27,6 +27,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/crid-dev/crid/internal/config"
 	"github.com/crid-dev/crid/internal/image"
+	"github.com/crid-dev/crid/internal/metrics"
 	"github.com/crid-dev/crid/internal/network"
 	"github.com/crid-dev/crid/internal/nsexec"
 	"github.com/crid-dev/crid/internal/runc"
@@ -43,6 +44,8 @@ type Options struct {
 	Log     *slog.Logger
 	// Version is crid's own version, reported by Version.
 	Version string
+	// Metrics records the core's work (instrument.go); nil records nothing.
+	Metrics *metrics.Metrics
 	// RecoveryProgress, when set, is told how far recovery is: done of
 	// total recorded pods and containers (crid extends systemd's start
 	// timeout with it).
@@ -81,6 +84,8 @@ type Service struct {
 	pending *pendingOps
 	// trash deletes removed containers' files in the background (trash.go).
 	trash *trash
+	// metrics records runtime calls, execs and OOM kills; nil: nothing.
+	metrics *metrics.Metrics
 }
 
 // pinDir holds the IPC and UTS pins of pods without a pause (podns.go):
@@ -105,6 +110,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		names:      map[string]string{},
 		pending:    newPendingOps(),
 		events:     newEventHub(),
+		metrics:    o.Metrics,
 	}
 	s.trash = newTrash(o.Log, cfg.Root)
 	if err := network.SharedPinDir(s.pinDir()); err != nil {
@@ -139,6 +145,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		// processes, so a background child cannot hold ExecSync open.
 		s.runtimes[name] = &runc.Runtime{Name: name, Path: path, Root: root, ExecHelper: mon, Observe: tracing.RuntimeCall(name)}
 	}
+	s.instrument()
 	s.minOOM = -1000
 	if cfg.Runtime.RestrictOOMScoreAdj {
 		if v, err := readOOMScoreAdj(); err == nil {

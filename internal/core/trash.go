@@ -23,6 +23,8 @@ type trash struct {
 	dir    string
 	remove func(string) error // os.RemoveAll; tests slow it down
 	wg     sync.WaitGroup     // deletions in flight (tests wait on it)
+	// freed, if set, is told the bytes each deletion freed (metrics).
+	freed func(n int64)
 }
 
 func newTrash(log *slog.Logger, root string) *trash {
@@ -55,8 +57,16 @@ func (t *trash) empty(path string) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
+		var before int64
+		if t.freed != nil {
+			before = diskUsage(path)
+		}
 		if err := t.remove(path); err != nil {
 			t.log.Warn("could not empty the trash", "path", path, "error", err)
+		}
+		if t.freed != nil {
+			// What is left after a failed removal was not freed.
+			t.freed(before - diskUsage(path))
 		}
 	}()
 }

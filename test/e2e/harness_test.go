@@ -46,6 +46,7 @@ type harness struct {
 	cfgPath  string
 	registry string // host:port
 	logPath  string
+	metrics  string // host:port of crid's Prometheus endpoint (prometheus_test.go)
 	crid     *exec.Cmd
 	conn     *grpc.ClientConn
 	rt       runtime.RuntimeServiceClient
@@ -171,6 +172,11 @@ path = "/bin/false"
 conf_dir = %q
 bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
 `, filepath.Join(base, "root"), filepath.Join(base, "state"), hh.socket, regs.String(), filepath.Join(base, "cdi"), cniDir, cniBin)
+	// The metrics endpoint, on a free loopback port.
+	if hh.metrics, err = freeLoopbackAddr(); err != nil {
+		return hh, err
+	}
+	cfg += fmt.Sprintf("[metrics]\naddress = %q\n", hh.metrics)
 	hh.cfgPath = filepath.Join(base, "crid.toml")
 	if err := os.WriteFile(hh.cfgPath, []byte(cfg), 0o644); err != nil {
 		return hh, err
