@@ -1,7 +1,9 @@
 // Package images builds crid's test images offline, in memory, from files
 // of this Debian machine: busybox (Debian's dynamic busybox with hard-linked
 // applets), nginx, an httpd stand-in, nonewprivs, pause (compiled from images/pause) and
-// every gcr.io/k8s-staging-cri-tools/test-image-* critest pulls. Names are
+// every gcr.io/k8s-staging-cri-tools/test-image-* critest pulls; and, apart
+// (NodeE2ECatalog in nodee2e.go, it needs an agnhost binary), the images
+// Kubernetes' node e2e suite pulls. Names are
 // the full upstream references; crid-testregistry serves them under
 // "<upstream host>/<path>" repositories for mirror configs with a path
 // prefix.
