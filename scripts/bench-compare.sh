@@ -17,6 +17,7 @@
 #   --containerd-only     measure containerd alone (no crid)
 #   --out FILE            default docs/performance.md
 #   --work DIR            scratch dir (default: mktemp)
+#   (env CRID_CONFIG_EXTRA: TOML appended to crid's config)
 #   --serve               start both runtimes, print their sockets and wait
 #                         (for profiling by hand); Ctrl-C cleans up
 set -euo pipefail
@@ -224,6 +225,9 @@ path = "$RUNC"
 conf_dir = "$W/net.d"
 bin_dirs = ["/usr/lib/cni"]
 TOML
+	# CRID_CONFIG_EXTRA: TOML appended to crid's config, e.g. to measure
+	# crid with [metrics] and [tracing] on.
+	if [ -n "${CRID_CONFIG_EXTRA:-}" ]; then printf '\n%s\n' "$CRID_CONFIG_EXTRA" >>"$R/config.toml"; fi
 	log "starting crid"
 	bin/crid --config "$R/config.toml" >"$R/crid.log" 2>&1 &
 	CRID_PID=$!
