@@ -86,6 +86,10 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	}
 	// nil without `[metrics] address`: nothing is recorded (metrics.go).
 	promMetrics := newMetrics(cfg)
+	metricsSrv, err := listenMetrics(cfg, promMetrics)
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(filepath.Join(cfg.Root, "meta.db"))
 	if err != nil {
 		return err
@@ -134,7 +138,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	)
 	server.RegisterCached(g, lists, c, images, stream, log)
-	stopMetrics, err := serveMetrics(cfg, promMetrics, c, log)
+	stopMetrics, err := serveMetrics(metricsSrv, promMetrics, c, log)
 	if err != nil {
 		return err
 	}

@@ -4,10 +4,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -208,5 +213,54 @@ func TestPrometheusEndpoint(t *testing.T) {
 			t.Fatal("no trash bytes freed counted 20s after RemoveContainer")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestMetricsAddressRefused starts the real binary with a metrics address
+// it cannot use: it must exit at once naming the key, not run unobserved.
+func TestMetricsAddressRefused(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, c := range []struct{ name, addr string }{
+		{"host name", "localhost:9090"},
+		{"no port", "127.0.0.1"},
+		{"port taken", taken.Addr().String()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := fmt.Sprintf("root = %q\nstate = %q\nsocket = %q\n[runtime.handlers.runc]\npath = \"/usr/local/sbin/runc\"\n[network]\nconf_dir = %q\n[metrics]\naddress = %q\n",
+				dir+"/root", dir+"/state", dir+"/state/crid.sock", dir+"/cni", c.addr)
+			p := dir + "/crid.toml"
+			if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(filepath.Join(h.binDir, "crid"), "--config", p)
+			done := make(chan struct{})
+			var out []byte
+			go func() { out, err = cmd.CombinedOutput(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+				t.Fatalf("crid still running with metrics address %q; output:\n%s", c.addr, out)
+			}
+			if err == nil || !strings.Contains(string(out), "metrics.address") {
+				t.Errorf("crid exited with %v, output %q; want an error naming metrics.address", err, out)
+			}
+			// Refused before it set anything up: no namespace pin dirs
+			// mounted, no state recovered.
+			mounts, merr := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+			if merr != nil {
+				t.Fatal(merr)
+			}
+			for i := len(mounts) - 1; i >= 0; i-- {
+				t.Errorf("crid mounted %s before refusing its metrics address", mounts[i].Mountpoint)
+				_ = syscall.Unmount(mounts[i].Mountpoint, syscall.MNT_DETACH)
+			}
+		})
 	}
 }
