@@ -39,6 +39,17 @@ func (r *Runtime) startFifo(ctx context.Context, id string, pid int) (err error)
 	ctx, done := r.observe(ctx, "start", []string{"--exec-fifo", id})
 	defer func() { done(err) }()
 	path := filepath.Join(r.Root, id, execFifo)
+	// Release only the init crid created: the runtime's record of its
+	// init must name this pid, started at the same time (a pid reused
+	// after the init died is another process). Checked before the FIFO is
+	// opened, while the init is still held: opening the read side is what
+	// releases it, and a container whose process exits at once (`id -u`)
+	// would otherwise be gone before the check.
+	if _, err := os.Stat(path); err == nil {
+		if err := r.checkInit(id, pid); err != nil {
+			return fmt.Errorf("start container %s: %w", id, err)
+		}
+	}
 	// Non-blocking: a dead init never opens the write side, and the
 	// open must not hang on that. The init's own blocking open for
 	// writing completes once a reader exists.
@@ -51,12 +62,6 @@ func (r *Runtime) startFifo(ctx context.Context, id string, pid int) (err error)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
-	// Release only the init crid created: the runtime's record of its
-	// init must name this pid, started at the same time (a pid reused
-	// after the init died is another process).
-	if err := r.checkInit(id, pid); err != nil {
-		return fmt.Errorf("start container %s: %w", id, err)
-	}
 	// The init's binary while it waits: the runtime's (a copy of it).
 	initExe, exeErr := exeID(pid)
 	got, err := readFifo(ctx, f, pid)

@@ -183,3 +183,63 @@ func TestCheckInit(t *testing.T) {
 		})
 	}
 }
+
+// TestStartFifoInitExitsAtOnce plays a container whose process exits right
+// after its release (kubelet's `id -u` specs): StartFifo must check the
+// runtime's record of the init before it opens the FIFO, because opening
+// the read side is what releases the init. Checking afterwards raced with
+// the init's exit and failed the start of a container that had run ("init
+// N is gone"). The record here is a FIFO too, filled only once the init
+// has exited (or after a second): a check made after the release reads it
+// then, every time, while a check made before blocks until the second is up.
+func TestStartFifoInitExitsAtOnce(t *testing.T) {
+	root := t.TempDir()
+	r := &Runtime{Name: "test", Path: "/bin/false", Root: root}
+	path := filepath.Join(root, "c1", execFifo)
+	statePath := filepath.Join(root, "c1", "state.json")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, statePath} {
+		if err := unix.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The init: blocks opening the FIFO for writing, writes its byte and
+	// exits at once; reaped as soon as it exits, as the monitor (its
+	// subreaper) does.
+	init := exec.Command("sh", "-c", `exec 3>"$1"; printf 0 >&3; exit 0`, "sh", path)
+	if err := init.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reaped := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = init.Wait(); close(reaped) }()
+	pid := init.Process.Pid
+	start, err := pidfd.StartTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateWritten := make(chan error, 1)
+	go func() {
+		select {
+		case <-reaped:
+		case <-time.After(time.Second):
+		}
+		state := fmt.Sprintf(`{"init_process_pid":%d,"init_process_start":%d}`, pid, start)
+		stateWritten <- os.WriteFile(statePath, []byte(state), 0o600)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = r.StartFifo(ctx, "c1", pid)
+	<-reaped
+	if waitErr != nil {
+		t.Fatalf("init: %v", waitErr)
+	}
+	if werr := <-stateWritten; werr != nil {
+		t.Fatalf("write the runtime's record: %v", werr)
+	}
+	if err != nil {
+		t.Fatalf("StartFifo of an init that exits once released = %v, want success", err)
+	}
+}
