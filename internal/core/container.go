@@ -380,7 +380,7 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 	// ("invalid state transition from stopped to paused").
 	if rt, err := s.runtimeFor(s.handlerOf(snap.SandboxID)); err == nil {
 		ctx, cancel := cleanupCtx()
-		if err := rt.Delete(ctx, snap.ID, true); err != nil {
+		if err := rt.DeleteExited(ctx, snap.ID); err != nil {
 			s.log.Warn("delete exited container from runtime", "container", snap.ID, "error", err)
 		} else {
 			c.mu.Lock()
@@ -601,7 +601,8 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	deleted := c.runtimeDeleted
 	c.mu.RUnlock()
 	if rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID)); err == nil && !deleted {
-		if err := rt.Delete(ctx, rec.ID, true); err != nil {
+		// Stopped above: the plain delete is the fast one.
+		if err := rt.DeleteExited(ctx, rec.ID); err != nil {
 			return fmt.Errorf("remove container %s: %w", rec.ID, err)
 		}
 		tm.mark("runtime delete")

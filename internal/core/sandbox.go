@@ -543,7 +543,7 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox) error {
 				return fmt.Errorf("stop pod sandbox %s: pause did not exit after SIGKILL: %w", id, errdefs.ErrUnavailable)
 			}
 		}
-		if err := rt.Delete(ctx, id, true); err != nil {
+		if err := rt.DeleteExited(ctx, id); err != nil {
 			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
 		}
 		_ = cgroups.Remove(rec.CgroupsPath)

@@ -215,6 +215,19 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	return nil
 }
 
+// DeleteExited deletes a container whose init has exited. It asks for a
+// plain delete first: runc 1.2+ spends ~100 ms in `delete --force` even on
+// a stopped container (it signals and waits), where a plain delete of
+// one takes ~10 ms, and every StopContainer waits for this delete. A
+// container the runtime does not consider stopped (its state raced the
+// exit) is deleted with --force.
+func (r *Runtime) DeleteExited(ctx context.Context, id string) error {
+	if err := r.Delete(ctx, id, false); err == nil {
+		return nil
+	}
+	return r.Delete(ctx, id, true)
+}
+
 // State queries the container; errdefs.ErrNotFound if the runtime does not know it.
 func (r *Runtime) State(ctx context.Context, id string) (*State, error) {
 	out, err := r.run(ctx, nil, "state", id)

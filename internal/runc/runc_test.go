@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -90,5 +92,44 @@ func TestVersionAndFeatures(t *testing.T) {
 	f2, err := r.Features(ctx)
 	if err != nil || f2 != f {
 		t.Errorf("second Features call not served from cache: %p %p %v", f, f2, err)
+	}
+}
+
+// TestDeleteExited: a stopped container is deleted without --force (runc
+// 1.2+ spends ~100 ms in a forced delete of a stopped one); one the
+// runtime refuses to delete plainly is deleted with --force.
+func TestDeleteExited(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	// A runtime that refuses a plain delete of "running" and logs its calls.
+	script := "#!/bin/sh\necho \"$*\" >> " + calls + "\n" +
+		"case \"$*\" in *'delete running') echo 'cannot delete container running that is not stopped: running' >&2; exit 1;; esac\n"
+	bin := filepath.Join(dir, "runc")
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runtime{Name: "runc", Path: bin, Root: dir}
+	for _, tc := range []struct {
+		id   string
+		want []string
+	}{
+		{"stopped", []string{"delete stopped"}},
+		{"running", []string{"delete running", "delete --force running"}},
+	} {
+		_ = os.Remove(calls)
+		if err := r.DeleteExited(context.Background(), tc.id); err != nil {
+			t.Fatalf("DeleteExited(%s): %v", tc.id, err)
+		}
+		b, err := os.ReadFile(calls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			got = append(got, strings.TrimPrefix(l, "--log-format json --root "+dir+" "))
+		}
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("DeleteExited(%s) ran %q, want %q", tc.id, got, tc.want)
+		}
 	}
 }

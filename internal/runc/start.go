@@ -50,6 +50,11 @@ func (r *Runtime) startFifo(ctx context.Context, id string, pid int) (err error)
 			return fmt.Errorf("start container %s: %w", id, err)
 		}
 	}
+	// The init's binary while it waits: the runtime's (a copy of it).
+	// Read before the FIFO is opened: the open releases the init, which
+	// may have exec'd the container's binary before a later look, and
+	// waitExec would then wait its whole limit for a change that was over.
+	initExe, exeErr := exeID(pid)
 	// Non-blocking: a dead init never opens the write side, and the
 	// open must not hang on that. The init's own blocking open for
 	// writing completes once a reader exists.
@@ -62,8 +67,6 @@ func (r *Runtime) startFifo(ctx context.Context, id string, pid int) (err error)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
-	// The init's binary while it waits: the runtime's (a copy of it).
-	initExe, exeErr := exeID(pid)
 	got, err := readFifo(ctx, f, pid)
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", id, err)
