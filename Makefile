@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 CC ?= gcc
 NSEXEC_OUT ?= bin/crid-nsexec
 
-.PHONY: build nsexec runc install test unit conformance bench-compare clean
+.PHONY: build nsexec runc install test unit conformance node-e2e bench-compare clean
 
 build:
 	mkdir -p bin _output
@@ -36,6 +36,11 @@ unit:
 conformance: build
 	./test/conformance/build-tools.sh $(CURDIR)/bin/cri-tools
 	./test/conformance/run.sh --crid $(CURDIR)/bin/crid --tools $(CURDIR)/bin/cri-tools --out $(CURDIR)/_output/conformance
+
+# Kubernetes' node conformance suite (kubelet + e2e_node v1.37.2) against
+# crid; NODE_E2E_ARGS="--subset ci" for the CI subset (see test/node-e2e/run.sh).
+node-e2e: build
+	./test/node-e2e/run.sh --crid $(CURDIR)/bin/crid $(NODE_E2E_ARGS)
 
 bench-compare: build
 	./scripts/bench-compare.sh

@@ -2,6 +2,7 @@ package images
 
 import (
 	"fmt"
+	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -48,11 +49,21 @@ const (
 // nonRootUID is the USER of the upstream nonroot image.
 const nonRootUID = "1234"
 
-// NodeE2ECatalog returns the node e2e images by reference. agnhost is the
-// path of a static agnhost binary built from the Kubernetes module (Go,
-// not part of this machine's files); test/node-e2e/build.sh builds it.
-func NodeE2ECatalog(agnhost string) (map[string]v1.Image, error) {
-	return newBuilder().nodeE2ECatalog(agnhost)
+// Files of the agnhost image that come from the Kubernetes module (not
+// this machine's files), in the directory NodeE2ECatalog reads: the static
+// agnhost program and the TLS pair of its porter/netexec servers, which
+// the suite's HTTPS lifecycle hook specs pass to netexec as /localhost.crt
+// and /localhost.key. test/node-e2e/build.sh puts them there.
+const (
+	AgnhostBinary = "agnhost"
+	AgnhostCert   = "localhost.crt"
+	AgnhostKey    = "localhost.key"
+)
+
+// NodeE2ECatalog returns the node e2e images by reference; agnhostDir
+// holds AgnhostBinary, AgnhostCert and AgnhostKey.
+func NodeE2ECatalog(agnhostDir string) (map[string]v1.Image, error) {
+	return newBuilder().nodeE2ECatalog(agnhostDir)
 }
 
 func (b *builder) nodeE2ECatalog(agnhost string) (map[string]v1.Image, error) {
@@ -115,22 +126,29 @@ func (b *builder) agnhostToolsLayer() (v1.Layer, error) {
 }
 
 // agnhostLayer holds the agnhost program at /agnhost (and the /agnhost-2
-// link of the upstream image). It must be static: the busybox base's
-// libraries are Debian's, not the ones a dynamic agnhost was linked with.
-func (b *builder) agnhostLayer(host string) (v1.Layer, error) {
-	return b.layer("agnhost:"+host, func() (*tree, error) {
-		interp, needed, err := elfDeps(host)
+// link of the upstream image) and its TLS pair, from dir. The program must
+// be static: the busybox base's libraries are Debian's, not the ones a
+// dynamic agnhost was linked with.
+func (b *builder) agnhostLayer(dir string) (v1.Layer, error) {
+	return b.layer("agnhost:"+dir, func() (*tree, error) {
+		bin := filepath.Join(dir, AgnhostBinary)
+		interp, needed, err := elfDeps(bin)
 		if err != nil {
 			return nil, fmt.Errorf("agnhost: %w", err)
 		}
 		if interp != "" || len(needed) > 0 {
-			return nil, fmt.Errorf("agnhost %s is dynamically linked (interpreter %q, libraries %v); build it with CGO_ENABLED=0", host, interp, needed)
+			return nil, fmt.Errorf("agnhost %s is dynamically linked (interpreter %q, libraries %v); build it with CGO_ENABLED=0", bin, interp, needed)
 		}
 		t := newTree()
-		if err := t.hostFile("/agnhost", host); err != nil {
+		if err := t.hostFile("/agnhost", bin); err != nil {
 			return nil, err
 		}
 		t.symlink("/agnhost-2", "agnhost")
+		for _, f := range []string{AgnhostCert, AgnhostKey} {
+			if err := t.hostFile("/"+f, filepath.Join(dir, f)); err != nil {
+				return nil, fmt.Errorf("agnhost: %w", err)
+			}
+		}
 		return t, nil
 	})
 }
@@ -141,7 +159,7 @@ func (b *builder) agnhostImage(id, agnhost string) (v1.Image, error) {
 		layers: []func() (v1.Layer, error){b.busyboxLayer, b.agnhostToolsLayer,
 			func() (v1.Layer, error) { return b.agnhostLayer(agnhost) }},
 		history: []string{busyboxHistory, "curl, bash and their libraries; user-defined-in-image, group-defined-in-image; /uploads",
-			"ADD agnhost /agnhost (Kubernetes v1.37.2, static)"},
+			"ADD agnhost /agnhost (Kubernetes v1.37.2, static), porter/localhost.crt, porter/localhost.key"},
 		entrypoint: []string{"/agnhost"},
 		cmd:        []string{"pause"},
 		workdir:    "/",

@@ -29,7 +29,8 @@ var (
 	nodeE2EDir  string
 )
 
-// fakeAgnhost builds fakeAgnhostSource statically once per test binary.
+// fakeAgnhost builds fakeAgnhostSource statically once per test binary and
+// returns the directory NodeE2ECatalog reads.
 func fakeAgnhost(t *testing.T) string {
 	t.Helper()
 	nodeE2EOnce.Do(func() {
@@ -43,7 +44,13 @@ func fakeAgnhost(t *testing.T) string {
 		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module fakeagnhost\n\ngo 1.22\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("go", "build", "-o", "agnhost", ".")
+		// Stand-ins for the TLS pair (the image only carries them).
+		for f, data := range map[string]string{AgnhostCert: "test certificate\n", AgnhostKey: "test key\n"} {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd := exec.Command("go", "build", "-o", AgnhostBinary, ".")
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -54,7 +61,7 @@ func fakeAgnhost(t *testing.T) string {
 	if nodeE2EDir == "" {
 		t.Fatal("fake agnhost was not built")
 	}
-	return filepath.Join(nodeE2EDir, "agnhost")
+	return nodeE2EDir
 }
 
 func TestMain(m *testing.M) {
@@ -101,7 +108,11 @@ func TestNodeE2ECatalog(t *testing.T) {
 
 func TestNodeE2EAgnhostRejectsDynamicBinary(t *testing.T) {
 	// Debian's busybox is dynamically linked: not usable as agnhost.
-	_, err := NodeE2ECatalog(hostBusybox)
+	dir := t.TempDir()
+	if err := os.Symlink(hostBusybox, filepath.Join(dir, AgnhostBinary)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NodeE2ECatalog(dir)
 	if err == nil || !strings.Contains(err.Error(), "dynamically linked") {
 		t.Fatalf("NodeE2ECatalog with a dynamic agnhost: %v, want a dynamically linked error", err)
 	}
@@ -119,8 +130,8 @@ func TestNodeE2EImagesRun(t *testing.T) {
 		want        []string
 	}{
 		// Lifecycle hooks curl an agnhost server; probes run /bin/bash.
-		{NodeE2EAgnhost, `/agnhost netexec; /agnhost-2 pause; curl --version | head -n1; bash -c 'echo bash $BASH_VERSION'; id user-defined-in-image; test -d /uploads && echo uploads`,
-			[]string{"agnhost [netexec]", "agnhost [pause]", "curl ", "bash 5", "50000(group-defined-in-image)", "uploads"}},
+		{NodeE2EAgnhost, `/agnhost netexec; /agnhost-2 pause; curl --version | head -n1; bash -c 'echo bash $BASH_VERSION'; id user-defined-in-image; test -d /uploads && echo uploads; cat /localhost.crt /localhost.key`,
+			[]string{"agnhost [netexec]", "agnhost [pause]", "curl ", "bash 5", "50000(group-defined-in-image)", "uploads", "test certificate", "test key"}},
 		// The hostIPC specs list shared memory with ipcs; the suite makes a
 		// segment with ipcmk on the host (here: in the chroot, removed again).
 		{NodeE2EIpcUtils, `id=$(ipcmk -M 4096 | awk '{print $NF}'); trap "ipcrm -m $id" EXIT; ipcs -m | awk -v id=$id '$2 == id {print "found"}'`,

@@ -4,7 +4,8 @@
 # Usage: test/node-e2e/build.sh [CACHE_DIR]
 #
 # Builds kubelet, e2e_node.test, ginkgo and agnhost (static, for the agnhost
-# test image) of Kubernetes $KUBE_VERSION from the module in build/ and puts
+# test image, with the TLS pair the image carries) of Kubernetes
+# $KUBE_VERSION from the module in build/ and puts
 # them in CACHE_DIR/$KUBE_VERSION (default: $NODE_E2E_CACHE, else
 # /var/cache/crid-node-e2e). A binary already there is reused: the cache is
 # keyed by the version and by a hash of build/go.mod and build/go.sum, so
@@ -57,4 +58,10 @@ build ginkgo go build -trimpath github.com/onsi/ginkgo/v2/ginkgo
 build kubelet go build -trimpath -ldflags "-s -w $stamp" k8s.io/kubernetes/cmd/kubelet
 build e2e_node.test go test -c -trimpath -ldflags "$stamp" k8s.io/kubernetes/test/e2e_node
 build agnhost go build -trimpath -ldflags "-s -w" k8s.io/kubernetes/test/images/agnhost
+# The agnhost image's TLS pair (its HTTPS servers' /localhost.crt and .key).
+if [[ ! -f $dir/localhost.key ]]; then
+	kdir=$(cd "$here/build" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+	cp "$kdir/test/images/agnhost/porter/localhost.crt" "$kdir/test/images/agnhost/porter/localhost.key" "$dir/"
+	chmod 0644 "$dir/localhost.crt" "$dir/localhost.key"
+fi
 echo "$dir"

@@ -4,8 +4,10 @@
 // crid-testregistry, so that a runtime's mirror of registry.k8s.io at
 // http://ADDR/registry.k8s.io resolves them. test/node-e2e/run.sh starts it.
 //
-//	registry --agnhost PATH [--addr 127.0.0.1:0] [--ready-file F]
-//	registry --agnhost PATH --list
+//	registry --agnhost-dir DIR [--addr 127.0.0.1:0] [--ready-file F]
+//	registry --agnhost-dir DIR --list
+//
+// DIR holds agnhost and its TLS pair (test/node-e2e/build.sh's output).
 package main
 
 import (
@@ -38,13 +40,13 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "loopback host:port to serve on (port 0: a free one)")
 	ready := fs.String("ready-file", "", "file written with the address once every image is pushed")
-	agnhost := fs.String("agnhost", "", "static agnhost binary for the agnhost images (required)")
+	agnhost := fs.String("agnhost-dir", "", "directory with the static agnhost binary, localhost.crt and localhost.key (required)")
 	list := fs.Bool("list", false, "print the references served and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *agnhost == "" {
-		return errors.New("--agnhost is required")
+		return errors.New("--agnhost-dir is required")
 	}
 	if *list {
 		catalog, err := images.NodeE2ECatalog(*agnhost)
