@@ -140,6 +140,14 @@ func TestNodeE2EImagesRun(t *testing.T) {
 		{NodeE2EGlibcDNS, `hostname -V 2>&1; stat -c 'links=%h' /bin/hostname`, []string{"hostname ", "links=1"}},
 		{NodeE2ENonewprivs, `nnp`, []string{"Effective uid: 0"}},
 		{NodeE2EBusybox, `echo $((6*7)); nslookup 2>&1 | head -n1`, []string{"42", "BusyBox"}},
+		// envFrom gives variables like data-1; sh -c env must show them.
+		{NodeE2EBusybox, `env 'data-1=value-1' sh -c env`, []string{"data-1=value-1"}},
+		{NodeE2EAgnhost, `env 'data-1=value-1' sh -c env`, []string{"data-1=value-1"}},
+		// The container lifecycle specs' timestamp (parsed as RFC 3339).
+		{NodeE2EBusybox, "t=`date -u +%FT$(nmeter -d0 '%3t' | head -n1)Z`; " +
+			`echo "$t" | grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$' && echo rfc3339; ` +
+			`nmeter -d-1 'x%%%0t%2ty' | grep -Eqx 'x%[0-9]{2}:[0-9]{2}:[0-9]{2}[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{2}y' && echo once`,
+			[]string{"rfc3339", "once"}},
 	} {
 		t.Run(filepath.Base(tc.ref), func(t *testing.T) {
 			out, err := inRootfs(t, unpack(t, c[tc.ref]), tc.script)
