@@ -680,7 +680,7 @@ func (s *Service) containerStatus(c *container) *runtime.ContainerStatus {
 	st := &runtime.ContainerStatus{
 		Id: rec.ID, Metadata: cfg.GetMetadata(), State: containerState(rec.State),
 		CreatedAt: rec.CreatedAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt,
-		Image: cfg.GetImage(), ImageRef: rec.ImageRef, ImageId: rec.ImageID,
+		Image: statusImage(cfg.GetImage()), ImageRef: rec.ImageRef, ImageId: rec.ImageID,
 		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), Mounts: statusMounts(cfg.GetMounts(), rec.ImageVolumes), LogPath: rec.LogPath,
 		StopSignal: cfg.GetStopSignal(),
 	}
@@ -738,7 +738,7 @@ func (s *Service) ListContainers(ctx context.Context, req *runtime.ListContainer
 			}
 		}
 		out = append(out, &runtime.Container{
-			Id: rec.ID, PodSandboxId: rec.SandboxID, Metadata: c.config.GetMetadata(), Image: c.config.GetImage(),
+			Id: rec.ID, PodSandboxId: rec.SandboxID, Metadata: c.config.GetMetadata(), Image: statusImage(c.config.GetImage()),
 			ImageRef: rec.ImageRef, ImageId: rec.ImageID, State: state, CreatedAt: rec.CreatedAt,
 			Labels: c.config.GetLabels(), Annotations: c.config.GetAnnotations(),
 		})
