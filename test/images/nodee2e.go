@@ -184,9 +184,12 @@ func (b *builder) agnhostLayer(dir string) (v1.Layer, error) {
 func (b *builder) agnhostImage(id, agnhost string) (v1.Image, error) {
 	return b.image(imageSpec{
 		id: id,
-		layers: []func() (v1.Layer, error){b.busyboxLayer, b.agnhostToolsLayer,
+		// nmeter: the upstream image's busybox (Alpine) has it, and the
+		// container lifecycle specs swap agnhost in for busybox.
+		layers: []func() (v1.Layer, error){b.busyboxLayer, b.agnhostToolsLayer, b.nmeterLayer,
 			func() (v1.Layer, error) { return b.agnhostLayer(agnhost) }},
 		history: []string{busyboxHistory, "curl, bash (also /bin/sh) and their libraries; user-defined-in-image, group-defined-in-image; /uploads",
+			"/bin/nmeter (stand-in for the busybox applet: -d MSEC, %[N]t)",
 			"ADD agnhost /agnhost (Kubernetes v1.37.2, static), porter/localhost.crt, porter/localhost.key"},
 		entrypoint: []string{"/agnhost"},
 		cmd:        []string{"pause"},

@@ -143,6 +143,7 @@ func TestNodeE2EImagesRun(t *testing.T) {
 		// envFrom gives variables like data-1; sh -c env must show them.
 		{NodeE2EBusybox, `env 'data-1=value-1' sh -c env`, []string{"data-1=value-1"}},
 		{NodeE2EAgnhost, `env 'data-1=value-1' sh -c env`, []string{"data-1=value-1"}},
+		{NodeE2EAgnhost, `nmeter -d-1 '%3t'`, []string{":"}},
 		// The container lifecycle specs' timestamp (parsed as RFC 3339).
 		{NodeE2EBusybox, "t=`date -u +%FT$(nmeter -d0 '%3t' | head -n1)Z`; " +
 			`echo "$t" | grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$' && echo rfc3339; ` +
