@@ -121,6 +121,11 @@ type Handler struct {
 	// signals containers' init processes directly instead of through
 	// `<runtime> kill`; nil means DirectExecDefault(Path).
 	DirectExec *bool `toml:"direct_exec" comment:"exec through crid-nsexec and signal containers' init directly instead of '<runtime> exec'/'kill'. Unset: true only when path's file name is runc or crun, false for any other runtime (runsc, VM runtimes: their init pid is a host process outside the sandbox, so exec would run outside it)"`
+
+	// AllowedAnnotations are path.Match patterns of the pod and container
+	// annotations that take effect for this handler's pods (crid's io.crid.*
+	// keys) and reach the OCI spec; others are ignored. See docs/annotations.md.
+	AllowedAnnotations []string `toml:"allowed_annotations,omitempty" comment:"path.Match patterns ('*' does not cross '/') of annotations that take effect for this handler's pods and are passed into the OCI spec; empty: none. Allowing io.crid.devices or io.crid.unified lets pod authors use host devices and cgroup files: see docs/annotations.md"`
 }
 
 // ExecDirect reports whether the handler execs through crid-nsexec.
@@ -322,6 +327,11 @@ func (c *Config) Validate() error {
 	for name, h := range c.Runtime.Handlers {
 		if h.Path == "" {
 			return fmt.Errorf("key runtime.handlers.%s.path: must not be empty", name)
+		}
+		for i, p := range h.AllowedAnnotations {
+			if err := validAnnotationPattern(p); err != nil {
+				return fmt.Errorf("key runtime.handlers.%s.allowed_annotations[%d]: %w", name, i, err)
+			}
 		}
 	}
 	if c.Runtime.ExecSyncDrainTimeout.Duration < 0 {

@@ -279,6 +279,9 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
+	if err := s.applyContainerAnnotations(log, spec, sbRec.Handler, sbCfg.GetAnnotations(), cfg.GetAnnotations()); err != nil {
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
 	cdiDevices, err := oci.CDIDevices(cfg)
 	if err == nil {
 		err = oci.ApplyCDI(spec, cdiDevices, s.cfg.Runtime.CDISpecDirs)

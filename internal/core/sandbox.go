@@ -193,6 +193,10 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	tracing.Annotate(ctx, tracing.PodID.String(id))
 	log := s.log.With("pod", id, "name", cfg.Metadata.Name, "namespace", cfg.Metadata.Namespace)
 	logIgnoredAppArmor(log, cfg.GetLinux().GetSecurityContext().GetApparmor(), "")
+	podOpts, err := s.podAnnotationOptions(log, rt.Name, cfg)
+	if err != nil {
+		return "", fmt.Errorf("run pod sandbox: %w", err)
+	}
 	name := sandboxName(cfg.Metadata)
 	if err := s.reserveName(name, id); err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
@@ -255,7 +259,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		if err := os.MkdirAll(shmPath, 0o700); err != nil {
 			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}
-		if err := unix.Mount("shm", shmPath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+		if err := unix.Mount("shm", shmPath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, podOpts.ShmMountOptions()); err != nil {
 			return "", fmt.Errorf("run pod sandbox: mount /dev/shm: %w", err)
 		}
 		sb.rec.ShmMounted = true
@@ -360,7 +364,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	}()
 
 	var pid pauseID
-	if pinnedPod(cfg, userns) {
+	if pinnedPod(cfg, userns) && !podOpts.ForcePause {
 		// Alongside the CNI ADD too: the network namespace exists already.
 		ns, err := pinPodNamespaces(podNamespacePins(s.pinDir(), id), cfg, sb.snapshot().NetNSPath)
 		if err != nil {
@@ -436,6 +440,7 @@ func (s *Service) startPause(ctx context.Context, sb *sandbox, rt *runc.Runtime,
 		endSpec(err)
 		return pauseID{}, fmt.Errorf("run pod sandbox: %w", err)
 	}
+	s.restrictSandboxAnnotations(s.log.With("pod", id), spec, rt.Name, cfg.GetAnnotations())
 	spec.Version = s.specVersion(specCtx, rt)
 	if err := writeSpec(bundle, spec); err != nil {
 		endSpec(err)
