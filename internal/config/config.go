@@ -55,6 +55,7 @@ type Config struct {
 	Streaming Streaming `toml:"streaming"`
 	Tracing   Tracing   `toml:"tracing"`
 	Metrics   Metrics   `toml:"metrics"`
+	NRI       NRI       `toml:"nri"`
 }
 
 // Images configures the image service.
@@ -229,6 +230,7 @@ func Default() *Config {
 			IdleTimeout: Duration{4 * time.Hour},
 		},
 		Tracing: Tracing{SamplingRatio: 1},
+		NRI:     DefaultNRI(),
 	}
 }
 
@@ -358,6 +360,9 @@ func (c *Config) Validate() error {
 		return errors.New("key streaming.tls_cert/tls_key: set both or neither")
 	}
 	if err := c.Tracing.validate(); err != nil {
+		return err
+	}
+	if err := c.NRI.validate(); err != nil {
 		return err
 	}
 	if err := c.Metrics.validate(); err != nil {

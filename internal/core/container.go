@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/crid-dev/crid/internal/cgroups"
 	"github.com/crid-dev/crid/internal/monitor"
+	"github.com/crid-dev/crid/internal/nri"
 	"github.com/crid-dev/crid/internal/oci"
 	"github.com/crid-dev/crid/internal/pidfd"
 	"github.com/crid-dev/crid/internal/store"
@@ -289,6 +290,11 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
+	// Plugins adjust the finished spec; what they changed is what goes to
+	// config.json, so it survives a crid restart with the bundle.
+	if err := s.nriCreateContainer(ctx, sb, c, spec, u); err != nil {
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
 	spec.Version = s.specVersion(specCtx, rt)
 	if err := writeSpec(bundle, spec); err != nil {
 		return "", fmt.Errorf("create container: %w", err)
@@ -326,6 +332,7 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	}
 	tm.mark("record created")
 	tm.log(log, "create container timings")
+	s.nriContainerEvent(ctx, c, (*nri.NRI).PostCreateContainer)
 	s.watchContainer(c)
 	s.events.publish(c, runtime.ContainerEventType_CONTAINER_CREATED_EVENT)
 	log.Info("container created")
@@ -468,6 +475,7 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 	if err != nil {
 		return nil, err
 	}
+	s.nriContainerEvent(ctx, c, (*nri.NRI).StartContainer)
 	start := func() error { return rt.StartFifo(ctx, rec.ID, rec.PID) }
 	if spec, err := s.containerSpec(c); err != nil || (spec.Hooks != nil && len(spec.Hooks.Poststart) > 0) {
 		// Poststart hooks are run by the runtime's start command.
@@ -491,6 +499,7 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
 	}
 	s.events.publish(c, runtime.ContainerEventType_CONTAINER_STARTED_EVENT)
+	s.nriContainerEvent(ctx, c, (*nri.NRI).PostStartContainer)
 	s.log.Info("container started", "container", rec.ID, "pod", rec.SandboxID)
 	return &runtime.StartContainerResponse{}, nil
 }
@@ -533,13 +542,18 @@ func (s *Service) StopContainer(ctx context.Context, req *runtime.StopContainerR
 	return &runtime.StopContainerResponse{}, nil
 }
 
-func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64) error {
+func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64) (retErr error) {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	rec := c.snapshot()
 	if rec.State == containerExited || rec.State == containerInit {
 		return nil
 	}
+	defer func() {
+		if retErr == nil {
+			s.nriContainerEvent(ctx, c, (*nri.NRI).StopContainer)
+		}
+	}()
 	rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID))
 	if err != nil {
 		return err
@@ -638,6 +652,7 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	s.mu.Unlock()
 	s.releaseName(rec.Name, rec.ID)
 	s.events.publish(c, runtime.ContainerEventType_CONTAINER_DELETED_EVENT)
+	s.nriContainerEvent(ctx, c, (*nri.NRI).RemoveContainer)
 	s.log.Info("container removed", "container", rec.ID)
 	return nil
 }
@@ -769,7 +784,11 @@ func (s *Service) UpdateContainerResources(ctx context.Context, req *runtime.Upd
 	if err != nil {
 		return nil, err
 	}
-	if err := rt.Update(ctx, rec.ID, oci.ResourcesFromCRI(req.Linux, s.minOOM)); err != nil {
+	res, err := s.nriUpdateResources(ctx, c, oci.ResourcesFromCRI(req.Linux, s.minOOM))
+	if err != nil {
+		return nil, fmt.Errorf("update container %s: %w", rec.ID, err)
+	}
+	if err := rt.Update(ctx, rec.ID, res); err != nil {
 		return nil, fmt.Errorf("update container %s: %w", rec.ID, err)
 	}
 	b, err := proto.Marshal(req.Linux)
@@ -782,6 +801,7 @@ func (s *Service) UpdateContainerResources(ctx context.Context, req *runtime.Upd
 	if err := s.saveContainer(c); err != nil {
 		return nil, fmt.Errorf("update container %s: %w", rec.ID, err)
 	}
+	s.nriContainerEvent(ctx, c, (*nri.NRI).PostUpdateContainer)
 	return &runtime.UpdateContainerResourcesResponse{}, nil
 }
 

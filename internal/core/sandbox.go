@@ -17,6 +17,7 @@ import (
 	"github.com/crid-dev/crid/internal/image"
 	"github.com/crid-dev/crid/internal/monitor"
 	"github.com/crid-dev/crid/internal/network"
+	"github.com/crid-dev/crid/internal/nri"
 	"github.com/crid-dev/crid/internal/oci"
 	"github.com/crid-dev/crid/internal/pidfd"
 	"github.com/crid-dev/crid/internal/runc"
@@ -393,6 +394,9 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	if err := s.saveSandbox(sb); err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
+	if err := s.nriRunPodSandbox(ctx, sb); err != nil {
+		return "", fmt.Errorf("run pod sandbox: %w", err)
+	}
 	tm.mark("record ready")
 	if !sb.rec.Pinned {
 		s.watchSandbox(sb, bundle)
@@ -577,6 +581,9 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox) error {
 	if err := s.saveSandbox(sb); err != nil {
 		return fmt.Errorf("stop pod sandbox %s: %w", id, err)
 	}
+	if rec.State == sandboxReady {
+		s.nriPodEvent(ctx, sb, (*nri.NRI).StopPodSandbox)
+	}
 	s.log.Info("pod sandbox stopped", "pod", id)
 	return nil
 }
@@ -631,6 +638,7 @@ func (s *Service) removeSandbox(ctx context.Context, sb *sandbox) error {
 	delete(s.sandboxes, id)
 	s.mu.Unlock()
 	s.releaseName(rec.Name, id)
+	s.nriPodEvent(ctx, sb, (*nri.NRI).RemovePodSandbox)
 	s.log.Info("pod sandbox removed", "pod", id)
 	return nil
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/crid-dev/crid/internal/image"
 	"github.com/crid-dev/crid/internal/metrics"
 	"github.com/crid-dev/crid/internal/network"
+	"github.com/crid-dev/crid/internal/nri"
 	"github.com/crid-dev/crid/internal/nsexec"
 	"github.com/crid-dev/crid/internal/runc"
 	"github.com/crid-dev/crid/internal/store"
@@ -86,6 +87,8 @@ type Service struct {
 	trash *trash
 	// metrics records runtime calls, execs and OOM kills; nil: nothing.
 	metrics *metrics.Metrics
+	// nri relays lifecycle events to NRI plugins (nri.go); nil: NRI is off.
+	nri *nri.NRI
 }
 
 // pinDir holds the IPC and UTS pins of pods without a pause (podns.go):
@@ -165,11 +168,15 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if err := s.recover(ctx, o.RecoveryProgress); err != nil {
 		return nil, fmt.Errorf("recover state: %w", err)
 	}
+	if err := s.startNRI(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
 // Close stops the watchers. Containers and their monitors keep running.
 func (s *Service) Close() {
+	s.nri.Stop()
 	s.cancel()
 	s.wg.Wait()
 	if s.nsexec != nil {
