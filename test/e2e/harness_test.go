@@ -168,6 +168,10 @@ path = "runc"
 direct_exec = false
 [runtime.handlers.broken]
 path = "/bin/false"
+# Pods of this handler may use crid's annotations (annotations_test.go).
+[runtime.handlers.runc-annot]
+path = "/usr/local/sbin/runc"
+allowed_annotations = ["io.crid.*", "example.com/*"]
 [network]
 conf_dir = %q
 bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
