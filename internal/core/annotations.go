@@ -61,8 +61,10 @@ func (s *Service) applyContainerAnnotations(log *slog.Logger, spec *specs.Spec, 
 	return nil
 }
 
-// restrictSandboxAnnotations leaves in the pause's spec only crid's own
-// annotations and the pod annotations the handler allows.
-func (s *Service) restrictSandboxAnnotations(log *slog.Logger, spec *specs.Spec, handler string, podAnn map[string]string) {
-	oci.RestrictSpecAnnotations(spec, s.allowedAnnotations(log, handler, "pod", podAnn), nil)
+// restrictSandboxAnnotations adds containerd's pause-only annotations to
+// the pause's spec and leaves in it only crid's own annotations and the pod
+// annotations the handler allows.
+func (s *Service) restrictSandboxAnnotations(log *slog.Logger, spec *specs.Spec, handler string, cfg *runtime.PodSandboxConfig) {
+	oci.AddSandboxAnnotations(spec, cfg, s.cfg.Images.SandboxImage)
+	oci.RestrictSpecAnnotations(spec, s.allowedAnnotations(log, handler, "pod", cfg.GetAnnotations()), nil)
 }

@@ -444,7 +444,7 @@ func (s *Service) startPause(ctx context.Context, sb *sandbox, rt *runc.Runtime,
 		endSpec(err)
 		return pauseID{}, fmt.Errorf("run pod sandbox: %w", err)
 	}
-	s.restrictSandboxAnnotations(s.log.With("pod", id), spec, rt.Name, cfg.GetAnnotations())
+	s.restrictSandboxAnnotations(s.log.With("pod", id), spec, rt.Name, cfg)
 	spec.Version = s.specVersion(specCtx, rt)
 	if err := writeSpec(bundle, spec); err != nil {
 		endSpec(err)

@@ -350,10 +350,36 @@ func addAnnotatedDevices(s *specs.Spec, ds []*runtime.Device) error {
 // UnifiedCgroupHost reports whether the host's cgroups are v2 only.
 func UnifiedCgroupHost() bool { return cgroups.Unified() }
 
-// crisKeys are the annotations crid itself sets on every spec.
+// Pause-spec annotations containerd sets too, with its names: VM
+// runtimes (Kata) size the sandbox from the pod's resources kubelet sends.
+const (
+	AnnotationSandboxImageName = "io.kubernetes.cri.podsandbox.image-name"
+	AnnotationSandboxCPUPeriod = "io.kubernetes.cri.sandbox-cpu-period"
+	AnnotationSandboxCPUQuota  = "io.kubernetes.cri.sandbox-cpu-quota"
+	AnnotationSandboxCPUShares = "io.kubernetes.cri.sandbox-cpu-shares"
+	AnnotationSandboxMemory    = "io.kubernetes.cri.sandbox-memory"
+)
+
+// crisKeys are the annotations crid itself sets on specs.
 var crisKeys = []string{
 	AnnotationContainerType, AnnotationSandboxID, AnnotationSandboxName, AnnotationSandboxNamespace,
 	AnnotationSandboxUID, AnnotationSandboxLogDir, AnnotationContainerName, AnnotationImageName,
+	AnnotationSandboxImageName, AnnotationSandboxCPUPeriod, AnnotationSandboxCPUQuota,
+	AnnotationSandboxCPUShares, AnnotationSandboxMemory,
+}
+
+// AddSandboxAnnotations adds to a pause's spec the pause image's name and
+// the pod's resources (when kubelet sent them) under containerd's keys.
+func AddSandboxAnnotations(s *specs.Spec, cfg *runtime.PodSandboxConfig, sandboxImage string) {
+	s.Annotations[AnnotationSandboxImageName] = sandboxImage
+	r := cfg.GetLinux().GetResources()
+	if r == nil {
+		return
+	}
+	s.Annotations[AnnotationSandboxCPUPeriod] = strconv.FormatInt(r.GetCpuPeriod(), 10)
+	s.Annotations[AnnotationSandboxCPUQuota] = strconv.FormatInt(r.GetCpuQuota(), 10)
+	s.Annotations[AnnotationSandboxCPUShares] = strconv.FormatInt(r.GetCpuShares(), 10)
+	s.Annotations[AnnotationSandboxMemory] = strconv.FormatInt(r.GetMemoryLimitInBytes(), 10)
 }
 
 // RestrictSpecAnnotations leaves in s only crid's own io.kubernetes.cri.*

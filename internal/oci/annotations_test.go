@@ -218,3 +218,27 @@ func TestRestrictSpecAnnotations(t *testing.T) {
 func devs(host, ctr, perms string) []*runtime.Device {
 	return []*runtime.Device{{HostPath: host, ContainerPath: ctr, Permissions: perms}}
 }
+
+func TestAddSandboxAnnotations(t *testing.T) {
+	s := &specs.Spec{Annotations: map[string]string{}}
+	AddSandboxAnnotations(s, &runtime.PodSandboxConfig{}, "registry.k8s.io/pause:3.10")
+	if want := map[string]string{AnnotationSandboxImageName: "registry.k8s.io/pause:3.10"}; !reflect.DeepEqual(s.Annotations, want) {
+		t.Errorf("without resources: %v, want %v", s.Annotations, want)
+	}
+	s = &specs.Spec{Annotations: map[string]string{}}
+	AddSandboxAnnotations(s, &runtime.PodSandboxConfig{Linux: &runtime.LinuxPodSandboxConfig{
+		Resources: &runtime.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512, MemoryLimitInBytes: 1 << 30},
+	}}, "pause")
+	want := map[string]string{
+		AnnotationSandboxImageName: "pause", AnnotationSandboxCPUPeriod: "100000", AnnotationSandboxCPUQuota: "50000",
+		AnnotationSandboxCPUShares: "512", AnnotationSandboxMemory: "1073741824",
+	}
+	if !reflect.DeepEqual(s.Annotations, want) {
+		t.Errorf("with resources: %v, want %v", s.Annotations, want)
+	}
+	// They survive the restriction to allowed annotations.
+	RestrictSpecAnnotations(s, nil, nil)
+	if !reflect.DeepEqual(s.Annotations, want) {
+		t.Errorf("after RestrictSpecAnnotations: %v, want %v", s.Annotations, want)
+	}
+}

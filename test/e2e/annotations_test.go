@@ -135,7 +135,9 @@ func TestAnnotationsAllowed(t *testing.T) {
 			t.Errorf("spec has annotation %s the handler does not allow", k)
 		}
 	}
-	if ann := specAnnotations(t, "sandboxes", podID); ann["io.kubernetes.cri.container-type"] != "sandbox" || ann["example.com/pod"] != "p" || ann["not-allowed.io/pod"] != "" {
+	if ann := specAnnotations(t, "sandboxes", podID); ann["io.kubernetes.cri.container-type"] != "sandbox" ||
+		ann["io.kubernetes.cri.podsandbox.image-name"] != "registry.k8s.io/pause:3.10" ||
+		ann["example.com/pod"] != "p" || ann["not-allowed.io/pod"] != "" {
 		t.Errorf("pause spec annotations %v", ann)
 	}
 
