@@ -77,10 +77,10 @@ func (b *builder) nodeE2ECatalog(agnhost string) (map[string]v1.Image, error) {
 		// The suite's busybox (1.37) has nmeter, and its sh passes on
 		// environment variables whose names are not shell names
 		// ("data-1", from envFrom); Debian's busybox 1.35 has no nmeter and
-		// its sh drops those variables.
+		// its sh drops those variables (see shWrapSource).
 		{[]string{NodeE2EBusybox}, func() (v1.Image, error) {
-			return b.busyboxImage("node-e2e-busybox", "", []func() (v1.Layer, error){b.nmeterLayer, b.bashShLayer},
-				[]string{"/bin/nmeter (stand-in for the busybox applet: -d MSEC, %[N]t)", "/bin/sh: bash (Debian) and its libraries"})
+			return b.busyboxImage("node-e2e-busybox", "", []func() (v1.Layer, error){b.nmeterLayer, b.shWrapLayer},
+				[]string{"/bin/nmeter (stand-in for the busybox applet: -d MSEC, %[N]t)", "/bin/sh: busybox ash, or bash for environments ash would cut; bash and its libraries"})
 		}},
 		{[]string{NodeE2ENonRoot}, busybox("node-e2e-nonroot", nonRootUID)},
 		// Two agnhost versions the pod lifecycle spec swaps between: the
@@ -124,31 +124,10 @@ func (b *builder) agnhostToolsLayer() (v1.Layer, error) {
 		if err := addBinary(t, "/bin/bash", hostBash, skip); err != nil {
 			return nil, err
 		}
-		// sh is bash, as in bashShLayer.
-		t.hardlink("/bin/sh", "/bin/bash")
 		t.file("/etc/passwd", 0o644, []byte(agnhostPasswd))
 		t.file("/etc/group", 0o644, []byte(agnhostGroup))
 		t.dir("/home/user-defined-in-image", 0o755, 1000, 1000)
 		t.dir("/uploads", 0o755, 0, 0)
-		return t, nil
-	})
-}
-
-// bashShLayer makes /bin/sh Debian's bash (POSIX mode when called sh):
-// unlike Debian's busybox sh it passes environment variables whose names
-// are not shell names on to the commands it runs, as the suite's envFrom
-// specs (`sh -c env`) expect of the upstream images' busybox 1.37 sh.
-func (b *builder) bashShLayer() (v1.Layer, error) {
-	if _, err := b.busyboxLayer(); err != nil {
-		return nil, err
-	}
-	base := b.builtTree("busybox")
-	return b.layer("bash-sh", func() (*tree, error) {
-		t := newTree()
-		if err := addBinary(t, "/bin/bash", hostBash, base.has); err != nil {
-			return nil, err
-		}
-		t.hardlink("/bin/sh", "/bin/bash")
 		return t, nil
 	})
 }
@@ -186,10 +165,11 @@ func (b *builder) agnhostImage(id, agnhost string) (v1.Image, error) {
 		id: id,
 		// nmeter: the upstream image's busybox (Alpine) has it, and the
 		// container lifecycle specs swap agnhost in for busybox.
-		layers: []func() (v1.Layer, error){b.busyboxLayer, b.agnhostToolsLayer, b.nmeterLayer,
+		layers: []func() (v1.Layer, error){b.busyboxLayer, b.agnhostToolsLayer, b.nmeterLayer, b.shWrapLayer,
 			func() (v1.Layer, error) { return b.agnhostLayer(agnhost) }},
-		history: []string{busyboxHistory, "curl, bash (also /bin/sh) and their libraries; user-defined-in-image, group-defined-in-image; /uploads",
+		history: []string{busyboxHistory, "curl, bash and their libraries; user-defined-in-image, group-defined-in-image; /uploads",
 			"/bin/nmeter (stand-in for the busybox applet: -d MSEC, %[N]t)",
+			"/bin/sh: busybox ash, or bash for environments ash would cut; bash and its libraries",
 			"ADD agnhost /agnhost (Kubernetes v1.37.2, static), porter/localhost.crt, porter/localhost.key"},
 		entrypoint: []string{"/agnhost"},
 		cmd:        []string{"pause"},

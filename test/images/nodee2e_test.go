@@ -143,6 +143,11 @@ func TestNodeE2EImagesRun(t *testing.T) {
 		// envFrom gives variables like data-1; sh -c env must show them.
 		{NodeE2EBusybox, `env 'data-1=value-1' sh -c env`, []string{"data-1=value-1"}},
 		{NodeE2EAgnhost, `env 'data-1=value-1' sh -c env`, []string{"data-1=value-1"}},
+		// Otherwise sh is busybox ash, with its messages (the read-only
+		// root file system spec compares them).
+		{NodeE2EBusybox, `mkdir -p /tmp/ro && mount -t tmpfs -o ro none /tmp/ro && cd /tmp/ro && ` +
+			`sh -c 'echo test > ./file' 2>&1; echo "ash=$(readlink /proc/$$/exe)"`,
+			[]string{"sh: can't create ./file: Read-only file system", "ash=/bin/busybox"}},
 		{NodeE2EAgnhost, `nmeter -d-1 '%3t'`, []string{":"}},
 		// The container lifecycle specs' timestamp (parsed as RFC 3339).
 		{NodeE2EBusybox, "t=`date -u +%FT$(nmeter -d0 '%3t' | head -n1)Z`; " +
