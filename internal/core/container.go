@@ -140,6 +140,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 
 // createContainer creates the container of a checked request.
 func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContainerRequest) (_ string, retErr error) {
+	defer s.nriBlockSync()()
 	cfg := req.GetConfig()
 	sb, err := s.getSandbox(req.GetPodSandboxId())
 	if err != nil {
@@ -400,6 +401,12 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 		cancel()
 	}
 	_ = cgroups.Remove(snap.CgroupsPath)
+	// NRI plugins hear of every stop, also of a container that exited on
+	// its own, and before waiters wake: a RemoveContainer waiting for the
+	// exit reaches them after it.
+	nctx, ncancel := cleanupCtx()
+	s.nriContainerEvent(nctx, c, (*nri.NRI).StopContainer)
+	ncancel()
 	close(c.exited)
 	s.events.publish(c, runtime.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	s.log.Info("container exited", "container", snap.ID, "exitCode", snap.ExitCode, "reason", snap.Reason)
@@ -542,18 +549,13 @@ func (s *Service) StopContainer(ctx context.Context, req *runtime.StopContainerR
 	return &runtime.StopContainerResponse{}, nil
 }
 
-func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64) (retErr error) {
+func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64) error {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	rec := c.snapshot()
 	if rec.State == containerExited || rec.State == containerInit {
 		return nil
 	}
-	defer func() {
-		if retErr == nil {
-			s.nriContainerEvent(ctx, c, (*nri.NRI).StopContainer)
-		}
-	}()
 	rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID))
 	if err != nil {
 		return err

@@ -202,9 +202,8 @@ func (s *Service) nriCreateContainer(ctx context.Context, sb *sandbox, c *contai
 		return nil
 	}
 	pod, ctr := nriPod(sb), nriContainer(c.snapshot(), c.config, spec)
-	if err := s.nri.CreateContainer(ctx, pod, ctr, spec); err != nil {
-		return err
-	}
+	// Registered first: plugins that saw the create hear of the removal
+	// also when a later plugin fails it.
 	u.add(func(ctx context.Context) error {
 		ctr.State = api.ContainerState_CONTAINER_STOPPED
 		if err := s.nri.StopContainer(ctx, pod, ctr); err != nil {
@@ -212,7 +211,7 @@ func (s *Service) nriCreateContainer(ctx context.Context, sb *sandbox, c *contai
 		}
 		return s.nri.RemoveContainer(ctx, pod, ctr)
 	})
-	return nil
+	return s.nri.CreateContainer(ctx, pod, ctr, spec)
 }
 
 // nriContainerEvent sends a container event that cannot change anything
@@ -264,3 +263,7 @@ func (s *Service) nriRunPodSandbox(ctx context.Context, sb *sandbox) error {
 	}
 	return s.nri.RunPodSandbox(ctx, nriPod(sb))
 }
+
+// nriBlockSync holds off plugin synchronization while a pod or container
+// is being created (see nri.BlockSync); call the result when done.
+func (s *Service) nriBlockSync() func() { return s.nri.BlockSync() }

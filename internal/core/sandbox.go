@@ -178,6 +178,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 
 // runPodSandbox creates and starts the pod of a validated request.
 func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRequest) (_ string, retErr error) {
+	defer s.nriBlockSync()()
 	cfg := req.GetConfig()
 	rt, err := s.runtimeFor(req.GetRuntimeHandler())
 	if err != nil {
@@ -389,12 +390,17 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	if netRes != nil {
 		sb.rec.IP, sb.rec.AdditionalIPs = netRes.IP, netRes.AdditionalIPs
 	}
-	sb.rec.PID, sb.rec.PIDStart, sb.rec.State = pid.pid, pid.start, sandboxReady
+	sb.rec.PID, sb.rec.PIDStart = pid.pid, pid.start
 	sb.mu.Unlock()
-	if err := s.saveSandbox(sb); err != nil {
+	// NRI plugins see the pod before anyone else: while they handle it,
+	// it is not listed and takes no containers.
+	if err := s.nriRunPodSandbox(ctx, sb); err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
-	if err := s.nriRunPodSandbox(ctx, sb); err != nil {
+	sb.mu.Lock()
+	sb.rec.State = sandboxReady
+	sb.mu.Unlock()
+	if err := s.saveSandbox(sb); err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
 	tm.mark("record ready")

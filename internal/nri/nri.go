@@ -98,6 +98,18 @@ func (n *NRI) Stop() {
 	n.a.Stop()
 }
 
+// BlockSync holds off the synchronization of plugins that connect until
+// the returned func is called. The core holds it while it creates a pod or
+// container: a plugin then either sees the finished object in its
+// Synchronize or is registered in time to get its create event, never
+// neither.
+func (n *NRI) BlockSync() (unblock func()) {
+	if n == nil {
+		return func() {}
+	}
+	return n.a.BlockPluginSync().Unblock
+}
+
 // synchronize hands a newly connected plugin every pod and container and
 // applies the updates it asks for.
 func (n *NRI) synchronize(ctx context.Context, cb adaptation.SyncCB) error {

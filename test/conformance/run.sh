@@ -229,6 +229,9 @@ for run in "${run_list[@]}"; do
 	websocket) args+=(-websocket-exec -websocket-attach -websocket-portforward) ;;
 	*) die "unknown run $run (want spdy or websocket)" ;;
 	esac
+	# crid's config (crid-config.toml.tmpl) listens for NRI plugins here:
+	# critest's NRI specs connect their own plugin to it.
+	[[ -n $endpoint ]] || args+=("-nri-socket=$WORK/nri/nri.sock")
 	[[ -n $focus ]] && args+=("--ginkgo.focus=$focus")
 	[[ -n $skip ]] && args+=("--ginkgo.skip=$skip")
 	log "critest run $run (log: $out/critest-$run.log)"

@@ -1,0 +1,411 @@
+package e2e
+
+// NRI (issue 14, docs/nri.md): a real plugin (./nriplugin, built with NRI's
+// stub) connects to a crid of its own with [nri] enabled, adjusts the
+// containers it creates and records the events it gets. A plugin that
+// hangs in CreateContainer is disconnected after plugin_request_timeout:
+// the create goes on without it by default, and fails, leaving nothing
+// behind, with fail_on_plugin_error.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+const nriRequestTimeout = 2 * time.Second
+
+// nriCrid is a private crid with NRI on and the plugin binary.
+type nriCrid struct {
+	*harness
+	socket string // NRI socket
+	plugin string // nriplugin binary
+}
+
+// startNRICrid starts a second crid with NRI listening under its base.
+func startNRICrid(t *testing.T) *nriCrid {
+	t.Helper()
+	c := &nriCrid{}
+	c.harness = nriHarness(t)
+	c.socket = filepath.Join(c.base, "nri", "nri.sock")
+	c.plugin = filepath.Join(c.base, "nriplugin")
+	build := exec.Command("go", "build", "-o", c.plugin, "./nriplugin")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build nriplugin: %v", err)
+	}
+	c.configure(t, false)
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// configure writes the crid config; failOnPluginError sets
+// [nri] fail_on_plugin_error.
+func (c *nriCrid) configure(t *testing.T, failOnPluginError bool) {
+	t.Helper()
+	var regs strings.Builder
+	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
+		fmt.Fprintf(&regs, "[[images.registries]]\nhost = %q\nmirrors = [\"http://%s/%s\"]\nfallback = false\n", host, h.registry, host)
+	}
+	cfg := fmt.Sprintf(`root = %q
+state = %q
+socket = %q
+log_level = "debug"
+%s
+[runtime.handlers.runc]
+path = "/usr/local/sbin/runc"
+[network]
+conf_dir = %q
+bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
+[nri]
+enable = true
+socket_path = %q
+plugin_path = ""
+plugin_request_timeout = %q
+fail_on_plugin_error = %v
+`, filepath.Join(c.base, "root"), filepath.Join(c.base, "state"), c.harness.socket, regs.String(),
+		filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"), c.socket, nriRequestTimeout.String(), failOnPluginError)
+	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nriHarness is a harness for a second crid with its own root,
+// state and socket, removed with its pods when the test ends; the caller
+// writes its config and starts it.
+func nriHarness(t *testing.T) *harness {
+	t.Helper()
+	base := filepath.Join("/tmp", "crid-nri-"+randHex(3))
+	c2 := &harness{
+		base: base, binDir: h.binDir, socket: filepath.Join(base, "crid.sock"),
+		cfgPath: filepath.Join(base, "crid.toml"), registry: h.registry, logPath: filepath.Join(base, "crid.log"),
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if c2.conn != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			if pods, err := c2.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err == nil {
+				for _, p := range pods.Items {
+					if _, err := c2.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
+						t.Errorf("cleanup RemovePodSandbox: %v", err)
+					}
+				}
+			}
+			cancel()
+		}
+		c2.stop(syscall.SIGTERM)
+		unmountUnder(base)
+		if os.Getenv("CRID_E2E_KEEP") == "" {
+			_ = os.RemoveAll(base)
+		}
+	})
+	return c2
+}
+
+// unmountUnder detaches every mount below dir, deepest first.
+func unmountUnder(dir string) {
+	out, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
+}
+
+// nriPlugin is a running nriplugin process.
+type nriPlugin struct {
+	cmd    *exec.Cmd
+	events string
+}
+
+// startPlugin runs the plugin with args and waits until crid has
+// synchronized it.
+func (c *nriCrid) startPlugin(t *testing.T, name, idx string, args ...string) *nriPlugin {
+	t.Helper()
+	p := &nriPlugin{events: filepath.Join(c.base, "events-"+name+"-"+randHex(2))}
+	before := strings.Count(readFile(c.logPath), fmt.Sprintf(`plugin \"%s-%s\" connected and synchronized`, idx, name))
+	p.cmd = exec.Command(c.plugin, append([]string{"-socket", c.socket, "-name", name, "-idx", idx, "-events", p.events}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(readFile(c.logPath), fmt.Sprintf(`plugin \"%s-%s\" connected and synchronized`, idx, name)) == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin %s did not register; crid log:\n%s", name, c.logTail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return p
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// lines are the events the plugin recorded.
+func (p *nriPlugin) lines() []string {
+	return strings.Split(strings.TrimSpace(readFile(p.events)), "\n")
+}
+
+// waitEvent waits until the plugin recorded ev.
+func (p *nriPlugin) waitEvent(t *testing.T, ev string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(p.lines(), ev) {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin did not record %q; it has %q", ev, p.lines())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *nriCrid) exec(t *testing.T, id, script string) string {
+	t.Helper()
+	r, err := c.rt.ExecSync(ctxT(t), &runtime.ExecSyncRequest{ContainerId: id, Cmd: []string{"sh", "-c", script}, Timeout: 20})
+	if err != nil {
+		t.Fatalf("ExecSync %q: %v", script, err)
+	}
+	if r.ExitCode != 0 {
+		t.Fatalf("%q: exit %d: %s", script, r.ExitCode, r.Stderr)
+	}
+	return strings.TrimSpace(string(r.Stdout))
+}
+
+func (c *nriCrid) runPod(t *testing.T, name string) (string, *runtime.PodSandboxConfig) {
+	t.Helper()
+	pod := &runtime.PodSandboxConfig{
+		Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "e2e", Uid: randHex(8)},
+		Linux:    &runtime.LinuxPodSandboxConfig{CgroupParent: "/crid-e2e"},
+	}
+	resp, err := c.rt.RunPodSandbox(ctxT(t), &runtime.RunPodSandboxRequest{Config: pod})
+	if err != nil {
+		t.Fatalf("RunPodSandbox: %v\ncrid log:\n%s", err, c.logTail())
+	}
+	return resp.PodSandboxId, pod
+}
+
+func (c *nriCrid) create(ctx context.Context, podID string, pod *runtime.PodSandboxConfig, name string) (string, error) {
+	cfg := &runtime.ContainerConfig{
+		Metadata: &runtime.ContainerMetadata{Name: name},
+		Image:    &runtime.ImageSpec{Image: busybox},
+		Command:  []string{"sleep", "1000"},
+	}
+	r, err := c.rt.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: pod})
+	if err != nil {
+		return "", err
+	}
+	return r.ContainerId, nil
+}
+
+func TestNRIPluginAdjustsAndSeesEvents(t *testing.T) {
+	c := startNRICrid(t)
+	ctx := ctxT(t)
+	if _, err := c.img.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(c.base, "nri-data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "hello"), []byte("from-nri\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	adjust := []string{"-prefix", "nri-e2e", "-env", "NRI_E2E=adjusted", "-mount", data + ":/nri-data"}
+	p := c.startPlugin(t, "e2e", "10", adjust...)
+
+	podID, pod := c.runPod(t, "nri-e2e-pod")
+	id, err := c.create(ctx, podID, pod, "nri-e2e-ctr")
+	if err != nil {
+		t.Fatalf("CreateContainer: %v\ncrid log:\n%s", err, c.logTail())
+	}
+	if _, err := c.rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.exec(t, id, "echo $NRI_E2E; cat /nri-data/hello"); got != "adjusted\nfrom-nri" {
+		t.Errorf("container sees %q, want the plugin's env var and mount", got)
+	}
+	// The adjusted spec is the one in the bundle: it outlives crid.
+	var spec specs.Spec
+	if err := json.Unmarshal([]byte(readFile(filepath.Join(c.base, "state", "containers", id, "config.json"))), &spec); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(spec.Process.Env, "NRI_E2E=adjusted") {
+		t.Errorf("config.json env %q lacks the adjustment", spec.Process.Env)
+	}
+
+	p.waitEvent(t, "PostStartContainer nri-e2e-ctr")
+	if got, want := p.lines(), []string{
+		"RunPodSandbox nri-e2e-pod", "CreateContainer nri-e2e-ctr", "PostCreateContainer nri-e2e-ctr",
+		"StartContainer nri-e2e-ctr", "PostStartContainer nri-e2e-ctr",
+	}; !slices.Equal(got, want) {
+		t.Errorf("plugin saw\n%q\nwant\n%q", got, want)
+	}
+
+	// After a restart the plugin reconnects and is synchronized with the
+	// running container (in the test body: the plugin must outlive it).
+	c.stop(syscall.SIGTERM)
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	p2 := c.startPlugin(t, "e2e", "10", adjust...)
+	p2.waitEvent(t, "Synchronize pod nri-e2e-pod")
+	p2.waitEvent(t, "Synchronize container nri-e2e-ctr CONTAINER_RUNNING")
+	if got := c.exec(t, id, "echo $NRI_E2E"); got != "adjusted" {
+		t.Errorf("after restart the container sees NRI_E2E=%q", got)
+	}
+	p = p2
+
+	t.Run("events in order", func(t *testing.T) {
+		ctx := ctxT(t)
+		id2, err := c.create(ctx, podID, pod, "nri-e2e-second")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id2}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.rt.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: id2}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.rt.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: id2}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.rt.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+			t.Fatal(err)
+		}
+		p.waitEvent(t, "RemovePodSandbox nri-e2e-pod")
+		var got []string
+		for _, l := range p.lines() {
+			if strings.HasSuffix(l, " nri-e2e-second") || strings.HasSuffix(l, "PodSandbox nri-e2e-pod") {
+				got = append(got, l)
+			}
+		}
+		want := []string{
+			"CreateContainer nri-e2e-second", "PostCreateContainer nri-e2e-second",
+			"StartContainer nri-e2e-second", "PostStartContainer nri-e2e-second",
+			"StopContainer nri-e2e-second", "RemoveContainer nri-e2e-second",
+			"StopPodSandbox nri-e2e-pod", "RemovePodSandbox nri-e2e-pod",
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("plugin saw\n%q\nwant\n%q", got, want)
+		}
+		// The first container was stopped with its pod.
+		if !slices.Contains(p.lines(), "StopContainer nri-e2e-ctr") {
+			t.Errorf("no StopContainer for the container stopped with its pod: %q", p.lines())
+		}
+	})
+}
+
+func TestNRIHungPlugin(t *testing.T) {
+	c := startNRICrid(t)
+	ctx := ctxT(t)
+	if _, err := c.img.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
+		t.Fatal(err)
+	}
+	good := c.startPlugin(t, "good", "10", "-prefix", "nri-hang", "-env", "NRI_E2E=good")
+
+	t.Run("skipped by default", func(t *testing.T) {
+		c.startPlugin(t, "hang", "20", "-prefix", "nri-hang", "-hang")
+		podID, pod := c.runPod(t, "nri-hang-skip")
+		start := time.Now()
+		id, err := c.create(ctx, podID, pod, "nri-hang-skip-ctr")
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("CreateContainer with a hung plugin, which should be skipped: %v", err)
+		}
+		if took < nriRequestTimeout || took > nriRequestTimeout+10*time.Second {
+			t.Errorf("CreateContainer took %v, want about the request timeout %v", took, nriRequestTimeout)
+		}
+		if _, err := c.rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.exec(t, id, "echo $NRI_E2E"); got != "good" {
+			t.Errorf("the good plugin's adjustment is missing: NRI_E2E=%q", got)
+		}
+		if !strings.Contains(readFile(c.logPath), `closing plugin 20-hang`) {
+			t.Errorf("crid did not log that it dropped the hung plugin; log:\n%s", c.logTail())
+		}
+	})
+
+	t.Run("fails with fail_on_plugin_error", func(t *testing.T) {
+		c.stop(syscall.SIGTERM)
+		c.configure(t, true)
+		if err := c.start(); err != nil {
+			t.Fatal(err)
+		}
+		good = c.startPlugin(t, "good", "10", "-prefix", "nri-hang", "-env", "NRI_E2E=good")
+		c.startPlugin(t, "hang", "20", "-prefix", "nri-hang", "-hang")
+		podID, pod := c.runPod(t, "nri-hang-fail")
+		dirs := func() []string {
+			var out []string
+			for _, d := range []string{filepath.Join(c.base, "root", "containers"), filepath.Join(c.base, "state", "containers")} {
+				es, _ := os.ReadDir(d)
+				for _, e := range es {
+					out = append(out, filepath.Join(d, e.Name()))
+				}
+			}
+			return out
+		}
+		before := dirs()
+		start := time.Now()
+		_, err := c.create(ctx, podID, pod, "nri-hang-fail-ctr")
+		took := time.Since(start)
+		if err == nil {
+			t.Fatal("CreateContainer succeeded with a hung plugin and fail_on_plugin_error")
+		}
+		if took > nriRequestTimeout+10*time.Second {
+			t.Errorf("CreateContainer failed only after %v", took)
+		}
+		if !strings.Contains(err.Error(), "20-hang") {
+			t.Errorf("error %q does not name the plugin", err)
+		}
+		list, lerr := c.rt.ListContainers(ctx, &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{PodSandboxId: podID}})
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		if len(list.Containers) != 0 {
+			t.Errorf("failed create left containers: %v", list.Containers)
+		}
+		if after := dirs(); !slices.Equal(before, after) {
+			t.Errorf("failed create left directories: before %q after %q", before, after)
+		}
+		// The plugin that adjusted the container hears that it is gone.
+		good.waitEvent(t, "RemoveContainer nri-hang-fail-ctr")
+		// The name is free again: a retry with the plugin gone works.
+		id, err := c.create(ctx, podID, pod, "nri-hang-fail-ctr")
+		if err != nil {
+			t.Fatalf("retry after the hung plugin was dropped: %v", err)
+		}
+		if _, err := c.rt.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

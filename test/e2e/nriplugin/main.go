@@ -1,0 +1,154 @@
+// Command nriplugin is the NRI plugin the e2e tests run against crid
+// (nri_test.go): it records the events it gets, one line each, adjusts the
+// containers it creates with an env var and a bind mount, and on request
+// hangs in CreateContainer to show that a stuck plugin cannot wedge crid.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+)
+
+// plugin records events for pods whose name starts with prefix (other
+// tests' pods run on the same crid only in the shared harness, but the
+// filter keeps the record to this test's objects anyway).
+type plugin struct {
+	prefix   string
+	env      string // KEY=VALUE added to each container
+	mountSrc string // host directory bind-mounted read-only ...
+	mountDst string // ... at this container path
+	hang     bool   // never answer CreateContainer
+
+	mu     sync.Mutex
+	events *os.File
+}
+
+func (p *plugin) record(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.events, format+"\n", args...)
+}
+
+func (p *plugin) ours(pod *api.PodSandbox) bool { return strings.HasPrefix(pod.GetName(), p.prefix) }
+
+func (p *plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
+	for _, pod := range pods {
+		if p.ours(pod) {
+			p.record("Synchronize pod %s", pod.GetName())
+		}
+	}
+	for _, c := range ctrs {
+		if strings.HasPrefix(c.GetName(), p.prefix) {
+			p.record("Synchronize container %s %s", c.GetName(), c.GetState())
+		}
+	}
+	return nil, nil
+}
+
+func (p *plugin) RunPodSandbox(_ context.Context, pod *api.PodSandbox) error {
+	if p.ours(pod) {
+		p.record("RunPodSandbox %s", pod.GetName())
+	}
+	return nil
+}
+
+func (p *plugin) StopPodSandbox(_ context.Context, pod *api.PodSandbox) error {
+	if p.ours(pod) {
+		p.record("StopPodSandbox %s", pod.GetName())
+	}
+	return nil
+}
+
+func (p *plugin) RemovePodSandbox(_ context.Context, pod *api.PodSandbox) error {
+	if p.ours(pod) {
+		p.record("RemovePodSandbox %s", pod.GetName())
+	}
+	return nil
+}
+
+func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	if !p.ours(pod) {
+		return nil, nil, nil
+	}
+	p.record("CreateContainer %s", c.GetName())
+	if p.hang {
+		<-ctx.Done()
+		select {} // a plugin stuck for good, not one that notices the deadline
+	}
+	adj := &api.ContainerAdjustment{}
+	if k, v, ok := strings.Cut(p.env, "="); ok {
+		adj.AddEnv(k, v)
+	}
+	if p.mountSrc != "" {
+		adj.AddMount(&api.Mount{Source: p.mountSrc, Destination: p.mountDst, Type: "bind", Options: []string{"rbind", "ro"}})
+	}
+	return adj, nil, nil
+}
+
+func (p *plugin) event(name string) func(context.Context, *api.PodSandbox, *api.Container) error {
+	return func(_ context.Context, pod *api.PodSandbox, c *api.Container) error {
+		if p.ours(pod) {
+			p.record("%s %s", name, c.GetName())
+		}
+		return nil
+	}
+}
+
+func (p *plugin) PostCreateContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
+	return p.event("PostCreateContainer")(ctx, pod, c)
+}
+
+func (p *plugin) StartContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
+	return p.event("StartContainer")(ctx, pod, c)
+}
+
+func (p *plugin) PostStartContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
+	return p.event("PostStartContainer")(ctx, pod, c)
+}
+
+func (p *plugin) StopContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) ([]*api.ContainerUpdate, error) {
+	return nil, p.event("StopContainer")(ctx, pod, c)
+}
+
+func (p *plugin) RemoveContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
+	return p.event("RemoveContainer")(ctx, pod, c)
+}
+
+func main() {
+	var (
+		socket = flag.String("socket", "", "NRI socket of the runtime")
+		name   = flag.String("name", "e2e", "plugin name")
+		idx    = flag.String("idx", "10", "plugin index (invocation order)")
+		events = flag.String("events", "", "file the events are appended to")
+		mount  = flag.String("mount", "", "SRC:DST bind mount added to each container")
+	)
+	p := &plugin{}
+	flag.StringVar(&p.prefix, "prefix", "", "record only pods whose name starts with this")
+	flag.StringVar(&p.env, "env", "", "KEY=VALUE added to each container's environment")
+	flag.BoolVar(&p.hang, "hang", false, "never answer CreateContainer")
+	flag.Parse()
+	if *mount != "" {
+		p.mountSrc, p.mountDst, _ = strings.Cut(*mount, ":")
+	}
+	f, err := os.OpenFile(*events, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p.events = f
+	s, err := stub.New(p, stub.WithPluginName(*name), stub.WithPluginIdx(*idx), stub.WithSocketPath(*socket),
+		stub.WithOnClose(func() { p.record("closed"); os.Exit(0) }))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := s.Run(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+}
