@@ -16,21 +16,6 @@ import (
 // and containers to plugins and applies the updates and evictions they
 // ask for. s.nri is nil when NRI is off; its methods then do nothing.
 
-// startNRI creates and starts the NRI adaptation after recovery, so a
-// plugin that connects (also one that was connected before a restart and
-// reconnects) is synchronized with every recovered pod and container.
-func (s *Service) startNRI() error {
-	n, err := nri.New(s.cfg.NRI, "crid", s.version, nriDomain{s}, s.log)
-	if err != nil {
-		return err
-	}
-	if err := n.Start(); err != nil {
-		return err
-	}
-	s.nri = n
-	return nil
-}
-
 // nriDomain is the core as NRI's Domain.
 type nriDomain struct{ s *Service }
 

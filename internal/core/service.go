@@ -165,10 +165,16 @@ func New(ctx context.Context, o Options) (*Service, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
+	// NRI exists before recovery starts the exit watchers that use it,
+	// and listens only after it, so that a plugin is synchronized with
+	// every recovered pod and container.
+	if s.nri, err = nri.New(cfg.NRI, "crid", s.version, nriDomain{s}, s.log); err != nil {
+		return nil, err
+	}
 	if err := s.recover(ctx, o.RecoveryProgress); err != nil {
 		return nil, fmt.Errorf("recover state: %w", err)
 	}
-	if err := s.startNRI(); err != nil {
+	if err := s.nri.Start(); err != nil {
 		return nil, err
 	}
 	return s, nil
