@@ -237,7 +237,73 @@ func (s *Service) nriUpdateResources(ctx context.Context, c *container, res *spe
 	if out == nil {
 		return res, nil
 	}
-	return out.ToOCI(), nil
+	return mergeResources(res, out.ToOCI()), nil
+}
+
+// mergeResources returns base with the fields over sets replacing its
+// own. NRI answers an UpdateContainer with the requested resources and
+// the plugins' changes, but in its own type, which lacks some of the OCI
+// fields (memory kernel limits, block I/O, RDMA, ...): the merge keeps
+// those as requested instead of dropping them.
+func mergeResources(base, over *specs.LinuxResources) *specs.LinuxResources {
+	out := *base
+	if over.CPU != nil {
+		cpu := specs.LinuxCPU{}
+		if base.CPU != nil {
+			cpu = *base.CPU
+		}
+		o := over.CPU
+		cpu.Shares = pick(o.Shares, cpu.Shares)
+		cpu.Quota = pick(o.Quota, cpu.Quota)
+		cpu.Period = pick(o.Period, cpu.Period)
+		cpu.RealtimeRuntime = pick(o.RealtimeRuntime, cpu.RealtimeRuntime)
+		cpu.RealtimePeriod = pick(o.RealtimePeriod, cpu.RealtimePeriod)
+		if o.Cpus != "" {
+			cpu.Cpus = o.Cpus
+		}
+		if o.Mems != "" {
+			cpu.Mems = o.Mems
+		}
+		out.CPU = &cpu
+	}
+	if over.Memory != nil {
+		mem := specs.LinuxMemory{}
+		if base.Memory != nil {
+			mem = *base.Memory
+		}
+		o := over.Memory
+		mem.Limit = pick(o.Limit, mem.Limit)
+		mem.Reservation = pick(o.Reservation, mem.Reservation)
+		mem.Swap = pick(o.Swap, mem.Swap)
+		mem.Swappiness = pick(o.Swappiness, mem.Swappiness)
+		mem.DisableOOMKiller = pick(o.DisableOOMKiller, mem.DisableOOMKiller)
+		out.Memory = &mem
+	}
+	if over.Pids != nil {
+		out.Pids = over.Pids
+	}
+	if len(over.HugepageLimits) > 0 {
+		out.HugepageLimits = over.HugepageLimits
+	}
+	if len(over.Unified) > 0 {
+		u := map[string]string{}
+		for k, v := range base.Unified {
+			u[k] = v
+		}
+		for k, v := range over.Unified {
+			u[k] = v
+		}
+		out.Unified = u
+	}
+	return &out
+}
+
+// pick is over when set, else base.
+func pick[T any](over, base *T) *T {
+	if over != nil {
+		return over
+	}
+	return base
 }
 
 // nriRunPodSandbox tells plugins a pod is ready; their failure fails the

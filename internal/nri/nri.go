@@ -134,6 +134,9 @@ func (n *NRI) updateFromPlugin(ctx context.Context, updates []*api.ContainerUpda
 func (n *NRI) applyUpdates(ctx context.Context, updates []*api.ContainerUpdate) []*api.ContainerUpdate {
 	var failed []*api.ContainerUpdate
 	for _, u := range updates {
+		if u == nil {
+			continue // NRI's answer to an UpdateContainer no plugin changed
+		}
 		if err := n.domain.UpdateContainer(ctx, u); err != nil {
 			n.log.Warn("NRI container update failed", "container", u.GetContainerId(), "error", err)
 			if !u.GetIgnoreFailure() {
@@ -279,7 +282,8 @@ func (n *NRI) PostStartContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 }
 
 // UpdateContainer asks plugins to adjust a resource update of ctr and
-// returns the resources to apply, nil when no plugin changed them.
+// returns the resources to apply (res with the plugins' changes), nil
+// when no plugin changed anything.
 func (n *NRI) UpdateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, res *api.LinuxResources) (*api.LinuxResources, error) {
 	if n == nil {
 		return nil, nil
@@ -296,6 +300,9 @@ func (n *NRI) UpdateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api
 	var out *api.LinuxResources
 	var others []*api.ContainerUpdate
 	for _, u := range rpl.GetUpdate() {
+		if u == nil {
+			continue
+		}
 		if u.GetContainerId() == ctr.GetId() {
 			out = u.GetLinux().GetResources()
 			continue

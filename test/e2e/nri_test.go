@@ -235,7 +235,8 @@ func TestNRIPluginAdjustsAndSeesEvents(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(data, "hello"), []byte("from-nri\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	adjust := []string{"-prefix", "nri-e2e", "-env", "NRI_E2E=adjusted", "-mount", data + ":/nri-data"}
+	const pluginMem = 96 << 20
+	adjust := []string{"-prefix", "nri-e2e", "-env", "NRI_E2E=adjusted", "-mount", data + ":/nri-data", "-update-mem", fmt.Sprint(pluginMem)}
 	p := c.startPlugin(t, "e2e", "10", adjust...)
 
 	podID, pod := c.runPod(t, "nri-e2e-pod")
@@ -279,6 +280,27 @@ func TestNRIPluginAdjustsAndSeesEvents(t *testing.T) {
 		t.Errorf("after restart the container sees NRI_E2E=%q", got)
 	}
 	p = p2
+
+	t.Run("update", func(t *testing.T) {
+		// The plugin replaces the memory limit kubelet asks for; the rest
+		// of the request (CPU shares) still applies.
+		ctx := ctxT(t)
+		if _, err := c.rt.UpdateContainerResources(ctx, &runtime.UpdateContainerResourcesRequest{
+			ContainerId: id, Linux: &runtime.LinuxContainerResources{MemoryLimitInBytes: 200 << 20, CpuShares: 300},
+		}); err != nil {
+			t.Fatalf("UpdateContainerResources: %v\ncrid log:\n%s", err, c.logTail())
+		}
+		if got := c.exec(t, id, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"); got != fmt.Sprint(pluginMem) {
+			t.Errorf("memory limit %s, want the plugin's %d", got, pluginMem)
+		}
+		if got := c.exec(t, id, "cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight"); got != "300" && got != "12" {
+			t.Errorf("cpu shares/weight %s, want the requested 300 shares", got)
+		}
+		p.waitEvent(t, "PostUpdateContainer nri-e2e-ctr")
+		if !slices.Contains(p.lines(), "UpdateContainer nri-e2e-ctr") {
+			t.Errorf("plugin saw no UpdateContainer: %q", p.lines())
+		}
+	})
 
 	t.Run("events in order", func(t *testing.T) {
 		ctx := ctxT(t)

@@ -26,6 +26,9 @@ type plugin struct {
 	mountSrc string // host directory bind-mounted read-only ...
 	mountDst string // ... at this container path
 	hang     bool   // never answer CreateContainer
+	// updateMem, when set, replaces the memory limit of every
+	// UpdateContainer with this many bytes.
+	updateMem int64
 
 	mu     sync.Mutex
 	events *os.File
@@ -118,6 +121,24 @@ func (p *plugin) StopContainer(ctx context.Context, pod *api.PodSandbox, c *api.
 	return nil, p.event("StopContainer")(ctx, pod, c)
 }
 
+func (p *plugin) UpdateContainer(_ context.Context, pod *api.PodSandbox, c *api.Container, _ *api.LinuxResources) ([]*api.ContainerUpdate, error) {
+	if !p.ours(pod) {
+		return nil, nil
+	}
+	p.record("UpdateContainer %s", c.GetName())
+	if p.updateMem == 0 {
+		return nil, nil
+	}
+	u := &api.ContainerUpdate{}
+	u.SetContainerId(c.GetId())
+	u.SetLinuxMemoryLimit(p.updateMem)
+	return []*api.ContainerUpdate{u}, nil
+}
+
+func (p *plugin) PostUpdateContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
+	return p.event("PostUpdateContainer")(ctx, pod, c)
+}
+
 func (p *plugin) RemoveContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
 	return p.event("RemoveContainer")(ctx, pod, c)
 }
@@ -134,6 +155,7 @@ func main() {
 	flag.StringVar(&p.prefix, "prefix", "", "record only pods whose name starts with this")
 	flag.StringVar(&p.env, "env", "", "KEY=VALUE added to each container's environment")
 	flag.BoolVar(&p.hang, "hang", false, "never answer CreateContainer")
+	flag.Int64Var(&p.updateMem, "update-mem", 0, "memory limit (bytes) UpdateContainer sets instead of the requested one")
 	flag.Parse()
 	if *mount != "" {
 		p.mountSrc, p.mountDst, _ = strings.Cut(*mount, ":")
