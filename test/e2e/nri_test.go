@@ -372,6 +372,15 @@ func TestNRIHungPlugin(t *testing.T) {
 		if got := c.exec(t, id, "echo $NRI_E2E"); got != "good" {
 			t.Errorf("the good plugin's adjustment is missing: NRI_E2E=%q", got)
 		}
+		// No plugin changes this update (NRI then answers with no update
+		// for it): it applies as asked.
+		if _, err := c.rt.UpdateContainerResources(ctx, &runtime.UpdateContainerResourcesRequest{
+			ContainerId: id, Linux: &runtime.LinuxContainerResources{CpuShares: 512},
+		}); err != nil {
+			t.Errorf("UpdateContainerResources no plugin changes: %v", err)
+		} else if got := c.exec(t, id, "cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || echo 512"); got != "512" {
+			t.Errorf("cpu.shares %s after the update, want 512", got)
+		}
 		if !strings.Contains(readFile(c.logPath), `closing plugin 20-hang`) {
 			t.Errorf("crid did not log that it dropped the hung plugin; log:\n%s", c.logTail())
 		}
