@@ -10,6 +10,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-dev/crid/internal/nri"
+	"github.com/crid-dev/crid/internal/oci"
 )
 
 // The core's side of NRI (internal/nri, docs/nri.md): it describes pods
@@ -318,3 +319,9 @@ func (s *Service) nriRunPodSandbox(ctx context.Context, sb *sandbox) error {
 // nriBlockSync holds off plugin synchronization while a pod or container
 // is being created (see nri.BlockSync); call the result when done.
 func (s *Service) nriBlockSync() func() { return s.nri.BlockSync() }
+
+// nriInjectCDI applies CDI devices a plugin adds, from the same spec dirs
+// as the CDI devices of a CRI request.
+func (s *Service) nriInjectCDI(spec *specs.Spec, devices []string) error {
+	return oci.ApplyCDI(spec, devices, s.cfg.Runtime.CDISpecDirs)
+}

@@ -168,7 +168,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	// NRI exists before recovery starts the exit watchers that use it,
 	// and listens only after it, so that a plugin is synchronized with
 	// every recovered pod and container.
-	if s.nri, err = nri.New(cfg.NRI, "crid", s.version, nriDomain{s}, s.log); err != nil {
+	if s.nri, err = nri.New(cfg.NRI, "crid", s.version, nriDomain{s}, s.nriInjectCDI, s.log); err != nil {
 		return nil, err
 	}
 	if err := s.recover(ctx, o.RecoveryProgress); err != nil {

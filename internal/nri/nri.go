@@ -43,6 +43,8 @@ type NRI struct {
 	log    *slog.Logger
 	domain Domain
 	a      *adaptation.Adaptation
+	// injectCDI resolves the CDI devices a plugin adds into a spec.
+	injectCDI CDIInjector
 
 	// mu serializes requests to the plugins (the adaptation does too) so
 	// failures counts the plugin failures of one request only.
@@ -52,13 +54,17 @@ type NRI struct {
 
 var _ generate.UnderlyingGenerator = (*specGen)(nil)
 
+// CDIInjector applies the named CDI devices to a spec, as the runtime does
+// for the CDI devices of a CRI request.
+type CDIInjector func(spec *rspec.Spec, devices []string) error
+
 // New creates the adaptation; Start makes it listen. name and version are
 // the runtime's, reported to plugins.
-func New(cfg config.NRI, name, version string, domain Domain, log *slog.Logger) (*NRI, error) {
+func New(cfg config.NRI, name, version string, domain Domain, injectCDI CDIInjector, log *slog.Logger) (*NRI, error) {
 	if !cfg.Enable {
 		return nil, nil
 	}
-	n := &NRI{cfg: cfg, log: log.With("subsystem", "nri"), domain: domain, failures: &failureRecorder{}}
+	n := &NRI{cfg: cfg, log: log.With("subsystem", "nri"), domain: domain, injectCDI: injectCDI, failures: &failureRecorder{}}
 	nrilog.Set(slogAdapter{n.log})
 	// The timeouts are package settings of the NRI library: one
 	// adaptation per process, so setting them here is enough.
@@ -225,7 +231,7 @@ func (n *NRI) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api
 	if err != nil {
 		return err
 	}
-	if err := AdjustSpec(spec, rpl.GetAdjust()); err != nil {
+	if err := AdjustSpec(spec, rpl.GetAdjust(), n.injectCDI); err != nil {
 		return fmt.Errorf("nri CreateContainer: %w", err)
 	}
 	if failed := n.applyUpdates(ctx, rpl.GetUpdate()); len(failed) > 0 {
@@ -236,15 +242,18 @@ func (n *NRI) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api
 }
 
 // AdjustSpec applies a plugin adjustment to spec, as containerd does: NRI's
-// own generator over crid's spec.
-func AdjustSpec(spec *rspec.Spec, adj *api.ContainerAdjustment) error {
+// own generator over crid's spec. CDI devices a plugin adds go through
+// injectCDI; without one they are refused.
+func AdjustSpec(spec *rspec.Spec, adj *api.ContainerAdjustment, injectCDI CDIInjector) error {
 	if adj == nil {
 		return nil
 	}
-	g := generate.SpecGenerator(&specGen{s: spec},
-		generate.WithCDIDeviceInjector(func(*rspec.Spec, []string) error {
-			return errors.New("CDI device injection by NRI plugins is not supported by crid yet")
-		}))
+	if injectCDI == nil {
+		injectCDI = func(*rspec.Spec, []string) error {
+			return errors.New("no CDI device injector: CDI devices from NRI plugins are refused")
+		}
+	}
+	g := generate.SpecGenerator(&specGen{s: spec}, generate.WithCDIDeviceInjector(injectCDI))
 	if err := g.Adjust(adj); err != nil {
 		return fmt.Errorf("apply adjustment: %w", err)
 	}

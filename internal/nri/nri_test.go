@@ -31,7 +31,7 @@ func TestAdjustSpecAppliesAdjustment(t *testing.T) {
 	adj.AddRlimit("RLIMIT_NOFILE", 1024, 512)
 	adj.AddHooks(&api.Hooks{CreateRuntime: []*api.Hook{{Path: "/bin/true"}}})
 	adj.AddDevice(&api.LinuxDevice{Path: "/dev/nri0", Type: "c", Major: 1, Minor: 3})
-	if err := AdjustSpec(spec, adj); err != nil {
+	if err := AdjustSpec(spec, adj, nil); err != nil {
 		t.Fatal(err)
 	}
 	env := spec.Process.Env
@@ -80,7 +80,7 @@ func TestAdjustSpecRemovals(t *testing.T) {
 	adj.RemoveEnv("KEEP")
 	adj.RemoveMount("/proc")
 	adj.RemoveAnnotation("drop")
-	if err := AdjustSpec(spec, adj); err != nil {
+	if err := AdjustSpec(spec, adj, nil); err != nil {
 		t.Fatal(err)
 	}
 	if slices.ContainsFunc(spec.Process.Env, func(e string) bool { return strings.HasPrefix(e, "KEEP=") }) {
@@ -94,12 +94,25 @@ func TestAdjustSpecRemovals(t *testing.T) {
 	}
 }
 
-func TestAdjustSpecRefusesCDI(t *testing.T) {
+func TestAdjustSpecCDI(t *testing.T) {
 	adj := &api.ContainerAdjustment{}
 	adj.AddCDIDevice(&api.CDIDevice{Name: "vendor.com/dev=x"})
-	err := AdjustSpec(baseSpec(), adj)
+	err := AdjustSpec(baseSpec(), adj, nil)
 	if err == nil || !strings.Contains(err.Error(), "CDI") {
-		t.Fatalf("CDI adjustment: err %v, want an error naming CDI", err)
+		t.Fatalf("CDI adjustment without an injector: err %v, want an error naming CDI", err)
+	}
+	var got []string
+	spec := baseSpec()
+	inject := func(s *rspec.Spec, devices []string) error {
+		got = devices
+		s.Process.Env = append(s.Process.Env, "CDI=injected")
+		return nil
+	}
+	if err := AdjustSpec(spec, adj, inject); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"vendor.com/dev=x"}) || !slices.Contains(spec.Process.Env, "CDI=injected") {
+		t.Errorf("injector got %q, env %q", got, spec.Process.Env)
 	}
 }
 

@@ -70,6 +70,8 @@ path = "/usr/local/sbin/runc"
 [network]
 conf_dir = %q
 bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
+[runtime]
+cdi_spec_dirs = [%q]
 [nri]
 enable = true
 socket_path = %q
@@ -77,7 +79,7 @@ plugin_path = ""
 plugin_request_timeout = %q
 fail_on_plugin_error = %v
 `, filepath.Join(c.base, "root"), filepath.Join(c.base, "state"), c.harness.socket, regs.String(),
-		filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"), c.socket, nriRequestTimeout.String(), failOnPluginError)
+		filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"), filepath.Join(c.base, "cdi"), c.socket, nriRequestTimeout.String(), failOnPluginError)
 	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -235,8 +237,18 @@ func TestNRIPluginAdjustsAndSeesEvents(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(data, "hello"), []byte("from-nri\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A CDI device the plugin adds, resolved from crid's CDI spec dirs.
+	cdiDir := filepath.Join(c.base, "cdi")
+	if err := os.MkdirAll(cdiDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cdiSpec := `{"cdiVersion": "0.6.0", "kind": "e2e.crid.dev/nri", "devices": [{"name": "dev", "containerEdits": {"env": ["CDI_NRI=yes"]}}]}`
+	if err := os.WriteFile(filepath.Join(cdiDir, "nri.json"), []byte(cdiSpec), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	const pluginMem = 96 << 20
-	adjust := []string{"-prefix", "nri-e2e", "-env", "NRI_E2E=adjusted", "-mount", data + ":/nri-data", "-update-mem", fmt.Sprint(pluginMem)}
+	adjust := []string{"-prefix", "nri-e2e", "-env", "NRI_E2E=adjusted", "-mount", data + ":/nri-data",
+		"-update-mem", fmt.Sprint(pluginMem), "-cdi", "e2e.crid.dev/nri=dev"}
 	p := c.startPlugin(t, "e2e", "10", adjust...)
 
 	podID, pod := c.runPod(t, "nri-e2e-pod")
@@ -247,8 +259,8 @@ func TestNRIPluginAdjustsAndSeesEvents(t *testing.T) {
 	if _, err := c.rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id}); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.exec(t, id, "echo $NRI_E2E; cat /nri-data/hello"); got != "adjusted\nfrom-nri" {
-		t.Errorf("container sees %q, want the plugin's env var and mount", got)
+	if got := c.exec(t, id, "echo $NRI_E2E; cat /nri-data/hello; echo $CDI_NRI"); got != "adjusted\nfrom-nri\nyes" {
+		t.Errorf("container sees %q, want the plugin's env var, mount and CDI device's env", got)
 	}
 	// The adjusted spec is the one in the bundle: it outlives crid.
 	var spec specs.Spec

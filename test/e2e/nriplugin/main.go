@@ -26,6 +26,7 @@ type plugin struct {
 	mountSrc string // host directory bind-mounted read-only ...
 	mountDst string // ... at this container path
 	hang     bool   // never answer CreateContainer
+	cdi      string // fully qualified CDI device added to each container
 	// updateMem, when set, replaces the memory limit of every
 	// UpdateContainer with this many bytes.
 	updateMem int64
@@ -89,6 +90,9 @@ func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 	adj := &api.ContainerAdjustment{}
 	if k, v, ok := strings.Cut(p.env, "="); ok {
 		adj.AddEnv(k, v)
+	}
+	if p.cdi != "" {
+		adj.AddCDIDevice(&api.CDIDevice{Name: p.cdi})
 	}
 	if p.mountSrc != "" {
 		adj.AddMount(&api.Mount{Source: p.mountSrc, Destination: p.mountDst, Type: "bind", Options: []string{"rbind", "ro"}})
@@ -155,6 +159,7 @@ func main() {
 	flag.StringVar(&p.prefix, "prefix", "", "record only pods whose name starts with this")
 	flag.StringVar(&p.env, "env", "", "KEY=VALUE added to each container's environment")
 	flag.BoolVar(&p.hang, "hang", false, "never answer CreateContainer")
+	flag.StringVar(&p.cdi, "cdi", "", "CDI device (vendor.com/class=name) added to each container")
 	flag.Int64Var(&p.updateMem, "update-mem", 0, "memory limit (bytes) UpdateContainer sets instead of the requested one")
 	flag.Parse()
 	if *mount != "" {
