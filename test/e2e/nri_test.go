@@ -45,7 +45,7 @@ func startNRICrid(t *testing.T) *nriCrid {
 	if err := build.Run(); err != nil {
 		t.Fatalf("build nriplugin: %v", err)
 	}
-	c.configure(t, false)
+	c.configure(t, false, "")
 	if err := c.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +53,8 @@ func startNRICrid(t *testing.T) *nriCrid {
 }
 
 // configure writes the crid config; failOnPluginError sets
-// [nri] fail_on_plugin_error.
-func (c *nriCrid) configure(t *testing.T, failOnPluginError bool) {
+// [nri] fail_on_plugin_error, pluginPath [nri] plugin_path.
+func (c *nriCrid) configure(t *testing.T, failOnPluginError bool, pluginPath string) {
 	t.Helper()
 	var regs strings.Builder
 	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
@@ -75,11 +75,11 @@ cdi_spec_dirs = [%q]
 [nri]
 enable = true
 socket_path = %q
-plugin_path = ""
+plugin_path = %q
 plugin_request_timeout = %q
 fail_on_plugin_error = %v
 `, filepath.Join(c.base, "root"), filepath.Join(c.base, "state"), c.harness.socket, regs.String(),
-		filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"), filepath.Join(c.base, "cdi"), c.socket, nriRequestTimeout.String(), failOnPluginError)
+		filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"), filepath.Join(c.base, "cdi"), c.socket, pluginPath, nriRequestTimeout.String(), failOnPluginError)
 	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +400,7 @@ func TestNRIHungPlugin(t *testing.T) {
 
 	t.Run("fails with fail_on_plugin_error", func(t *testing.T) {
 		c.stop(syscall.SIGTERM)
-		c.configure(t, true)
+		c.configure(t, true, "")
 		if err := c.start(); err != nil {
 			t.Fatal(err)
 		}
@@ -451,4 +451,58 @@ func TestNRIHungPlugin(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestNRIPluginFromPluginPath: crid starts the plugins in plugin_path
+// itself, handing each its connection.
+func TestNRIPluginFromPluginPath(t *testing.T) {
+	c := startNRICrid(t)
+	ctx := ctxT(t)
+	if _, err := c.img.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(c.base, "plugins")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	events := filepath.Join(c.base, "events-launched")
+	script := fmt.Sprintf("#!/bin/sh\nexec %s -events %s -prefix nri-launched -env NRI_LAUNCHED=yes\n", c.plugin, events)
+	if err := os.WriteFile(filepath.Join(dir, "30-launched"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(syscall.SIGTERM)
+	c.configure(t, false, dir)
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	podID, pod := c.runPod(t, "nri-launched-pod")
+	id, err := c.create(ctx, podID, pod, "nri-launched-ctr")
+	if err != nil {
+		t.Fatalf("CreateContainer: %v\ncrid log:\n%s", err, c.logTail())
+	}
+	if _, err := c.rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.exec(t, id, "echo $NRI_LAUNCHED"); got != "yes" {
+		t.Errorf("NRI_LAUNCHED=%q: the plugin crid started did not adjust the container", got)
+	}
+	p := &nriPlugin{events: events}
+	p.waitEvent(t, "RunPodSandbox nri-launched-pod")
+	p.waitEvent(t, "CreateContainer nri-launched-ctr")
+	// crid stops the plugins it started when it stops.
+	pid := strings.TrimSpace(readFile(events + ".pid"))
+	if _, err := os.Stat("/proc/" + pid); pid == "" || err != nil {
+		t.Fatalf("launched plugin pid %q not running: %v", pid, err)
+	}
+	c.stop(syscall.SIGTERM)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat("/proc/" + pid); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin %s crid started still runs after crid stopped", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -149,9 +149,9 @@ func (p *plugin) RemoveContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 
 func main() {
 	var (
-		socket = flag.String("socket", "", "NRI socket of the runtime")
-		name   = flag.String("name", "e2e", "plugin name")
-		idx    = flag.String("idx", "10", "plugin index (invocation order)")
+		socket = flag.String("socket", "", "NRI socket of the runtime (none: the connection NRI hands a plugin it starts)")
+		name   = flag.String("name", "", "plugin name (none: the one NRI gives a plugin it starts)")
+		idx    = flag.String("idx", "", "plugin index, its place in the invocation order (none: as for name)")
 		events = flag.String("events", "", "file the events are appended to")
 		mount  = flag.String("mount", "", "SRC:DST bind mount added to each container")
 	)
@@ -170,8 +170,21 @@ func main() {
 		log.Fatal(err)
 	}
 	p.events = f
-	s, err := stub.New(p, stub.WithPluginName(*name), stub.WithPluginIdx(*idx), stub.WithSocketPath(*socket),
-		stub.WithOnClose(func() { p.record("closed"); os.Exit(0) }))
+	// The tests find a plugin that crid started by this pid.
+	if err := os.WriteFile(*events+".pid", []byte(fmt.Sprint(os.Getpid())), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	opts := []stub.Option{stub.WithOnClose(func() { p.record("closed"); os.Exit(0) })}
+	if *name != "" {
+		opts = append(opts, stub.WithPluginName(*name))
+	}
+	if *idx != "" {
+		opts = append(opts, stub.WithPluginIdx(*idx))
+	}
+	if *socket != "" {
+		opts = append(opts, stub.WithSocketPath(*socket))
+	}
+	s, err := stub.New(p, opts...)
 	if err != nil {
 		log.Fatal(err)
 	}
