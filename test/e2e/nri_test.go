@@ -454,7 +454,8 @@ func TestNRIHungPlugin(t *testing.T) {
 }
 
 // TestNRIPluginFromPluginPath: crid starts the plugins in plugin_path
-// itself, handing each its connection.
+// itself, handing each its connection; such a plugin's unsolicited
+// container update is applied.
 func TestNRIPluginFromPluginPath(t *testing.T) {
 	c := startNRICrid(t)
 	ctx := ctxT(t)
@@ -466,7 +467,9 @@ func TestNRIPluginFromPluginPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := filepath.Join(c.base, "events-launched")
-	script := fmt.Sprintf("#!/bin/sh\nexec %s -events %s -prefix nri-launched -env NRI_LAUNCHED=yes\n", c.plugin, events)
+	const unsolicitedMem = 80 << 20
+	script := fmt.Sprintf("#!/bin/sh\nexec %s -events %s -prefix nri-launched -env NRI_LAUNCHED=yes -unsolicited-mem %d\n",
+		c.plugin, events, unsolicitedMem)
 	if err := os.WriteFile(filepath.Join(dir, "30-launched"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -486,6 +489,18 @@ func TestNRIPluginFromPluginPath(t *testing.T) {
 	if got := c.exec(t, id, "echo $NRI_LAUNCHED"); got != "yes" {
 		t.Errorf("NRI_LAUNCHED=%q: the plugin crid started did not adjust the container", got)
 	}
+	// The plugin sets a memory limit on its own after the start.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := c.exec(t, id, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max")
+		if got == fmt.Sprint(unsolicitedMem) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("memory limit %s, want %d from the plugin's unsolicited update; crid log:\n%s", got, unsolicitedMem, c.logTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	p := &nriPlugin{events: events}
 	p.waitEvent(t, "RunPodSandbox nri-launched-pod")
 	p.waitEvent(t, "CreateContainer nri-launched-ctr")
@@ -495,7 +510,7 @@ func TestNRIPluginFromPluginPath(t *testing.T) {
 		t.Fatalf("launched plugin pid %q not running: %v", pid, err)
 	}
 	c.stop(syscall.SIGTERM)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat("/proc/" + pid); os.IsNotExist(err) {
 			break

@@ -30,6 +30,10 @@ type plugin struct {
 	// updateMem, when set, replaces the memory limit of every
 	// UpdateContainer with this many bytes.
 	updateMem int64
+	// unsolicitedMem, when set, is the memory limit the plugin sets on
+	// each container it saw start, on its own (UpdateContainers).
+	unsolicitedMem int64
+	stub           stub.Stub
 
 	mu     sync.Mutex
 	events *os.File
@@ -118,6 +122,17 @@ func (p *plugin) StartContainer(ctx context.Context, pod *api.PodSandbox, c *api
 }
 
 func (p *plugin) PostStartContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
+	if p.ours(pod) && p.unsolicitedMem != 0 {
+		// Later, from outside the event: the runtime is still starting it.
+		go func() {
+			u := &api.ContainerUpdate{}
+			u.SetContainerId(c.GetId())
+			u.SetLinuxMemoryLimit(p.unsolicitedMem)
+			if failed, err := p.stub.UpdateContainers([]*api.ContainerUpdate{u}); err != nil || len(failed) > 0 {
+				log.Printf("UpdateContainers %s: failed %v, %v", c.GetId(), failed, err)
+			}
+		}()
+	}
 	return p.event("PostStartContainer")(ctx, pod, c)
 }
 
@@ -159,6 +174,7 @@ func main() {
 	flag.StringVar(&p.prefix, "prefix", "", "record only pods whose name starts with this")
 	flag.StringVar(&p.env, "env", "", "KEY=VALUE added to each container's environment")
 	flag.BoolVar(&p.hang, "hang", false, "never answer CreateContainer")
+	flag.Int64Var(&p.unsolicitedMem, "unsolicited-mem", 0, "memory limit (bytes) set on each started container on the plugin's own initiative")
 	flag.StringVar(&p.cdi, "cdi", "", "CDI device (vendor.com/class=name) added to each container")
 	flag.Int64Var(&p.updateMem, "update-mem", 0, "memory limit (bytes) UpdateContainer sets instead of the requested one")
 	flag.Parse()
@@ -188,6 +204,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	p.stub = s
 	if err := s.Run(context.Background()); err != nil {
 		log.Fatal(err)
 	}
