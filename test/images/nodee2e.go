@@ -26,12 +26,13 @@ const (
 )
 
 // Host files the node e2e images add to the busybox base: the upstream
-// agnhost image (Alpine) has curl and bash, which the suite's lifecycle
-// hooks and probes call; ipc-utils has util-linux's ipcmk and ipcs;
+// agnhost image (Alpine) has curl, bash and OpenBSD's nc, which the
+// suite's lifecycle hooks, probes and networking checks call; ipc-utils has util-linux's ipcmk and ipcs;
 // glibc-dns-testing is Debian with glibc's hostname, whose -f the suite
 // reads the pod's FQDN with.
 const (
 	hostCurl     = "/usr/bin/curl"
+	hostNc       = "/bin/nc.openbsd" // netcat-openbsd, as the upstream image has
 	hostBash     = "/usr/bin/bash"
 	hostIpcmk    = "/usr/bin/ipcmk"
 	hostIpcrm    = "/usr/bin/ipcrm"
@@ -121,6 +122,11 @@ func (b *builder) agnhostToolsLayer() (v1.Layer, error) {
 		if err := addBinary(t, "/usr/bin/curl", hostCurl, skip); err != nil {
 			return nil, err
 		}
+		// /usr/bin comes before busybox's /bin in PATH: nc is OpenBSD's,
+		// with the UDP mode (-u) the networking specs probe pods with.
+		if err := addBinary(t, "/usr/bin/nc", hostNc, skip); err != nil {
+			return nil, err
+		}
 		if err := addBinary(t, "/bin/bash", hostBash, skip); err != nil {
 			return nil, err
 		}
@@ -167,7 +173,7 @@ func (b *builder) agnhostImage(id, agnhost string) (v1.Image, error) {
 		// container lifecycle specs swap agnhost in for busybox.
 		layers: []func() (v1.Layer, error){b.busyboxLayer, b.agnhostToolsLayer, b.nmeterLayer, b.shWrapLayer,
 			func() (v1.Layer, error) { return b.agnhostLayer(agnhost) }},
-		history: []string{busyboxHistory, "curl, bash and their libraries; user-defined-in-image, group-defined-in-image; /uploads",
+		history: []string{busyboxHistory, "curl, bash, nc (OpenBSD) and their libraries; user-defined-in-image, group-defined-in-image; /uploads",
 			"/bin/nmeter (stand-in for the busybox applet: -d MSEC, %[N]t)",
 			"/bin/sh: busybox ash, or bash for environments ash would cut; bash and its libraries",
 			"ADD agnhost /agnhost (Kubernetes v1.37.2, static), porter/localhost.crt, porter/localhost.key"},

@@ -149,6 +149,9 @@ func TestNodeE2EImagesRun(t *testing.T) {
 			`sh -c 'echo test > ./file' 2>&1; echo "ash=$(readlink /proc/$$/exe)"`,
 			[]string{"sh: can't create ./file: Read-only file system", "ash=/bin/busybox"}},
 		{NodeE2EAgnhost, `nmeter -d-1 '%3t'`, []string{":"}},
+		// The networking specs: echo hostName | nc -w 1 -u IP 8081.
+		{NodeE2EAgnhost, `ip link set lo up; nc -u -l -W 1 127.0.0.1 18081 > /tmp/got & sleep 0.3; ` +
+			`echo hostName | nc -w 1 -u 127.0.0.1 18081; wait; cat /tmp/got`, []string{"hostName"}},
 		// The container lifecycle specs' timestamp (parsed as RFC 3339).
 		{NodeE2EBusybox, "t=`date -u +%FT$(nmeter -d0 '%3t' | head -n1)Z`; " +
 			`echo "$t" | grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$' && echo rfc3339; ` +

@@ -247,6 +247,11 @@ log "kubelet, e2e_node.test, ginkgo, agnhost ready in $((SECONDS - start))s ($k8
 # cache read-only and let cleanup find this run's processes by path.
 cp "$k8sbin/kubelet" "$k8sbin/e2e_node.test" "$k8sbin/ginkgo" "$bindir/"
 "$repo/test/conformance/build-tools.sh" "$repo/bin/cri-tools" >&2
+# The agnhost image carries this machine's OpenBSD nc (test/images).
+if [[ ! -x /bin/nc.openbsd ]]; then
+	log "installing netcat-openbsd (Debian) for the agnhost image"
+	apt-get update -qq && apt-get install -y -qq --no-upgrade netcat-openbsd >&2
+fi
 crictl=$repo/bin/cri-tools/crictl
 (cd "$repo" && go build -o "$bindir/node-e2e-registry" ./test/node-e2e/registry)
 if [[ -z $runc ]]; then
