@@ -104,6 +104,8 @@ func nriPod(sb *sandbox) *api.PodSandbox {
 		Linux: &api.LinuxPodSandbox{
 			CgroupParent: cfg.GetLinux().GetCgroupParent(),
 			CgroupsPath:  rec.CgroupsPath,
+			PodResources: nriResources(cfg.GetLinux().GetResources()),
+			PodOverhead:  nriResources(cfg.GetLinux().GetOverhead()),
 		},
 		Pid: uint32(rec.PID),
 	}
@@ -324,4 +326,22 @@ func (s *Service) nriBlockSync() func() { return s.nri.BlockSync() }
 // as the CDI devices of a CRI request.
 func (s *Service) nriInjectCDI(spec *specs.Spec, devices []string) error {
 	return oci.ApplyCDI(spec, devices, s.cfg.Runtime.CDISpecDirs)
+}
+
+// nriResources is r in NRI's form; nil for nil.
+func nriResources(r *runtime.LinuxContainerResources) *api.LinuxResources {
+	if r == nil {
+		return nil
+	}
+	// The minimum OOM score only matters for the process, not resources.
+	return api.FromOCILinuxResources(oci.ResourcesFromCRI(r, 0), nil)
+}
+
+// nriUpdatePodSandbox tells plugins the pod's resources change to those
+// of req; their failure fails the update.
+func (s *Service) nriUpdatePodSandbox(ctx context.Context, sb *sandbox, req *runtime.UpdatePodSandboxResourcesRequest) error {
+	if s.nri == nil {
+		return nil
+	}
+	return s.nri.UpdatePodSandbox(ctx, nriPod(sb), nriResources(req.GetOverhead()), nriResources(req.GetResources()))
 }

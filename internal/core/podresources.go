@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/nri"
 	"github.com/crid-dev/crid/internal/store"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -47,6 +48,9 @@ func (s *Service) UpdatePodSandboxResources(ctx context.Context, req *runtime.Up
 	if o := req.GetOverhead(); o != nil {
 		cfg.Linux.Overhead = o
 	}
+	if err := s.nriUpdatePodSandbox(ctx, sb, req); err != nil {
+		return nil, fmt.Errorf("update pod sandbox %s resources: %w", rec.ID, err)
+	}
 	b, err := proto.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("update pod sandbox %s resources: %w", rec.ID, err)
@@ -66,6 +70,7 @@ func (s *Service) UpdatePodSandboxResources(ctx context.Context, req *runtime.Up
 		return nil, fmt.Errorf("update pod sandbox %s resources: %w", rec.ID, err)
 	}
 	sb.config.Store(cfg)
+	s.nriPodEvent(ctx, sb, (*nri.NRI).PostUpdatePodSandbox)
 	s.log.Info("pod sandbox resources updated", "pod", rec.ID)
 	return &runtime.UpdatePodSandboxResourcesResponse{}, nil
 }

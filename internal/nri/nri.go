@@ -214,6 +214,28 @@ func (n *NRI) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	})
 }
 
+// UpdatePodSandbox tells plugins a pod's resources are about to change;
+// their failure fails the update.
+func (n *NRI) UpdatePodSandbox(ctx context.Context, pod *api.PodSandbox, overhead, res *api.LinuxResources) error {
+	if n == nil {
+		return nil
+	}
+	return n.call("UpdatePodSandbox", func() error {
+		_, err := n.a.UpdatePodSandbox(ctx, &api.UpdatePodSandboxRequest{Pod: pod, OverheadLinuxResources: overhead, LinuxResources: res})
+		return err
+	})
+}
+
+// PostUpdatePodSandbox tells plugins a pod's resources changed.
+func (n *NRI) PostUpdatePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	if n == nil {
+		return nil
+	}
+	return n.call("PostUpdatePodSandbox", func() error {
+		return n.a.PostUpdatePodSandbox(ctx, &api.PostUpdatePodSandboxRequest{Pod: pod})
+	})
+}
+
 // CreateContainer asks plugins to adjust ctr and applies their adjustment
 // to spec, which must describe ctr; the updates they ask for on other
 // containers are applied and evictions carried out. On error spec may be

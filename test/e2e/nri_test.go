@@ -504,6 +504,14 @@ func TestNRIPluginFromPluginPath(t *testing.T) {
 	p := &nriPlugin{events: events}
 	p.waitEvent(t, "RunPodSandbox nri-launched-pod")
 	p.waitEvent(t, "CreateContainer nri-launched-ctr")
+	// A pod resize reaches the plugin before and after it is recorded.
+	if _, err := c.rt.UpdatePodSandboxResources(ctx, &runtime.UpdatePodSandboxResourcesRequest{
+		PodSandboxId: podID, Resources: &runtime.LinuxContainerResources{MemoryLimitInBytes: 300 << 20},
+	}); err != nil {
+		t.Fatalf("UpdatePodSandboxResources: %v", err)
+	}
+	p.waitEvent(t, fmt.Sprintf("UpdatePodSandbox nri-launched-pod memory %d", 300<<20))
+	p.waitEvent(t, "PostUpdatePodSandbox nri-launched-pod")
 	// crid stops the plugins it started when it stops.
 	pid := strings.TrimSpace(readFile(events + ".pid"))
 	if _, err := os.Stat("/proc/" + pid); pid == "" || err != nil {

@@ -82,6 +82,20 @@ func (p *plugin) RemovePodSandbox(_ context.Context, pod *api.PodSandbox) error 
 	return nil
 }
 
+func (p *plugin) UpdatePodSandbox(_ context.Context, pod *api.PodSandbox, _, res *api.LinuxResources) error {
+	if p.ours(pod) {
+		p.record("UpdatePodSandbox %s memory %d", pod.GetName(), res.GetMemory().GetLimit().GetValue())
+	}
+	return nil
+}
+
+func (p *plugin) PostUpdatePodSandbox(_ context.Context, pod *api.PodSandbox) error {
+	if p.ours(pod) {
+		p.record("PostUpdatePodSandbox %s", pod.GetName())
+	}
+	return nil
+}
+
 func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
 	if !p.ours(pod) {
 		return nil, nil, nil
