@@ -29,6 +29,9 @@ func (d nriDomain) ListPodSandboxes() []*api.PodSandbox {
 	d.s.mu.RUnlock()
 	out := make([]*api.PodSandbox, 0, len(sbs))
 	for _, sb := range sbs {
+		if sb.snapshot().State == sandboxInit {
+			continue // its RunPodSandbox event is still to come
+		}
 		out = append(out, nriPod(sb))
 	}
 	return out
