@@ -25,6 +25,9 @@ func validateSandboxSecurity(c *runtime.PodSandboxConfig) error {
 	if err := oci.ValidateRunAs(c.GetLinux().GetSecurityContext()); err != nil {
 		return fmt.Errorf("pod sandbox config: %w", err)
 	}
+	if err := oci.ValidateSandboxProfiles(c.GetLinux().GetSecurityContext()); err != nil {
+		return fmt.Errorf("pod sandbox config: %w", err)
+	}
 	return nil
 }
 

@@ -121,6 +121,9 @@ const localhostPrefix = "localhost/"
 // "localhost/<path>"). nil means nothing was asked for.
 func securityProfile(sp *runtime.SecurityProfile, legacy, what string) (*runtime.SecurityProfile, error) {
 	if sp != nil {
+		if _, known := runtime.SecurityProfile_ProfileType_name[int32(sp.GetProfileType())]; !known {
+			return nil, fmt.Errorf("%s: unknown profile type %d: %w", what, sp.GetProfileType(), errdefs.ErrInvalidArgument)
+		}
 		if sp.GetProfileType() != runtime.SecurityProfile_Localhost && sp.GetLocalhostRef() != "" {
 			return nil, fmt.Errorf("%s: localhost_ref is only valid with profile type Localhost: %w", what, errdefs.ErrInvalidArgument)
 		}
@@ -225,4 +228,28 @@ func apparmorProfile(sp *runtime.SecurityProfile, legacy string, h hostFacts) (s
 		return "", fmt.Errorf("apparmor profile %q is not loaded: %w", name, errdefs.ErrInvalidArgument)
 	}
 	return name, nil
+}
+
+// ValidateSandboxProfiles checks a pod's seccomp and AppArmor profiles as
+// SandboxSpec will use them (known type, localhost_ref exactly with
+// Localhost, a Localhost seccomp file that exists), so that a bad one is
+// refused before the pod's network is set up. Errors wrap
+// errdefs.ErrInvalidArgument.
+func ValidateSandboxProfiles(sc *runtime.LinuxSandboxSecurityContext) error {
+	//lint:ignore SA1019 older kubelets still send the deprecated seccomp_profile_path field
+	prof, err := securityProfile(sc.GetSeccomp(), sc.GetSeccompProfilePath(), "seccomp")
+	if err != nil {
+		return err
+	}
+	if _, err := securityProfile(sc.GetApparmor(), "", "apparmor"); err != nil {
+		return err
+	}
+	if sc.GetPrivileged() || prof.GetProfileType() != runtime.SecurityProfile_Localhost {
+		return nil
+	}
+	path := strings.TrimPrefix(prof.GetLocalhostRef(), localhostPrefix)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("seccomp profile %s does not exist: %w", path, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
