@@ -167,10 +167,11 @@ cleanup() {
 	set +e
 	stop_pid "$ginkgo_pid" ginkgo 30
 	# kubelet and e2e_node.test outlive an interrupted ginkgo.
-	local pid
+	local pid exe
 	for pid in $(pids_of_exe "$bindir/kubelet" "$bindir/e2e_node.test" "$bindir/ginkgo"); do
-		log "stopping leftover $(readlink /proc/$pid/exe) (pid $pid)"
-		stop_pid "$pid" "pid $pid" 10
+		exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue # gone meanwhile
+		log "stopping leftover ${exe##*/} (pid $pid)"
+		stop_pid "$pid" "${exe##*/}" 10
 	done
 	if [[ -n $runtime_pid ]] && kill -0 "$runtime_pid" 2>/dev/null && [[ -S $sock ]]; then
 		# Let the runtime tear pods down itself (CNI DEL, runc delete, unmounts).
