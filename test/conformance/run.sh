@@ -14,7 +14,8 @@
 #                    instead of starting crid; the registry is still started
 #                    (used to validate images and tooling against containerd)
 # Environment: REGISTRY_ADDR (default 127.0.0.1:0, a free port; 127.0.0.1:5000 with --endpoint), WORK (default
-# /tmp/crid-conformance), CRITEST_TIMEOUT (ginkgo suite timeout, default 90m).
+# /tmp/crid-conformance), CRITEST_TIMEOUT (ginkgo suite timeout, default 90m),
+# WORK_LOCK_WAIT (seconds to wait for another run on WORK, default 3600).
 #
 # It starts crid-testregistry and crid (config from crid-config.toml.tmpl,
 # CNI network from cni.conflist.tmpl, all state under $WORK), runs critest
@@ -46,7 +47,7 @@ while [[ $# -gt 0 ]]; do
 	--skip) skip=$2; shift 2 ;;
 	--keep) keep=true; shift ;;
 	--endpoint) endpoint=$2; shift 2 ;;
-	-h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}"; exit 0 ;;
+	-h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -72,20 +73,24 @@ bindir="$WORK/bin"
 sock="$WORK/state/crid.sock"
 registry_pid=""
 crid_pid=""
+owned=false # this run holds $WORK (and so may sweep it)
 
 # ---- cleanup -----------------------------------------------------------
-stop_pid() { # pid name timeout
-	local pid=$1 name=$2 t=$3
-	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-	log "stopping $name (pid $pid)"
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < t * 10; i++)); do
-		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-		sleep 0.1
+# shellcheck source=../lib/sweep.sh
+. "$here/../lib/sweep.sh"
+
+# sweep: whatever crid could not clean up (or a killed earlier run left):
+# its processes, the runc containers of its handler root, mounts under
+# $WORK, the bridge and the iptables rules of our network.
+sweep() {
+	local pid
+	for pid in $(pids_naming "$WORK"); do
+		log "leftover process $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"
+		kill -KILL "$pid" 2>/dev/null
 	done
-	log "$name did not stop in ${t}s; killing"
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
+	sweep_runc runc "$WORK/state/runtime/runc"
+	sweep_mounts "$WORK"
+	sweep_cni "$BRIDGE" "$NETNAME"
 }
 
 cleanup() {
@@ -98,46 +103,14 @@ cleanup() {
 	fi
 	stop_pid "$crid_pid" crid 30
 	stop_pid "$registry_pid" crid-testregistry 10
-
-	# Whatever crid could not clean up: runc containers of its handler root,
-	# mounts under $WORK, the bridge and the iptables rules of our network.
-	local rroot="$WORK/state/runtime/runc"
-	if [[ -d $rroot ]]; then
-		for id in $(runc --root "$rroot" list -q 2>/dev/null); do
-			log "leftover runc container $id"
-			runc --root "$rroot" delete --force "$id" >>"$out/cleanup.log" 2>&1
-		done
-	fi
-	local m
-	while read -r m; do
-		[[ -n $m ]] || continue
-		log "leftover mount $m"
-		umount -l "$m" >>"$out/cleanup.log" 2>&1
-	done < <(awk -v w="$WORK" '$5 == w || index($5, w "/") == 1 {print $5}' /proc/self/mountinfo | sort -r)
-	if ip link show "$BRIDGE" >/dev/null 2>&1; then
-		ip link delete "$BRIDGE" >>"$out/cleanup.log" 2>&1
-	fi
-	local table rule chain chains
-	for table in nat filter; do
-		chains=()
-		while read -r rule; do
-			[[ -n $rule ]] || continue
-			log "leftover iptables rule: $rule"
-			eval "iptables -w -t $table -D ${rule#-A }" >>"$out/cleanup.log" 2>&1
-			# Per-pod chains the rules jumped to are now unreferenced.
-			[[ $rule =~ -j\ (CNI-[A-Za-z0-9-]+) ]] && chains+=("${BASH_REMATCH[1]}")
-		done < <(iptables-save -t "$table" 2>/dev/null | grep -e "^-A .*$NETNAME" || true)
-		for chain in $(printf '%s\n' "${chains[@]}" | sort -u); do
-			case $chain in CNI-HOSTPORT-* | CNI-FORWARD | CNI-ADMIN) continue ;; esac
-			iptables -w -t "$table" -F "$chain" >>"$out/cleanup.log" 2>&1 &&
-				iptables -w -t "$table" -X "$chain" >>"$out/cleanup.log" 2>&1 &&
-				log "removed leftover iptables chain $table/$chain"
-		done
-	done
-	if [[ $keep == true ]]; then
-		log "keeping $WORK"
-	else
-		rm -rf "$WORK"
+	if [[ $owned == true ]]; then
+		sweep
+		if [[ $keep == true ]]; then
+			log "keeping $WORK"
+		else
+			rm -rf "$WORK"
+		fi
+		release_work "$WORK"
 	fi
 	exit "$rc"
 }
@@ -145,7 +118,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- build ---------------------------------------------------------------
-[[ -e $WORK ]] && die "$WORK exists (another run, or a leftover: remove it first)"
+# One run at a time per WORK (the bridge and network names are fixed too);
+# a second run waits for the first. Once the lock is ours, anything at
+# $WORK is what a killed run left: remove it and go on.
+claim_work "$WORK" "${WORK_LOCK_WAIT:-3600}" || die "$WORK is still in use by another run after ${WORK_LOCK_WAIT:-3600}s"
+owned=true
+if [[ -e $WORK ]]; then
+	log "$WORK was left by a run that did not finish; removing what it left"
+	sweep
+	rm -rf "$WORK"
+fi
 mkdir -p "$bindir" "$WORK/cni/net.d" "$WORK/cni/ipam"
 
 "$here/build-tools.sh" "$tools"
