@@ -20,7 +20,8 @@
 #   --keep           keep the working directory afterwards
 # Environment: WORK (default /tmp/crid-node-e2e), NODE_E2E_CACHE (binary
 # cache, default /var/cache/crid-node-e2e), NODE_E2E_TIMEOUT (ginkgo suite
-# timeout, default 2h).
+# timeout, default 2h), WORK_LOCK_WAIT (seconds to wait for another run on
+# WORK, default 7200).
 #
 # It builds (or takes from the cache) kubelet, e2e_node.test and ginkgo
 # (build.sh), starts the node e2e image registry on a free loopback port and
@@ -34,7 +35,8 @@
 # output dir. On exit it stops everything it started and removes what was
 # left: pods, runc containers, mounts under $WORK and /var/lib/kubelet, the
 # CNI bridge and its iptables rules, kubelet's cgroups. Needs root; one run
-# at a time per machine (kubelet and the apiserver use fixed ports).
+# at a time per machine (kubelet and the apiserver use fixed ports): a second
+# run waits, and a killed run's leftovers are removed by the next.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,7 +62,7 @@ while [[ $# -gt 0 ]]; do
 	--focus) focus=$2; shift 2 ;;
 	--skip) extra_skip=$2; shift 2 ;;
 	--keep) keep=true; shift ;;
-	-h | --help) sed -n '2,37p' "${BASH_SOURCE[0]}"; exit 0 ;;
+	-h | --help) sed -n '2,39p' "${BASH_SOURCE[0]}"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -109,14 +111,6 @@ label_filter=NodeConformance
 
 [[ $(id -u) == 0 ]] || die "must run as root"
 case $WORK in /tmp/?* | /var/tmp/?* | /run/?*) ;; *) die "WORK=$WORK: use a private directory under /tmp, /var/tmp or /run" ;; esac
-[[ -e $WORK ]] && die "$WORK exists (another run, or a leftover: remove it first)"
-for p in "${FIXED_PORTS[@]}"; do
-	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-		die "port $p is in use (another kubelet or apiserver?); e2e_node needs it"
-	fi
-done
-[[ -e $KUBELET_ROOT ]] && die "$KUBELET_ROOT exists: another kubelet uses this machine (or a leftover: unmount and remove it)"
-
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -f "$out"/{junit.xml,ginkgo.log,summary.txt,results.md,kubelet.log,crid.log,containerd.log,registry.log,cleanup.log,runtime-version.txt}
@@ -125,33 +119,11 @@ sock=""
 registry_pid=""
 runtime_pid=""
 ginkgo_pid=""
+owned=false # this run holds $WORK (and so may sweep it)
 
 # ---- cleanup -----------------------------------------------------------
-stop_pid() { # pid name timeout
-	local pid=$1 name=$2 t=$3
-	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-	log "stopping $name (pid $pid)"
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < t * 10; i++)); do
-		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-		sleep 0.1
-	done
-	log "$name did not stop in ${t}s; killing"
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
-
-# pids_of_exe PATH...: processes running one of these binaries (ours: they
-# live in this run's cache or work directory).
-pids_of_exe() {
-	local p exe want
-	for p in /proc/[0-9]*; do
-		exe=$(readlink "$p/exe" 2>/dev/null) || continue
-		for want in "$@"; do
-			[[ $exe == "$want" ]] && echo "${p#/proc/}"
-		done
-	done
-}
+# shellcheck source=../lib/sweep.sh
+. "$here/../lib/sweep.sh"
 
 # rm_cgroup_tree DIR: remove a cgroup and its children, deepest first
 # (kubelet's /kubepods hierarchy, once its processes are gone).
@@ -160,6 +132,28 @@ rm_cgroup_tree() {
 	find "$1" -depth -type d -exec rmdir {} + 2>/dev/null || true
 	[[ -d $1 ]] && log "cgroup $1 could not be removed (processes left?)"
 	return 0
+}
+
+# sweep: what the runtime could not clean up, or a killed earlier run left:
+# processes naming $WORK, runc containers, mounts under $WORK and
+# kubelet's root, kubelet's cgroups, the bridge and our iptables rules.
+sweep() {
+	local pid
+	for pid in $(pids_naming "$WORK"); do
+		log "leftover process $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"
+		kill -KILL "$pid" 2>/dev/null
+	done
+	sweep_runc "$runc" "$WORK"/state/runtime/* "$WORK"/containerd/runc/*
+	sweep_mounts "$WORK" "$KUBELET_ROOT"
+	if [[ -d $KUBELET_ROOT ]] && ! awk -v k="$KUBELET_ROOT" 'index($5, k) == 1 {f=1} END {exit !f}' /proc/self/mountinfo; then
+		rm -rf "$KUBELET_ROOT"
+	fi
+	# kubelet's cgroups: the QoS hierarchy under cgroupRoot / and its own.
+	local c
+	for c in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/kubelet /sys/fs/cgroup/unified/kubepods /sys/fs/cgroup/unified/kubelet; do
+		rm_cgroup_tree "$c"
+	done
+	sweep_cni "$BRIDGE" "$NETNAME"
 }
 
 cleanup() {
@@ -189,55 +183,44 @@ cleanup() {
 		done
 	fi
 
-	local rroot id
-	for rroot in "$WORK"/state/runtime/* "$WORK"/containerd/runc/*; do
-		[[ -d $rroot ]] || continue
-		for id in $("$runc" --root "$rroot" list -q 2>/dev/null); do
-			log "leftover runc container $id"
-			"$runc" --root "$rroot" delete --force "$id" >>"$out/cleanup.log" 2>&1
-		done
-	done
-	local m
-	while read -r m; do
-		[[ -n $m ]] || continue
-		log "leftover mount $m"
-		umount -l "$m" >>"$out/cleanup.log" 2>&1
-	done < <(awk -v w="$WORK" -v k="$KUBELET_ROOT" '$5 == w || index($5, w "/") == 1 || $5 == k || index($5, k "/") == 1 {print $5}' /proc/self/mountinfo | sort -r)
-	if [[ -d $KUBELET_ROOT ]] && ! awk -v k="$KUBELET_ROOT" 'index($5, k) == 1 {f=1} END {exit !f}' /proc/self/mountinfo; then
-		rm -rf "$KUBELET_ROOT"
-	fi
-	# kubelet's cgroups: the QoS hierarchy under cgroupRoot / and its own.
-	local c
-	for c in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/kubelet /sys/fs/cgroup/unified/kubepods /sys/fs/cgroup/unified/kubelet; do
-		rm_cgroup_tree "$c"
-	done
-	if ip link show "$BRIDGE" >/dev/null 2>&1; then
-		ip link delete "$BRIDGE" >>"$out/cleanup.log" 2>&1
-	fi
-	local table rule chain chains
-	for table in nat filter; do
-		chains=()
-		while read -r rule; do
-			[[ -n $rule ]] || continue
-			log "leftover iptables rule: $rule"
-			eval "iptables -w -t $table -D ${rule#-A }" >>"$out/cleanup.log" 2>&1
-			[[ $rule =~ -j\ (CNI-[A-Za-z0-9-]+) ]] && chains+=("${BASH_REMATCH[1]}")
-		done < <(iptables-save -t "$table" 2>/dev/null | grep -e "^-A .*$NETNAME" || true)
-		for chain in $(printf '%s\n' "${chains[@]}" | sort -u); do
-			case $chain in CNI-HOSTPORT-* | CNI-FORWARD | CNI-ADMIN) continue ;; esac
-			iptables -w -t "$table" -F "$chain" >>"$out/cleanup.log" 2>&1 &&
-				iptables -w -t "$table" -X "$chain" >>"$out/cleanup.log" 2>&1
-		done
-	done
-	if [[ $keep == true ]]; then
-		log "keeping $WORK"
-	else
-		rm -rf "$WORK"
+	if [[ $owned == true ]]; then
+		sweep
+		if [[ $keep == true ]]; then
+			log "keeping $WORK"
+		else
+			rm -rf "$WORK"
+		fi
+		release_work "$WORK"
 	fi
 	exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+if [[ -z $runc ]]; then
+	if [[ -x /usr/local/sbin/runc ]]; then runc=/usr/local/sbin/runc; else runc=$(command -v runc) || die "no runc: run make runc"; fi
+fi
+
+# One run at a time per WORK (ports, bridge and kubelet's root are fixed);
+# a second run waits for the first. Once this run owns $WORK, anything
+# there is what a killed run left: remove it (its kubelet, runtime, pods,
+# mounts and kubelet root) and go on.
+claim_work "$WORK" "${WORK_LOCK_WAIT:-7200}" || die "$WORK is still in use by another run after ${WORK_LOCK_WAIT:-7200}s"
+if [[ -e $WORK ]]; then
+	log "$WORK was left by a run that did not finish; removing what it left"
+	owned=true
+	sweep
+	rm -rf "$WORK"
+elif [[ -e $KUBELET_ROOT ]]; then
+	release_work "$WORK"
+	die "$KUBELET_ROOT exists: another kubelet uses this machine (or a leftover: unmount and remove it)"
+fi
+owned=true
+for p in "${FIXED_PORTS[@]}"; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+		die "port $p is in use (another kubelet or apiserver?); e2e_node needs it"
+	fi
+done
 mkdir -p "$bindir" "$WORK/cni/net.d" "$WORK/cni/ipam" "$WORK/e2e"
 
 # ---- binaries ------------------------------------------------------------
@@ -255,9 +238,6 @@ if [[ ! -x /bin/nc.openbsd ]]; then
 fi
 crictl=$repo/bin/cri-tools/crictl
 (cd "$repo" && go build -o "$bindir/node-e2e-registry" ./test/node-e2e/registry)
-if [[ -z $runc ]]; then
-	if [[ -x /usr/local/sbin/runc ]]; then runc=/usr/local/sbin/runc; else runc=$(command -v runc) || die "no runc: run make runc"; fi
-fi
 if [[ $runtime == crid ]]; then
 	if [[ -z $crid ]]; then
 		if [[ -x $repo/bin/crid ]]; then
