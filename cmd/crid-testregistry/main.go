@@ -15,14 +15,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -64,63 +61,9 @@ func serve(ctx context.Context, args []string, logger *slog.Logger) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q (subcommands: archive, list)", fs.Args())
 	}
-	host, _, err := net.SplitHostPort(*addr)
-	if err != nil {
-		return fmt.Errorf("--addr %q: %w", *addr, err)
-	}
-	// Test images are served to this machine only.
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("--addr %q: must be a loopback address", *addr)
-	}
-
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	srv := &http.Server{Handler: images.NewRegistry(logger), ReadHeaderTimeout: 30 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String())
-
-	start := time.Now()
-	catalog, err := images.Catalog()
-	if err != nil {
-		_ = srv.Close()
-		return fmt.Errorf("build images: %w", err)
-	}
-	built := time.Since(start)
-	if err := images.Push(ctx, ln.Addr().String(), catalog); err != nil {
-		_ = srv.Close()
-		return err
-	}
-	logger.Info("images ready", "references", len(catalog), "build", built.Round(time.Millisecond),
-		"total", time.Since(start).Round(time.Millisecond))
-	for _, ref := range images.Names(catalog) {
-		d, _ := catalog[ref].Digest()
-		logger.Info("image", "ref", ref, "digest", d.String())
-	}
-	if *ready != "" {
-		if err := writeAtomic(*ready, []byte(ln.Addr().String()+"\n")); err != nil {
-			_ = srv.Close()
-			return fmt.Errorf("ready file: %w", err)
-		}
-		defer os.Remove(*ready)
-	}
-
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	// The registry keeps nothing worth draining: close connections at once.
-	if err := srv.Close(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	return images.Serve(ctx, *addr, *ready, images.Catalog, logger)
 }
 
 func archive(args []string, logger *slog.Logger) error {
@@ -191,12 +134,4 @@ func list(w io.Writer) error {
 		fmt.Fprintf(w, "%s\t%s\tid=%s\tuser=%q\tentrypoint=%q\tcmd=%q\n", ref, d, id, cf.Config.User, cf.Config.Entrypoint, cf.Config.Cmd)
 	}
 	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -17,13 +17,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
-	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/crid-dev/crid/test/images"
 )
@@ -62,74 +60,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 }
 
 func serve(ctx context.Context, addr, ready, agnhost string, logger *slog.Logger) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("--addr %q: %w", addr, err)
-	}
-	// Test images are served to this machine only.
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("--addr %q: must be a loopback address", addr)
-	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	srv := &http.Server{Handler: images.NewRegistry(logger), ReadHeaderTimeout: 30 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	defer srv.Close()
-	logger.Info("listening", "addr", ln.Addr().String())
-
-	start := time.Now()
-	catalog, err := images.NodeE2ECatalog(agnhost)
-	if err != nil {
-		return fmt.Errorf("build images: %w", err)
-	}
-	if err := images.Push(ctx, ln.Addr().String(), catalog); err != nil {
-		return err
-	}
-	logger.Info("images ready", "references", len(catalog), "took", time.Since(start).Round(time.Millisecond))
-	for _, ref := range images.Names(catalog) {
-		d, err := catalog[ref].Digest()
-		if err != nil {
-			return fmt.Errorf("digest of %s: %w", ref, err)
-		}
-		logger.Info("image", "ref", ref, "digest", d.String())
-	}
-	if ready != "" {
-		if err := writeAtomic(ready, []byte(ln.Addr().String()+"\n")); err != nil {
-			return fmt.Errorf("ready file: %w", err)
-		}
-		defer os.Remove(ready)
-	}
-
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	return nil
-}
-
-// writeAtomic writes data to path through a temporary file in the same
-// directory, so a reader polling for path never sees it half written.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".ready-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	build := func() (map[string]v1.Image, error) { return images.NodeE2ECatalog(agnhost) }
+	return images.Serve(ctx, addr, ready, build, logger)
 }
