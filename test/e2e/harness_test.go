@@ -146,10 +146,6 @@ func setup() (*harness, error) {
 	if err := os.WriteFile(filepath.Join(cniDir, "10-e2e.conflist"), []byte(conflist), 0o644); err != nil {
 		return hh, err
 	}
-	var regs strings.Builder
-	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
-		fmt.Fprintf(&regs, "[[images.registries]]\nhost = %q\nmirrors = [\"http://%s/%s\"]\nfallback = false\n", host, hh.registry, host)
-	}
 	cfg := fmt.Sprintf(`root = %q
 state = %q
 socket = %q
@@ -175,7 +171,7 @@ allowed_annotations = ["io.crid.*", "example.com/*"]
 [network]
 conf_dir = %q
 bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
-`, filepath.Join(base, "root"), filepath.Join(base, "state"), hh.socket, regs.String(), filepath.Join(base, "cdi"), cniDir, cniBin)
+`, filepath.Join(base, "root"), filepath.Join(base, "state"), hh.socket, mirrorsTOML(hh.registry), filepath.Join(base, "cdi"), cniDir, cniBin)
 	// The metrics endpoint, on a free loopback port.
 	if hh.metrics, err = freeLoopbackAddr(); err != nil {
 		return hh, err
@@ -294,4 +290,68 @@ func readLines(t *testing.T, path string) []string {
 		out = append(out, sc.Text())
 	}
 	return out
+}
+
+// mirrorsTOML is crid's [[images.registries]] config sending the upstream
+// registries the test images are named after to the test registry at
+// registry, with no fallback to the real ones (the machine is offline).
+func mirrorsTOML(registry string) string {
+	var regs strings.Builder
+	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
+		fmt.Fprintf(&regs, "[[images.registries]]\nhost = %q\nmirrors = [\"http://%s/%s\"]\nfallback = false\n", host, registry, host)
+	}
+	return regs.String()
+}
+
+// secondHarness is a harness for another crid with its own root, state
+// and socket under /tmp/crid-<name>-<random> (short: monitor sockets live
+// under it and sun_path is 108 bytes), using the run's registry. Its pods,
+// the daemon, its mounts and files go when the test ends, whatever the
+// outcome; the caller writes its config (cfgPath) and starts it.
+func secondHarness(t *testing.T, name string) *harness {
+	t.Helper()
+	base := filepath.Join("/tmp", "crid-"+name+"-"+randHex(3))
+	c2 := &harness{
+		base: base, binDir: h.binDir, socket: filepath.Join(base, "crid.sock"),
+		cfgPath: filepath.Join(base, "crid.toml"), registry: h.registry, logPath: filepath.Join(base, "crid.log"),
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if c2.conn != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			if pods, err := c2.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err == nil {
+				for _, p := range pods.Items {
+					if _, err := c2.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
+						t.Errorf("cleanup RemovePodSandbox: %v", err)
+					}
+				}
+			}
+			cancel()
+		}
+		c2.stop(syscall.SIGTERM)
+		unmountUnder(base)
+		if os.Getenv("CRID_E2E_KEEP") == "" {
+			_ = os.RemoveAll(base)
+		}
+	})
+	return c2
+}
+
+// unmountUnder lazily unmounts everything below dir, deepest first.
+func unmountUnder(dir string) {
+	out, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
 }

@@ -37,7 +37,7 @@ type nriCrid struct {
 func startNRICrid(t *testing.T) *nriCrid {
 	t.Helper()
 	c := &nriCrid{}
-	c.harness = nriHarness(t)
+	c.harness = secondHarness(t, "nri")
 	c.socket = filepath.Join(c.base, "nri", "nri.sock")
 	c.plugin = filepath.Join(c.base, "nriplugin")
 	build := exec.Command("go", "build", "-o", c.plugin, "./nriplugin")
@@ -56,10 +56,6 @@ func startNRICrid(t *testing.T) *nriCrid {
 // [nri] fail_on_plugin_error, pluginPath [nri] plugin_path.
 func (c *nriCrid) configure(t *testing.T, failOnPluginError bool, pluginPath string) {
 	t.Helper()
-	var regs strings.Builder
-	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
-		fmt.Fprintf(&regs, "[[images.registries]]\nhost = %q\nmirrors = [\"http://%s/%s\"]\nfallback = false\n", host, h.registry, host)
-	}
 	cfg := fmt.Sprintf(`root = %q
 state = %q
 socket = %q
@@ -78,61 +74,10 @@ socket_path = %q
 plugin_path = %q
 plugin_request_timeout = %q
 fail_on_plugin_error = %v
-`, filepath.Join(c.base, "root"), filepath.Join(c.base, "state"), c.harness.socket, regs.String(),
+`, filepath.Join(c.base, "root"), filepath.Join(c.base, "state"), c.harness.socket, mirrorsTOML(h.registry),
 		filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"), filepath.Join(c.base, "cdi"), c.socket, pluginPath, nriRequestTimeout.String(), failOnPluginError)
 	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// nriHarness is a harness for a second crid with its own root,
-// state and socket, removed with its pods when the test ends; the caller
-// writes its config and starts it.
-func nriHarness(t *testing.T) *harness {
-	t.Helper()
-	base := filepath.Join("/tmp", "crid-nri-"+randHex(3))
-	c2 := &harness{
-		base: base, binDir: h.binDir, socket: filepath.Join(base, "crid.sock"),
-		cfgPath: filepath.Join(base, "crid.toml"), registry: h.registry, logPath: filepath.Join(base, "crid.log"),
-	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c2.conn != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			if pods, err := c2.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err == nil {
-				for _, p := range pods.Items {
-					if _, err := c2.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
-						t.Errorf("cleanup RemovePodSandbox: %v", err)
-					}
-				}
-			}
-			cancel()
-		}
-		c2.stop(syscall.SIGTERM)
-		unmountUnder(base)
-		if os.Getenv("CRID_E2E_KEEP") == "" {
-			_ = os.RemoveAll(base)
-		}
-	})
-	return c2
-}
-
-// unmountUnder detaches every mount below dir, deepest first.
-func unmountUnder(dir string) {
-	out, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var points []string
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			points = append(points, f[4])
-		}
-	}
-	for i := len(points) - 1; i >= 0; i-- {
-		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
 	}
 }
 

@@ -7,18 +7,14 @@ package e2e
 // a second crid of its own so the shared harness network is untouched.
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/moby/sys/mountinfo"
 	"google.golang.org/grpc/codes"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -48,15 +44,16 @@ func TestUpdateRuntimeConfigPodCIDR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Short base: monitor sockets live under it (sun_path is 108 bytes).
-	base := filepath.Join("/tmp", "crid-cidr-"+tag)
-	cniDir := filepath.Join(base, "cni")
+	// The bridge and IPAM state this crid's network makes go when the test
+	// ends (registered first: runs after the crid is stopped).
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", bridge).Run()
+		_ = os.RemoveAll(filepath.Join("/var/lib/cni/networks", netName))
+	})
+	c2 := secondHarness(t, "cidr")
+	cniDir := filepath.Join(c2.base, "cni")
 	if err := os.MkdirAll(cniDir, 0o755); err != nil {
 		t.Fatal(err)
-	}
-	var regs strings.Builder
-	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
-		fmt.Fprintf(&regs, "[[images.registries]]\nhost = %q\nmirrors = [\"http://%s/%s\"]\nfallback = false\n", host, h.registry, host)
 	}
 	// The template as kubelet-era runtimes shipped it: a bridge whose
 	// host-local range is the node's pod CIDR.
@@ -73,40 +70,10 @@ log_level = "debug"
 conf_dir = %q
 bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
 conf_template = '''%s'''
-`, filepath.Join(base, "root"), filepath.Join(base, "state"), filepath.Join(base, "crid.sock"), regs.String(), cniDir, tmpl)
-	c2 := &harness{
-		base: base, binDir: h.binDir, socket: filepath.Join(base, "crid.sock"),
-		cfgPath: filepath.Join(base, "crid.toml"), registry: h.registry, logPath: filepath.Join(base, "crid.log"),
-	}
+`, filepath.Join(c2.base, "root"), filepath.Join(c2.base, "state"), c2.socket, mirrorsTOML(h.registry), cniDir, tmpl)
 	if err := os.WriteFile(c2.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Everything this crid made goes, whatever the test's outcome: pods,
-	// the daemon, mounts, the bridge, IPAM state, files.
-	t.Cleanup(func() {
-		if c2.conn != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			if pods, err := c2.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err == nil {
-				for _, p := range pods.Items {
-					if _, err := c2.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
-						t.Errorf("cleanup RemovePodSandbox: %v", err)
-					}
-				}
-			}
-			cancel()
-		}
-		c2.stop(syscall.SIGTERM)
-		if ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(base)); err == nil {
-			for i := len(ms) - 1; i >= 0; i-- {
-				_ = syscall.Unmount(ms[i].Mountpoint, syscall.MNT_DETACH)
-			}
-		}
-		_ = exec.Command("ip", "link", "del", bridge).Run()
-		_ = os.RemoveAll(filepath.Join("/var/lib/cni/networks", netName))
-		if os.Getenv("CRID_E2E_KEEP") == "" {
-			_ = os.RemoveAll(base)
-		}
-	})
 	if err := c2.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +120,7 @@ conf_template = '''%s'''
 	pod := &runtime.PodSandboxConfig{
 		Metadata:     &runtime.PodSandboxMetadata{Name: "cidr", Namespace: "e2e", Uid: randHex(8)},
 		Hostname:     "cidr-" + tag,
-		LogDirectory: filepath.Join(base, "logs"),
+		LogDirectory: filepath.Join(c2.base, "logs"),
 		Linux:        &runtime.LinuxPodSandboxConfig{CgroupParent: "/crid-e2e"},
 	}
 	rp, err := c2.rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: pod})

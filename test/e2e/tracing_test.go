@@ -13,10 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/crid-dev/crid/test/images"
-	"github.com/moby/sys/mountinfo"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -91,11 +89,7 @@ func attr(kvs []*commonpb.KeyValue, key string) string {
 // spans reach the receiver only when crid flushes them at shutdown.
 func startTracedCrid(t *testing.T, endpoint string) *harness {
 	t.Helper()
-	base := filepath.Join("/tmp", "crid-trace-"+randHex(3))
-	var regs strings.Builder
-	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
-		fmt.Fprintf(&regs, "[[images.registries]]\nhost = %q\nmirrors = [\"http://%s/%s\"]\nfallback = false\n", host, h.registry, host)
-	}
+	c2 := secondHarness(t, "trace")
 	cfg := fmt.Sprintf(`root = %q
 state = %q
 socket = %q
@@ -107,40 +101,11 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
 [tracing]
 endpoint = %q
 sampling_ratio = 1.0
-`, filepath.Join(base, "root"), filepath.Join(base, "state"), filepath.Join(base, "crid.sock"), regs.String(),
+`, filepath.Join(c2.base, "root"), filepath.Join(c2.base, "state"), c2.socket, mirrorsTOML(h.registry),
 		filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"), endpoint)
-	c2 := &harness{
-		base: base, binDir: h.binDir, socket: filepath.Join(base, "crid.sock"),
-		cfgPath: filepath.Join(base, "crid.toml"), registry: h.registry, logPath: filepath.Join(base, "crid.log"),
-	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.WriteFile(c2.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if c2.conn != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			if pods, err := c2.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err == nil {
-				for _, p := range pods.Items {
-					if _, err := c2.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
-						t.Errorf("cleanup RemovePodSandbox: %v", err)
-					}
-				}
-			}
-			cancel()
-		}
-		c2.stop(syscall.SIGTERM)
-		if ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(base)); err == nil {
-			for i := len(ms) - 1; i >= 0; i-- {
-				_ = syscall.Unmount(ms[i].Mountpoint, syscall.MNT_DETACH)
-			}
-		}
-		if os.Getenv("CRID_E2E_KEEP") == "" {
-			_ = os.RemoveAll(base)
-		}
-	})
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
 	if err := c2.start(); err != nil {
 		t.Fatal(err)
