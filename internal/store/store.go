@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -27,7 +28,30 @@ type Store struct {
 	db *bolt.DB
 }
 
-// Open opens (creating if needed) the database at path.
+// SchemaVersion is the layout of the records this crid writes. Raise it,
+// and add the step from the previous version to migrations, whenever a
+// record changes in a way an older reader or a newer decoder would get
+// wrong (a renamed or re-typed field, a moved bucket). Fields only added
+// need no step: old records decode with the zero value.
+const SchemaVersion = 1
+
+// bucketMeta holds the store's own keys (keySchema).
+const (
+	bucketMeta = "meta"
+	keySchema  = "schema"
+)
+
+// migrations[v] moves a store from schema version v to v+1, inside the
+// transaction that also records v+1.
+var migrations = []func(tx *bolt.Tx) error{
+	// 0 -> 1: stores written before the version was recorded have the
+	// same records as version 1; only the version is new.
+	func(*bolt.Tx) error { return nil },
+}
+
+// Open opens (creating if needed) the database at path and brings an
+// older store to SchemaVersion. A store from a newer crid is refused:
+// this crid could misread its records.
 func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -36,19 +60,66 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w (is another crid running with the same root?)", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range []string{BucketSandboxes, BucketContainers, BucketImages} {
-			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := db.Update(prepare); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// prepare creates the buckets and migrates the records in one
+// transaction, so a crash half-way leaves the store as it was.
+func prepare(tx *bolt.Tx) error {
+	version, err := schemaVersion(tx)
+	if err != nil {
+		return err
+	}
+	if version > SchemaVersion {
+		return fmt.Errorf("its schema version is %d, newer than this crid's (%d): it was written by a newer crid; run that version or newer (downgrades are not supported)", version, SchemaVersion)
+	}
+	for v := version; v < SchemaVersion; v++ {
+		if err := migrations[v](tx); err != nil {
+			return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
+		}
+	}
+	for _, b := range []string{BucketSandboxes, BucketContainers, BucketImages} {
+		if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+			return err
+		}
+	}
+	meta, err := tx.CreateBucketIfNotExists([]byte(bucketMeta))
+	if err != nil {
+		return err
+	}
+	return meta.Put([]byte(keySchema), []byte(strconv.Itoa(SchemaVersion)))
+}
+
+// schemaVersion reads the recorded version; a store without one is a new
+// file (SchemaVersion) or one written before versions were recorded (0).
+func schemaVersion(tx *bolt.Tx) (int, error) {
+	if meta := tx.Bucket([]byte(bucketMeta)); meta != nil {
+		raw := meta.Get([]byte(keySchema))
+		v, err := strconv.Atoi(string(raw))
+		if err != nil || v < 0 {
+			return 0, fmt.Errorf("schema version %q is not a number", raw)
+		}
+		return v, nil
+	}
+	if tx.Bucket([]byte(BucketSandboxes)) == nil {
+		return SchemaVersion, nil
+	}
+	return 0, nil
+}
+
+// Schema returns the store's recorded schema version.
+func (s *Store) Schema() (int, error) {
+	var v int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		v, err = schemaVersion(tx)
+		return err
+	})
+	return v, err
 }
 
 // Close closes the database.
