@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs crid's whole test suite as root: unit tests, integration tests
-# against a real crid (real runc, CNI, registry on 127.0.0.1), and critest.
+# against a real crid (real runc, CNI, registry on 127.0.0.1), critest, and
+# the CI subset of kubelet's node conformance suite (test/node-e2e).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
@@ -24,3 +25,5 @@ CRID_BIN="$PWD/bin" CRICTL="$PWD/bin/cri-tools/crictl" go test -count=1 -timeout
 grep -q '^ok' _output/e2e.log
 echo "== conformance (critest)"
 ./test/conformance/run.sh --crid "$PWD/bin/crid" --tools "$PWD/bin/cri-tools" --out "$PWD/_output/conformance"
+echo "== node conformance (kubelet's NodeConformance specs, CI subset; make node-e2e runs them all)"
+./test/node-e2e/run.sh --subset ci --crid "$PWD/bin/crid" --out "$PWD/_output/node-e2e/crid-ci"
