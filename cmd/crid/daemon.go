@@ -18,6 +18,7 @@ import (
 
 	"github.com/crid-dev/crid/internal/config"
 	"github.com/crid-dev/crid/internal/core"
+	"github.com/crid-dev/crid/internal/fault"
 	"github.com/crid-dev/crid/internal/image"
 	"github.com/crid-dev/crid/internal/network"
 	"github.com/crid-dev/crid/internal/server"
@@ -107,7 +108,13 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return fmt.Errorf("network: %w", err)
 	}
 	defer netMgr.Close()
-	c, err := core.New(ctx, core.Options{Config: cfg, Store: st, Images: images, Network: netMgr, Log: log, Version: version, Metrics: promMetrics, RecoveryProgress: svc.recoveryProgress})
+	// Tests only: nil unless built with the faultinject tag (internal/fault).
+	faults, err := fault.FromEnv(log)
+	if err != nil {
+		return err
+	}
+	c, err := core.New(ctx, core.Options{Config: cfg, Store: st, Images: images, Network: netMgr, Log: log, Version: version,
+		Metrics: promMetrics, RecoveryProgress: svc.recoveryProgress, Faults: faults})
 	if err != nil {
 		return err
 	}

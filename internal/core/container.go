@@ -208,6 +208,9 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 		return "", fmt.Errorf("create container: %w", err)
 	}
 	tm.mark("record init")
+	if err := s.fault(ctx, "CreateContainer", "recorded"); err != nil {
+		return "", fmt.Errorf("create container: %w", err)
+	}
 	s.mu.Lock()
 	s.containers[id] = c
 	s.mu.Unlock()
@@ -238,6 +241,9 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	}
 	u.add(func(ctx context.Context) error { return s.images.ReleaseRootfs(ctx, rwDir, rootfs) })
 	tm.mark("rootfs")
+	if err := s.fault(ctx, "CreateContainer", "rootfs"); err != nil {
+		return "", fmt.Errorf("create container: %w", err)
+	}
 	if err := s.idmapContainerRootfs(sbCfg, sbRec.PID, rootfs); err != nil {
 		return "", fmt.Errorf("create container: %w", err)
 	}
@@ -305,6 +311,9 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	c.mu.Unlock()
 	endSpec(nil)
 	tm.mark("spec")
+	if err := s.fault(ctx, "CreateContainer", "spec"); err != nil {
+		return "", fmt.Errorf("create container: %w", err)
+	}
 	spawnStart := time.Now()
 	// The monitor runs the runtime's create: its span covers both.
 	monCtx, monSpan := tracing.Start(ctx, "monitor.start", tracing.ContainerID.String(id), tracing.Handler.String(rt.Name))
@@ -325,6 +334,9 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 		return err
 	})
 	tm.mark("monitor+create")
+	if err := s.fault(ctx, "CreateContainer", "runtime-created"); err != nil {
+		return "", fmt.Errorf("create container: %w", err)
+	}
 	c.mu.Lock()
 	c.rec.State, c.rec.PID, c.rec.MonitorPID = containerCreated, proc.ContainerPID, proc.MonitorPID
 	c.mu.Unlock()
@@ -488,6 +500,9 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 		// Poststart hooks are run by the runtime's start command.
 		start = func() error { return rt.Start(ctx, rec.ID) }
 	}
+	if err := s.fault(ctx, "StartContainer", "before-start"); err != nil {
+		return nil, fmt.Errorf("start container: %w", err)
+	}
 	if err := start(); err != nil {
 		// Leave it EXITED with the reason rather than vanish.
 		c.mu.Lock()
@@ -495,6 +510,9 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 		c.mu.Unlock()
 		_ = rt.Kill(ctx, rec.ID, syscall.SIGKILL, true)
 		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
+	}
+	if err := s.fault(ctx, "StartContainer", "started"); err != nil {
+		return nil, fmt.Errorf("start container: %w", err)
 	}
 	c.mu.Lock()
 	if c.rec.State == containerCreated {
@@ -576,6 +594,9 @@ func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64
 			s.log.Info("container did not stop in time, killing", "container", rec.ID, "timeout", timeout)
 		}
 	}
+	if err := s.fault(ctx, "StopContainer", "before-kill"); err != nil {
+		return fmt.Errorf("stop container: %w", err)
+	}
 	if !s.signalDirect(c, rec, syscall.SIGKILL, true) {
 		if err := rt.Kill(ctx, rec.ID, syscall.SIGKILL, true); err != nil {
 			return fmt.Errorf("stop container %s: kill: %w", rec.ID, err)
@@ -626,6 +647,9 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 		}
 		tm.mark("runtime delete")
 	}
+	if err := s.fault(ctx, "RemoveContainer", "runtime-deleted"); err != nil {
+		return fmt.Errorf("remove container: %w", err)
+	}
 	// Unmount here; the writable layer's files go with dir, to the trash.
 	if err := s.images.ReleaseRootfs(ctx, "", filepath.Join(bundle, "rootfs")); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
@@ -634,6 +658,9 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	// Before the bundle is removed: RemoveAll must not walk into a mount.
 	if err := s.releaseImageVolumes(ctx, rec.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
+	}
+	if err := s.fault(ctx, "RemoveContainer", "rootfs-released"); err != nil {
+		return fmt.Errorf("remove container: %w", err)
 	}
 	// The bundle (state, small) goes now; the container dir with its
 	// writable layer goes to the trash.
@@ -644,6 +671,9 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	tm.mark("dirs")
+	if err := s.fault(ctx, "RemoveContainer", "files-removed"); err != nil {
+		return fmt.Errorf("remove container: %w", err)
+	}
 	if err := s.st.Delete(store.BucketContainers, rec.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}

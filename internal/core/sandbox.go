@@ -241,6 +241,9 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		return s.st.Delete(store.BucketSandboxes, id)
 	})
 	tm.mark("record init")
+	if err := s.fault(ctx, "RunPodSandbox", "recorded"); err != nil {
+		return "", fmt.Errorf("run pod sandbox: %w", err)
+	}
 
 	dir, bundle := s.sandboxDir(id), s.sandboxBundle(id)
 	for _, d := range []string{dir, bundle} {
@@ -269,6 +272,9 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	}
 
 	tm.mark("files")
+	if err := s.fault(ctx, "RunPodSandbox", "files"); err != nil {
+		return "", fmt.Errorf("run pod sandbox: %w", err)
+	}
 
 	// The pod's own user namespace, if it has one, comes first: the
 	// network namespace is made inside it (see userns.go). The helper
@@ -321,6 +327,9 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}
 		tm.mark("netns")
+		if err := s.fault(ctx, "RunPodSandbox", "netns"); err != nil {
+			return "", fmt.Errorf("run pod sandbox: %w", err)
+		}
 		pod = podNetwork(sb.snapshot(), cfg)
 		go func() {
 			defer close(netDone)
@@ -386,6 +395,9 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	if err := joinNet(); err != nil {
 		return "", err
 	}
+	if err := s.fault(ctx, "RunPodSandbox", "network"); err != nil {
+		return "", fmt.Errorf("run pod sandbox: %w", err)
+	}
 	sb.mu.Lock()
 	if netRes != nil {
 		sb.rec.IP, sb.rec.AdditionalIPs = netRes.IP, netRes.AdditionalIPs
@@ -395,6 +407,9 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	// NRI plugins see the pod before anyone else: while they handle it,
 	// it is not listed and takes no containers.
 	if err := s.nriRunPodSandbox(ctx, sb); err != nil {
+		return "", fmt.Errorf("run pod sandbox: %w", err)
+	}
+	if err := s.fault(ctx, "RunPodSandbox", "before-ready"); err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
 	sb.mu.Lock()
@@ -536,6 +551,9 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox) error {
 			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
 		}
 	}
+	if err := s.fault(ctx, "StopPodSandbox", "containers-stopped"); err != nil {
+		return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+	}
 	sb.opMu.Lock()
 	defer sb.opMu.Unlock()
 	rec := sb.snapshot()
@@ -563,6 +581,9 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox) error {
 		}
 		_ = cgroups.Remove(rec.CgroupsPath)
 	}
+	if err := s.fault(ctx, "StopPodSandbox", "pause-stopped"); err != nil {
+		return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+	}
 	if rec.Pinned {
 		if err := unpinPodNamespaces(podNamespaces{ipc: rec.IPCNSPath, uts: rec.UTSNSPath}); err != nil {
 			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
@@ -572,6 +593,9 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox) error {
 		if err := s.net.Teardown(ctx, podNetwork(rec, sb.cfg())); err != nil {
 			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
 		}
+	}
+	if err := s.fault(ctx, "StopPodSandbox", "network-removed"); err != nil {
+		return fmt.Errorf("stop pod sandbox %s: %w", id, err)
 	}
 	if rec.NetNSPath != "" {
 		if err := s.net.RemoveNetNS(rec.NetNSPath); err != nil {
@@ -620,6 +644,9 @@ func (s *Service) removeSandbox(ctx context.Context, sb *sandbox) error {
 			return fmt.Errorf("remove pod sandbox %s: %w", id, err)
 		}
 	}
+	if err := s.fault(ctx, "RemovePodSandbox", "containers-removed"); err != nil {
+		return fmt.Errorf("remove pod sandbox %s: %w", id, err)
+	}
 	sb.opMu.Lock()
 	defer sb.opMu.Unlock()
 	rec := sb.snapshot()
@@ -632,10 +659,16 @@ func (s *Service) removeSandbox(ctx context.Context, sb *sandbox) error {
 			return fmt.Errorf("remove pod sandbox %s: %w", id, err)
 		}
 	}
+	if err := s.fault(ctx, "RemovePodSandbox", "rootfs-released"); err != nil {
+		return fmt.Errorf("remove pod sandbox %s: %w", id, err)
+	}
 	for _, d := range []string{bundle, dir} {
 		if err := os.RemoveAll(d); err != nil {
 			return fmt.Errorf("remove pod sandbox %s: %w", id, err)
 		}
+	}
+	if err := s.fault(ctx, "RemovePodSandbox", "files-removed"); err != nil {
+		return fmt.Errorf("remove pod sandbox %s: %w", id, err)
 	}
 	if err := s.st.Delete(store.BucketSandboxes, id); err != nil {
 		return fmt.Errorf("remove pod sandbox %s: %w", id, err)

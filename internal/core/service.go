@@ -26,6 +26,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/crid-dev/crid/internal/config"
+	"github.com/crid-dev/crid/internal/fault"
 	"github.com/crid-dev/crid/internal/image"
 	"github.com/crid-dev/crid/internal/metrics"
 	"github.com/crid-dev/crid/internal/network"
@@ -51,6 +52,9 @@ type Options struct {
 	// total recorded pods and containers (crid extends systemd's start
 	// timeout with it).
 	RecoveryProgress func(done, total int)
+	// Faults injects failures at named steps (tests only: nil unless crid
+	// was built with the faultinject tag; see internal/fault).
+	Faults *fault.Injector
 }
 
 // Service is the runtime core.
@@ -70,6 +74,7 @@ type Service struct {
 	// idmapProbe caches whether idmapped overlays work here; the kernel
 	// does not change under a running crid, and Status is polled.
 	idmapProbe func() error
+	faults     *fault.Injector
 
 	// ctx lives as long as the service; watchers run under it.
 	ctx    context.Context
@@ -107,6 +112,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		net:        o.Network,
 		log:        o.Log,
 		version:    o.Version,
+		faults:     o.Faults,
 		runtimes:   map[string]*runc.Runtime{},
 		sandboxes:  map[string]*sandbox{},
 		containers: map[string]*container{},
@@ -398,4 +404,14 @@ func lookupID[T any](objs map[string]T, id, kind string) (T, error) {
 		return found, nil
 	}
 	return zero, fmt.Errorf("%s id prefix %q is ambiguous: %w", kind, id, errdefs.ErrInvalidArgument)
+}
+
+// fault is a fault-injection point named op/step (internal/fault): it does
+// nothing unless crid was built with the faultinject tag and CRID_FAULTS
+// names the point.
+func (s *Service) fault(ctx context.Context, op, step string) error {
+	if s.faults == nil {
+		return nil
+	}
+	return s.faults.At(ctx, op+"/"+step)
 }
