@@ -46,7 +46,8 @@ type harness struct {
 	cfgPath  string
 	registry string // host:port
 	logPath  string
-	metrics  string // host:port of crid's Prometheus endpoint (prometheus_test.go)
+	metrics  string   // host:port of crid's Prometheus endpoint (prometheus_test.go)
+	env      []string // added to crid's environment (fault_test.go: CRID_FAULTS)
 	crid     *exec.Cmd
 	conn     *grpc.ClientConn
 	rt       runtime.RuntimeServiceClient
@@ -194,6 +195,7 @@ func (hh *harness) start() error {
 		return err
 	}
 	cmd := exec.Command(filepath.Join(hh.binDir, "crid"), "--config", hh.cfgPath)
+	cmd.Env = append(os.Environ(), hh.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start crid: %w", err)

@@ -1,0 +1,383 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// faultPoints are the named steps crid's core offers to internal/fault,
+// in the order a pod's life reaches them.
+var faultPoints = []string{
+	"RunPodSandbox/recorded", "RunPodSandbox/files", "RunPodSandbox/netns", "RunPodSandbox/network", "RunPodSandbox/before-ready",
+	"CreateContainer/recorded", "CreateContainer/rootfs", "CreateContainer/spec", "CreateContainer/runtime-created",
+	"StartContainer/before-start", "StartContainer/started",
+	"StopContainer/before-kill",
+	"RemoveContainer/runtime-deleted", "RemoveContainer/rootfs-released", "RemoveContainer/files-removed",
+	"StopPodSandbox/containers-stopped", "StopPodSandbox/pause-stopped", "StopPodSandbox/network-removed",
+	"RemovePodSandbox/containers-removed", "RemovePodSandbox/rootfs-released", "RemovePodSandbox/files-removed",
+}
+
+var (
+	faultBinOnce sync.Once
+	faultBinDir  string
+	faultBinErr  error
+)
+
+// faultBin builds crid with the faultinject tag once, next to links to the
+// run's crid-monitor and crid-nsexec (crid finds them beside itself).
+func faultBin(t *testing.T) string {
+	t.Helper()
+	faultBinOnce.Do(func() {
+		dir := filepath.Join(h.base, "faultbin")
+		cmd := exec.Command("go", "build", "-tags", "faultinject", "-o", filepath.Join(dir, "crid"), "../../cmd/crid")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			faultBinErr = fmt.Errorf("build crid with faultinject: %v\n%s", err, out)
+			return
+		}
+		for _, b := range []string{"crid-monitor", "crid-nsexec"} {
+			if _, err := os.Stat(filepath.Join(h.binDir, b)); err != nil {
+				continue // crid-nsexec is optional
+			}
+			if err := os.Symlink(filepath.Join(h.binDir, b), filepath.Join(dir, b)); err != nil {
+				faultBinErr = err
+				return
+			}
+		}
+		faultBinDir = dir
+	})
+	if faultBinErr != nil {
+		t.Fatal(faultBinErr)
+	}
+	return faultBinDir
+}
+
+// faultCrid is a crid of its own, built with fault injection, on the
+// run's registry and CNI network.
+func faultCrid(t *testing.T) *harness {
+	t.Helper()
+	c := secondHarness(t, "fault")
+	c.binDir = faultBin(t)
+	cfg := fmt.Sprintf(`root = %q
+state = %q
+socket = %q
+log_level = "debug"
+[images]
+sandbox_image = "registry.k8s.io/pause:3.10"
+%s
+[runtime.handlers.runc]
+path = "/usr/local/sbin/runc"
+[network]
+conf_dir = %q
+bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
+`, filepath.Join(c.base, "root"), filepath.Join(c.base, "state"), c.socket, mirrorsTOML(h.registry),
+		filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"))
+	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// podLife is one pod's life as kubelet drives it: each step is retried
+// after a failure, as kubelet's sync loop would.
+type podLife struct {
+	c      *harness
+	pod    *runtime.PodSandboxConfig
+	podID  string
+	ctrID  string
+	podIPs []string
+	// netBefore is netSnapshot() before the pod's life began.
+	netBefore map[string]bool
+}
+
+// step runs the lifecycle step named op. It returns the RPC's error.
+func (l *podLife) step(ctx context.Context, op string) error {
+	rt := l.c.rt
+	switch op {
+	case "RunPodSandbox":
+		r, err := rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: l.pod})
+		if err != nil {
+			return err
+		}
+		l.podID = r.PodSandboxId
+		if st, err := rt.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: l.podID}); err == nil {
+			l.podIPs = append(l.podIPs, st.GetStatus().GetNetwork().GetIp())
+		}
+	case "CreateContainer":
+		cfg := containerConfig("main", "sleep", "3600")
+		r, err := rt.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: l.podID, Config: cfg, SandboxConfig: l.pod})
+		if err != nil {
+			return err
+		}
+		l.ctrID = r.ContainerId
+	case "StartContainer":
+		_, err := rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: l.ctrID})
+		return err
+	case "StopContainer":
+		_, err := rt.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: l.ctrID})
+		return err
+	case "RemoveContainer":
+		_, err := rt.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: l.ctrID})
+		return err
+	case "StopPodSandbox":
+		_, err := rt.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: l.podID})
+		return err
+	case "RemovePodSandbox":
+		_, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: l.podID})
+		return err
+	default:
+		return fmt.Errorf("unknown step %s", op)
+	}
+	return nil
+}
+
+var lifeSteps = []string{"RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"}
+
+// TestCrashAtEveryStep kills crid (SIGKILL, from inside, as a crash) at
+// each named step of a pod's life, restarts it, lets kubelet-style retries
+// finish the life, and then checks that nothing is left: no record, mount,
+// netns, IP, runc container, monitor, cgroup or file. The same with an
+// injected error at each step (the RPC answers Unavailable naming the
+// step; a retry succeeds; nothing is left either).
+func TestCrashAtEveryStep(t *testing.T) {
+	for _, action := range []string{"kill", "error:1"} {
+		for _, point := range faultPoints {
+			t.Run(strings.SplitN(action, ":", 2)[0]+"/"+point, func(t *testing.T) {
+				c := faultCrid(t)
+				c.env = []string{"CRID_FAULTS=" + point + "=" + action}
+				if err := c.start(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.img.PullImage(ctxT(t), &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
+					t.Fatalf("PullImage: %v", err)
+				}
+				l := &podLife{c: c, pod: podConfig(t), netBefore: netSnapshot()}
+				l.pod.LogDirectory = filepath.Join(c.base, "logs")
+				op := strings.SplitN(point, "/", 2)[0]
+				for _, s := range lifeSteps {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					err := l.step(ctx, s)
+					cancel()
+					if s != op {
+						if err != nil {
+							t.Fatalf("%s before the fault: %v\n%s", s, err, c.logTail())
+						}
+						continue
+					}
+					if err == nil {
+						t.Fatalf("%s succeeded through the fault at %s", s, point)
+					}
+					checkFaultError(t, c, action, point, err)
+					if action == "kill" {
+						// The crid that crashed is gone; a plain one takes over.
+						c.stop(syscall.SIGKILL)
+						c.env = nil
+						if err := c.start(); err != nil {
+							t.Fatal(err)
+						}
+					}
+					l.retry(t, s)
+				}
+				checkNothingLeft(t, c, l)
+			})
+		}
+	}
+}
+
+// checkFaultError checks what the caller saw: a crash is a broken
+// connection (Unavailable); an injected error is Unavailable and names
+// the point.
+func checkFaultError(t *testing.T, c *harness, action, point string, err error) {
+	t.Helper()
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("error at %s = %v, want Unavailable", point, err)
+	}
+	if action != "kill" && !strings.Contains(err.Error(), "fault injected at "+point) {
+		t.Errorf("error at %s does not name the step: %v", point, err)
+	}
+	if action == "kill" && c.crid != nil && c.crid.ProcessState == nil {
+		// The process must be gone: give the wait goroutine a moment.
+		deadline := time.Now().Add(5 * time.Second)
+		for c.crid.Process.Signal(syscall.Signal(0)) == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("crid still runs after the kill at %s", point)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// retry repeats a failed step as kubelet would until it succeeds. A pod
+// or container whose creation failed is created anew; a stop or remove is
+// repeated (they are idempotent).
+func (l *podLife) retry(t *testing.T, op string) {
+	t.Helper()
+	var err error
+	for i := 0; i < 5; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		switch op {
+		case "RunPodSandbox":
+			// kubelet removes what it no longer wants: a pod that failed
+			// to start and is still listed goes first.
+			err = l.removeStrayPods(ctx)
+			if err == nil {
+				err = l.step(ctx, op)
+			}
+		case "CreateContainer":
+			err = l.removeStrayContainers(ctx)
+			if err == nil {
+				err = l.step(ctx, op)
+			}
+		case "StartContainer":
+			// A container whose start failed is replaced by a new one.
+			err = l.step(ctx, op)
+			if err != nil {
+				_, _ = l.c.rt.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: l.ctrID})
+				if err = l.step(ctx, "CreateContainer"); err == nil {
+					err = l.step(ctx, op)
+				}
+			}
+		default:
+			err = l.step(ctx, op)
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("retry of %s after the fault: %v\n%s", op, err, l.c.logTail())
+}
+
+func (l *podLife) removeStrayPods(ctx context.Context) error {
+	pods, err := l.c.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.Items {
+		if _, err := l.c.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *podLife) removeStrayContainers(ctx context.Context) error {
+	cs, err := l.c.rt.ListContainers(ctx, &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{PodSandboxId: l.podID}})
+	if err != nil {
+		return err
+	}
+	for _, x := range cs.Containers {
+		if _, err := l.c.rt.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: x.Id}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkNothingLeft checks, with crid restarted once more (recovery must
+// not bring anything back), that the pod's life left nothing behind.
+func checkNothingLeft(t *testing.T, c *harness, l *podLife) {
+	t.Helper()
+	c.stop(syscall.SIGTERM)
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	pods, err := c.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	if err != nil || len(pods.Items) != 0 {
+		t.Errorf("pods left: %v %v", pods, err)
+	}
+	cs, err := c.rt.ListContainers(ctx, &runtime.ListContainersRequest{})
+	if err != nil || len(cs.Containers) != 0 {
+		t.Errorf("containers left: %v %v", cs, err)
+	}
+	var leaks []string
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], c.base+"/") && !strings.HasSuffix(f[4], "/netns") && !strings.HasSuffix(f[4], "/nspins") {
+			leaks = append(leaks, "mount "+f[4])
+		}
+	}
+	state := filepath.Join(c.base, "state")
+	for _, dir := range []string{"netns", "nspins", "sandboxes", "containers", "runtime/runc"} {
+		entries, _ := os.ReadDir(filepath.Join(state, dir))
+		for _, e := range entries {
+			leaks = append(leaks, filepath.Join(dir, e.Name()))
+		}
+	}
+	root := filepath.Join(c.base, "root")
+	for _, dir := range []string{"sandboxes", "containers"} {
+		entries, _ := os.ReadDir(filepath.Join(root, dir))
+		for _, e := range entries {
+			leaks = append(leaks, filepath.Join("root", dir, e.Name()))
+		}
+	}
+	// IPs and veths: what the shared network had before this pod.
+	after := netSnapshot()
+	for k := range after {
+		if !l.netBefore[k] {
+			leaks = append(leaks, k)
+		}
+	}
+	for _, pid := range pidsNaming(c.base) {
+		if pid != c.crid.Process.Pid {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			leaks = append(leaks, fmt.Sprintf("process %d %s", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
+		}
+	}
+	if l.podID != "" {
+		cg, _ := filepath.Glob("/sys/fs/cgroup/*/crid-e2e/*" + l.podID[:12] + "*")
+		leaks = append(leaks, cg...)
+	}
+	if len(leaks) > 0 {
+		t.Errorf("left behind:\n  %s\ncrid log:\n%s", strings.Join(leaks, "\n  "), c.logTail())
+	}
+}
+
+// pidsNaming lists processes whose command line names a path under dir.
+func pidsNaming(dir string) []int {
+	var out []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), dir+"/") {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscanf(p, "/proc/%d/cmdline", &pid); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// netSnapshot names the IP allocations of the run's CNI network
+// (host-local keeps one file per IP) and the veths on its bridge.
+func netSnapshot() map[string]bool {
+	out := map[string]bool{}
+	entries, _ := os.ReadDir(filepath.Join("/var/lib/cni/networks", networkName))
+	for _, e := range entries {
+		if n := e.Name(); n != "lock" && !strings.HasPrefix(n, "last_reserved_ip") {
+			out["IP "+n] = true
+		}
+	}
+	links, _ := exec.Command("ip", "-o", "link", "show", "master", bridgeName).Output()
+	for _, line := range strings.Split(string(links), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			out["veth "+strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")] = true
+		}
+	}
+	return out
+}
