@@ -19,10 +19,21 @@ const (
 	NotifierStop = "stop"
 )
 
-// notNotified are syscalls that keep their action: runc refuses
-// SCMP_ACT_NOTIFY for write, which its init needs to hand the notify fd
-// to its parent once the filter is loaded (runc's InitSeccomp).
-var notNotified = []string{"write"}
+// notNotified are syscalls that keep their action:
+//   - write: runc refuses SCMP_ACT_NOTIFY for it, which its init needs to
+//     hand the notify fd to its parent once the filter is loaded (runc's
+//     InitSeccomp);
+//   - the new mount API: runc 1.5's init (pathrs-lite) tries them for a
+//     private procfs after the filter is loaded (without no_new_privs the
+//     filter comes before the credential changes and the fd cleanup) and
+//     falls back when they fail. Notified, every `runc exec` would log
+//     open_tree (seen on runc 1.5.3) and a "stop" notifier would stop the
+//     container at its first exec. Workloads that use them still get the
+//     profile's errno, unlogged.
+var notNotified = []string{
+	"write",
+	"fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "open_tree_attr", "move_mount", "mount_setattr",
+}
 
 // Syscall is one entry of the native syscall table.
 type Syscall struct {

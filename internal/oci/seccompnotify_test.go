@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // testTable is a small syscall table: the rewrite's logic does not depend
@@ -37,8 +37,8 @@ func TestRewriteForNotifier(t *testing.T) {
 		// RuntimeDefault's shape: an allow list, errno by default. Every
 		// syscall up to the highest named one (clone, 6) that no rule
 		// names notifies; write never does; above 6 runc's stub answers.
-		name: "default errno",
-		in:   specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{allow("read", "close", "clone")}},
+		name:      "default errno",
+		in:        specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{allow("read", "close", "clone")}},
 		wantRules: []specs.LinuxSyscall{allow("read", "close", "clone"), notify("mount", "open", "unshare")},
 		want:      []NotifiedSyscall{{"open", 2, 1}, {"mount", 4, 1}, {"unshare", 5, 1}},
 	}, {
@@ -190,7 +190,7 @@ func TestRewriteRuntimeDefault(t *testing.T) {
 			t.Errorf("%s: errno %d, want EPERM notified (all: %v)", name, got[name], got)
 		}
 	}
-	for _, name := range []string{"read", "write", "clone", "clone3", "personality"} {
+	for _, name := range []string{"read", "write", "clone", "clone3", "personality", "open_tree", "fsopen"} {
 		if _, ok := got[name]; ok {
 			t.Errorf("%s notified", name)
 		}
