@@ -381,6 +381,9 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 		switch {
 		case ex.Reason != "": // the monitor stopped it (seccomp notifier)
 			rec.Reason, rec.Message = ex.Reason, ex.Message
+			if ex.Reason == monitor.SeccompReason {
+				s.metrics.SeccompStop()
+			}
 		case ex.OOMKilled:
 			rec.Reason = "OOMKilled"
 			s.metrics.OOMKill()

@@ -46,6 +46,9 @@ type (
 // spec's linux.seccomp.listenerPath.
 const SeccompSocketName = wire.SeccompSocketName
 
+// SeccompReason is Exit.Reason of a container its seccomp notifier stopped.
+const SeccompReason = wire.SeccompReason
+
 // Process is a created container under its monitor.
 type Process struct {
 	MonitorPID   int
