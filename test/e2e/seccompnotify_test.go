@@ -114,6 +114,18 @@ func TestSeccompNotifier(t *testing.T) {
 		}
 	}
 
+	// Unconfined: nothing is blocked, the annotation is ignored.
+	unconfined := notifierContainer("unconfined", "stop", "sleep 1000")
+	unconfined.Linux.SecurityContext.Seccomp.ProfileType = runtime.SecurityProfile_Unconfined
+	uc := createStart(t, podID, pod, unconfined)
+	fails(t, uc, "mount -t tmpfs t /mnt") // no CAP_SYS_ADMIN
+	if _, err := os.Stat(filepath.Join(h.base, "state", "containers", uc, "seccomp.sock")); err == nil {
+		t.Error("unconfined container has a notifier socket")
+	}
+	if st := containerStatus(t, uc); st.State != runtime.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("unconfined container with a stop notifier: %v, want running", st.State)
+	}
+
 	// With "stop", execs (runc exec) do not stop the container; its
 	// blocked syscall, once the test lets it make it, does.
 	stopCtr := createStart(t, podID, pod, notifierContainer("stop", "stop",
