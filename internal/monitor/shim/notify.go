@@ -125,7 +125,9 @@ func recvSeccompFd(conn *os.File) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	buf := make([]byte, 64*1024) // the state carries the spec's annotations
+	// The state carries the spec's annotations; a bigger one is cut short,
+	// and then the one fd runc sends is taken without the state.
+	buf := make([]byte, 16*1024)
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	var n, oobn int
 	var rerr error
@@ -202,8 +204,10 @@ func (n *notifier) handle(fd int) {
 		n.log.error("seccomp notifier: notify fd", "err", err)
 		return
 	}
+	r := &notifReader{}
+	r.fn = r.recv // bound once: a notification costs no allocation
 	for {
-		req, ok, err := recvNotif(rc)
+		ok, err := r.next(rc)
 		if err != nil {
 			n.log.error("seccomp notifier: receive", "err", err)
 			return
@@ -211,45 +215,58 @@ func (n *notifier) handle(fd int) {
 		if !ok {
 			return // no process left under the filter
 		}
-		n.answer(fd, &req)
+		n.answer(fd, &r.req)
 	}
 }
 
-// recvNotif waits for one notification; ok is false once the filter has
-// no tasks left.
-func recvNotif(rc interface {
+// notifReader receives the notifications of one notify fd, through the
+// runtime poller's Read with the same func each time.
+type notifReader struct {
+	req seccompNotif
+	pfd [1]unix.PollFd
+	err error
+	hup bool
+	fn  func(uintptr) bool
+}
+
+// next waits for one notification into r.req; ok is false once the
+// filter has no tasks left.
+func (r *notifReader) next(rc interface {
 	Read(func(uintptr) bool) error
-}) (req seccompNotif, ok bool, err error) {
-	var rerr error
-	hup := false
-	err = rc.Read(func(fd uintptr) bool {
-		for {
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			if _, perr := unix.Poll(pfd, 0); perr != nil {
-				if perr == unix.EINTR {
-					continue
-				}
-				rerr = perr
-				return true
-			}
-			if pfd[0].Revents&unix.POLLIN == 0 {
-				hup = pfd[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
-				return hup // else wait for the poller
-			}
-			// The buffer must be zeroed: the kernel refuses it otherwise.
-			req = seccompNotif{}
-			rerr = ioctl(fd, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(&req))
-			// ENOENT: the notifying process was killed in the meantime.
-			if rerr == unix.EINTR || rerr == unix.ENOENT {
+}) (ok bool, err error) {
+	r.err, r.hup = nil, false
+	if err := rc.Read(r.fn); err != nil {
+		return false, err
+	}
+	return r.err == nil && !r.hup, r.err
+}
+
+// recv is the poller's Read func: true when done (a notification, the
+// end, an error), false to wait for the fd to become readable.
+func (r *notifReader) recv(fd uintptr) bool {
+	for {
+		r.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+		if _, err := unix.Poll(r.pfd[:], 0); err != nil {
+			if err == unix.EINTR {
 				continue
 			}
+			r.err = err
 			return true
 		}
-	})
-	if err == nil {
-		err = rerr
+		if ev := r.pfd[0].Revents; ev&unix.POLLIN == 0 {
+			r.hup = ev&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+			return r.hup // else wait for the poller
+		}
+		// The buffer must be zeroed: the kernel refuses it otherwise.
+		r.req = seccompNotif{}
+		err := ioctl(fd, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(&r.req))
+		// ENOENT: the notifying process was killed in the meantime.
+		if err == unix.EINTR || err == unix.ENOENT {
+			continue
+		}
+		r.err = err
+		return true
 	}
-	return req, err == nil && !hup, err
 }
 
 func ioctl(fd, req uintptr, arg unsafe.Pointer) error {
