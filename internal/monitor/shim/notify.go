@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -231,9 +232,7 @@ type notifReader struct {
 
 // next waits for one notification into r.req; ok is false once the
 // filter has no tasks left.
-func (r *notifReader) next(rc interface {
-	Read(func(uintptr) bool) error
-}) (ok bool, err error) {
+func (r *notifReader) next(rc syscall.RawConn) (ok bool, err error) {
 	r.err, r.hup = nil, false
 	if err := rc.Read(r.fn); err != nil {
 		return false, err
