@@ -114,6 +114,18 @@ func TestSeccompNotifier(t *testing.T) {
 		}
 	}
 
+	// With no_new_privs runc loads the filter just before the execve,
+	// and hands the fd over from there.
+	nnp := notifierContainer("nnp", "log", "sleep 1000")
+	nnp.Linux.SecurityContext.NoNewPrivs = true
+	nc := createStart(t, podID, pod, nnp)
+	if code, _, errOut := run(t, nc, "mount -t tmpfs t /mnt"); code == 0 || !eperm(errOut) {
+		t.Errorf("mount with no_new_privs: exit %d, %q; want EPERM", code, errOut)
+	}
+	if ml := monitorLog(t, nc); !strings.Contains(ml, "syscall=mount") {
+		t.Errorf("no_new_privs: monitor log lacks the mount:\n%s", ml)
+	}
+
 	// Unconfined: nothing is blocked, the annotation is ignored.
 	unconfined := notifierContainer("unconfined", "stop", "sleep 1000")
 	unconfined.Linux.SecurityContext.Seccomp.ProfileType = runtime.SecurityProfile_Unconfined
