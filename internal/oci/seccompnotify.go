@@ -57,19 +57,6 @@ type NotifyPlan struct {
 	Syscalls     []NotifiedSyscall
 }
 
-// NativeAuditArch is the AUDIT_ARCH_* value seccomp reports for native
-// syscalls, 0 where crid has no syscall table.
-func NativeAuditArch() uint32 {
-	switch {
-	case len(nativeSyscalls) == 0:
-		return 0
-	case slices.ContainsFunc(nativeSyscalls, func(s Syscall) bool { return s.Name == "arch_prctl" }):
-		return unix.AUDIT_ARCH_X86_64 // amd64 alone has arch_prctl among the tables
-	default:
-		return unix.AUDIT_ARCH_AARCH64
-	}
-}
-
 // parseNotifier validates io.crid.seccomp-notifier.
 func parseNotifier(v string) (string, error) {
 	if v != NotifierLog && v != NotifierStop {
@@ -93,7 +80,7 @@ func parseNotifier(v string) (string, error) {
 // notifying it would log, or with "stop" kill, most programs. A nil plan means there is nothing to notify
 // (p allows everything it names and by default); p is unchanged then.
 func RewriteForNotifier(p *specs.LinuxSeccomp, listenerPath string) (*NotifyPlan, error) {
-	return rewriteForNotifier(p, listenerPath, nativeSyscalls, NativeAuditArch())
+	return rewriteForNotifier(p, listenerPath, nativeSyscalls, nativeAuditArch)
 }
 
 func rewriteForNotifier(p *specs.LinuxSeccomp, listenerPath string, table []Syscall, arch uint32) (*NotifyPlan, error) {

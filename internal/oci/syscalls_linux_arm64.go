@@ -2,6 +2,11 @@
 
 package oci
 
+import "golang.org/x/sys/unix"
+
+// nativeAuditArch is what seccomp reports as the arch of native syscalls.
+const nativeAuditArch = unix.AUDIT_ARCH_AARCH64
+
 // nativeSyscalls lists the arm64 syscalls by number.
 var nativeSyscalls = []Syscall{
 	{"io_setup", 0},
