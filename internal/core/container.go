@@ -287,7 +287,8 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
-	if err := s.applyContainerAnnotations(log, spec, sbRec.Handler, sbCfg.GetAnnotations(), cfg.GetAnnotations()); err != nil {
+	annOpts, err := s.applyContainerAnnotations(log, spec, sbRec.Handler, sbCfg.GetAnnotations(), cfg.GetAnnotations())
+	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 	cdiDevices, err := oci.CDIDevices(cfg)
@@ -300,6 +301,11 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	// Plugins adjust the finished spec; what they changed is what goes to
 	// config.json, so it survives a crid restart with the bundle.
 	if err := s.nriCreateContainer(ctx, sb, c, spec, u); err != nil {
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	// The notifier rewrites the profile as plugins left it.
+	notify, err := seccompNotifier(log, spec, annOpts.SeccompNotifier, bundle)
+	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 	spec.Version = s.specVersion(specCtx, rt)
@@ -320,6 +326,7 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	proc, err := monitor.Spawn(monCtx, s.monitor, monitor.Options{
 		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
 		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
+		SeccompNotify: notify,
 	})
 	// The monitor runs `runtime create`: that is the runtime's create.
 	s.metrics.RuntimeOperation(rt.Name, "create", time.Since(spawnStart), err)
@@ -384,6 +391,11 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 	default:
 		rec.ExitCode, rec.FinishedAt = ex.Code, ex.ExitedAt.UnixNano()
 		switch {
+		case ex.Reason != "": // the monitor stopped it (seccomp notifier)
+			rec.Reason, rec.Message = ex.Reason, ex.Message
+			if ex.Reason == monitor.SeccompReason {
+				s.metrics.SeccompStop()
+			}
 		case ex.OOMKilled:
 			rec.Reason = "OOMKilled"
 			s.metrics.OOMKill()

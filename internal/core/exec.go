@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -106,6 +107,10 @@ func (s *Service) exec(ctx context.Context, kind, containerID string, cmd []stri
 		if !eio.Terminal {
 			s.log.Debug("exec through the runtime", "container", rec.ID, "reason", err)
 		}
+	}
+	if l := spec.Linux; l != nil && l.Seccomp != nil && l.Seccomp.ListenerPath != "" && !filepath.IsAbs(l.Seccomp.ListenerPath) {
+		// The notifier's socket, relative to the bundle (notifierListenerPath).
+		eio.Dir = s.containerBundle(rec.ID)
 	}
 	start := time.Now()
 	code, err := rt.Exec(ctx, rec.ID, proc, eio, drain)

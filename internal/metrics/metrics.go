@@ -100,8 +100,9 @@ type Metrics struct {
 	execDuration *prometheus.HistogramVec // kind, path
 	execFailures *prometheus.CounterVec   // kind, path
 
-	oomKills  prometheus.Counter
-	diskFreed *prometheus.CounterVec // kind
+	oomKills     prometheus.Counter
+	seccompStops prometheus.Counter
+	diskFreed    *prometheus.CounterVec // kind
 }
 
 // New creates the registry with crid's instruments, the Go runtime and
@@ -170,6 +171,10 @@ func New(version string) *Metrics {
 		Namespace: namespace, Name: "container_oom_kills_total",
 		Help: "Containers whose exit crid recorded as OOMKilled.",
 	})
+	m.seccompStops = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "container_seccomp_stops_total",
+		Help: "Containers whose exit crid recorded as stopped by their seccomp notifier (io.crid.seccomp-notifier: stop).",
+	})
 	m.diskFreed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "disk_freed_bytes_total",
 		Help: "Disk space freed, by kind (trash: removed containers' writable layers; images: image garbage collection).",
@@ -188,7 +193,7 @@ func New(version string) *Metrics {
 		m.cniDuration, m.cniFailures,
 		m.runtimeDuration, m.runtimeFailures,
 		m.execDuration, m.execFailures,
-		m.oomKills, m.diskFreed, buildInfo,
+		m.oomKills, m.seccompStops, m.diskFreed, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -328,6 +333,16 @@ func (m *Metrics) OOMKill() {
 		return
 	}
 	m.oomKills.Inc()
+}
+
+// SeccompStop counts a container recorded as stopped by its seccomp
+// notifier. The notifications themselves are the monitor's, which exports
+// no metrics: they are in its log.
+func (m *Metrics) SeccompStop() {
+	if m == nil {
+		return
+	}
+	m.seccompStops.Inc()
 }
 
 // BytesFreed adds n bytes of disk freed by kind (FreedTrash, FreedImages).

@@ -82,6 +82,7 @@ func TestNilRecordsNothing(t *testing.T) {
 	m.RuntimeOperation("runc", "kill", time.Millisecond, errors.New("x"))
 	m.Exec(ExecSync, ExecPathNsexec, time.Millisecond, nil)
 	m.OOMKill()
+	m.SeccompStop()
 	m.BytesFreed(FreedTrash, 4096)
 	if err := m.RegisterState(func() State { t.Fatal("source called"); return State{} }); err != nil {
 		t.Fatal(err)
@@ -114,6 +115,7 @@ func TestRecordings(t *testing.T) {
 	m.Exec(ExecSync, ExecPathNsexec, 15*time.Millisecond, nil)
 	m.Exec(ExecSync, ExecPathRuntime, 70*time.Millisecond, context.DeadlineExceeded)
 	m.OOMKill()
+	m.SeccompStop()
 	m.BytesFreed(FreedTrash, 8192)
 	m.BytesFreed(FreedImages, 1<<20)
 	m.BytesFreed(FreedImages, 0)
@@ -169,6 +171,9 @@ func TestRecordings(t *testing.T) {
 	}
 	if got := counter(t, mfs, "crid_exec_failures_total", map[string]string{"kind": "sync", "path": "runtime"}); got != 1 {
 		t.Errorf("exec runtime failures = %v", got)
+	}
+	if got := counter(t, mfs, "crid_container_seccomp_stops_total", nil); got != 1 {
+		t.Errorf("seccomp stops = %v, want 1", got)
 	}
 	if got := counter(t, mfs, "crid_container_oom_kills_total", nil); got != 1 {
 		t.Errorf("OOM kills = %v", got)

@@ -35,6 +35,20 @@ import (
 // Options describe one container for its monitor.
 type Options = wire.Options
 
+// SeccompNotify and NotifiedSyscall configure a container's seccomp
+// notifier (Options.SeccompNotify).
+type (
+	SeccompNotify   = wire.SeccompNotify
+	NotifiedSyscall = wire.NotifiedSyscall
+)
+
+// SeccompSocketName is the notifier's socket in the state dir: the
+// spec's linux.seccomp.listenerPath.
+const SeccompSocketName = wire.SeccompSocketName
+
+// SeccompReason is Exit.Reason of a container its seccomp notifier stopped.
+const SeccompReason = wire.SeccompReason
+
 // Process is a created container under its monitor.
 type Process struct {
 	MonitorPID   int
@@ -194,7 +208,7 @@ func waitExited(exited <-chan struct{}, d time.Duration) bool {
 
 // removeStateFiles clears what a previous monitor left in dir (not its log).
 func removeStateFiles(dir string) {
-	for _, n := range []string{socketName, consoleName, pidName, monPidName, exitName, exitName + ".tmp", runcLogName} {
+	for _, n := range []string{socketName, consoleName, wire.SeccompSocketName, pidName, monPidName, exitName, exitName + ".tmp", runcLogName} {
 		os.Remove(filepath.Join(dir, n))
 	}
 }

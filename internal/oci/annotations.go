@@ -38,6 +38,10 @@ const (
 	AnnotationUnified = "io.crid.unified"
 	// AnnotationRlimits sets a container's resource limits.
 	AnnotationRlimits = "io.crid.rlimits"
+	// AnnotationSeccompNotifier makes the syscalls a container's seccomp
+	// profile blocks notify its monitor, which logs them (or stops the
+	// container) and fails them as the profile would.
+	AnnotationSeccompNotifier = "io.crid.seccomp-notifier"
 )
 
 // defaultShmBytes is the /dev/shm size without an io.crid.shm-size
@@ -151,6 +155,9 @@ type ContainerOptions struct {
 	Devices []*runtime.Device
 	Unified map[string]string
 	Rlimits []specs.POSIXRlimit
+	// SeccompNotifier is NotifierLog, NotifierStop or "" (none). The core
+	// applies it (RewriteForNotifier) once the spec is final.
+	SeccompNotifier string
 }
 
 // ParseContainerOptions validates the container keys of allowed
@@ -175,6 +182,11 @@ func ParseContainerOptions(ann map[string]string) (ContainerOptions, error) {
 	}
 	if v, ok := ann[AnnotationRlimits]; ok {
 		if o.Rlimits, err = parseRlimits(v); err != nil {
+			return o, err
+		}
+	}
+	if v, ok := ann[AnnotationSeccompNotifier]; ok {
+		if o.SeccompNotifier, err = parseNotifier(v); err != nil {
 			return o, err
 		}
 	}

@@ -141,6 +141,10 @@ func TestParseContainerOptions(t *testing.T) {
 		{AnnotationDevices, "/dev/null:/a:r:w", ContainerOptions{}, true},
 		{AnnotationDevices, "/dev/null:/a:q", ContainerOptions{}, true},
 		{AnnotationDevices, "", ContainerOptions{}, true},
+		{AnnotationSeccompNotifier, "log", ContainerOptions{SeccompNotifier: NotifierLog}, false},
+		{AnnotationSeccompNotifier, "stop", ContainerOptions{SeccompNotifier: NotifierStop}, false},
+		{AnnotationSeccompNotifier, "Stop", ContainerOptions{}, true},
+		{AnnotationSeccompNotifier, "", ContainerOptions{}, true},
 	}
 	for _, tt := range tests {
 		ann := map[string]string{tt.key: tt.value}

@@ -96,6 +96,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio 
 	args = append(args, id)
 
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = eio.Dir
 	// On cancellation kill the exec'd process itself (runc then exits with
 	// its status). Until runc has written the pid file there is only runc.
 	cmd.Cancel = func() error {

@@ -61,6 +61,10 @@ type ExecIO struct {
 	Stdout, Stderr io.Writer // with Terminal, Stderr is unused
 	Terminal       bool
 	Resize         <-chan Size
+	// Dir is the runtime's working directory ("" = crid's). A relative
+	// seccomp listenerPath in the container's spec resolves against it
+	// (runc dials it from exec as it finds it).
+	Dir string
 }
 
 // Error is a failed runtime command with the runtime's own error text.

@@ -188,10 +188,11 @@ func TestAnnotationsIgnoredOnDefaultHandler(t *testing.T) {
 func TestAnnotationsRefused(t *testing.T) {
 	pull(t, busybox)
 	for key, value := range map[string]string{
-		"io.crid.shm-size":    "lots",
-		"io.crid.force-pause": "maybe",
-		"io.crid.umask":       "999",  // container keys on a pod are its containers' defaults
-		"io.crid.devices":     "fuse", // not an absolute path
+		"io.crid.shm-size":         "lots",
+		"io.crid.force-pause":      "maybe",
+		"io.crid.umask":            "999",  // container keys on a pod are its containers' defaults
+		"io.crid.devices":          "fuse", // not an absolute path
+		"io.crid.seccomp-notifier": "kill",
 	} {
 		pod := podConfig(t)
 		pod.Metadata.Name += "-" + strings.ReplaceAll(key, ".", "-")
@@ -213,6 +214,7 @@ func TestAnnotationsRefused(t *testing.T) {
 		{"io.crid.rlimits", "nofile=10:5", codes.InvalidArgument},
 		{"io.crid.devices", "/etc/hostname", codes.InvalidArgument}, // not a device node
 		{"io.crid.unified", "memory/../x=1", codes.InvalidArgument},
+		{"io.crid.seccomp-notifier", "Log", codes.InvalidArgument},
 		// This host's cgroups are v1 (hybrid): runc cannot apply unified keys.
 		{"io.crid.unified", "pids.max=10", codes.FailedPrecondition},
 	} {

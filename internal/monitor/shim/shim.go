@@ -148,6 +148,8 @@ type monitor struct {
 	pid int
 	oom oomCounter
 
+	notifier *notifier // the seccomp notifier, or nil
+
 	mu        sync.Mutex
 	attachers map[*attacher]struct{}
 	exit      *wire.Exit    // set once exited
@@ -183,6 +185,11 @@ func (m *monitor) run(report func(wire.SyncMsg)) error {
 	}
 	m.logFile = lf
 
+	closeNotifier, err := m.startNotifier()
+	if err != nil {
+		return err
+	}
+	defer closeNotifier()
 	if err := m.create(chld, term); err != nil {
 		return err
 	}
@@ -226,7 +233,10 @@ func (m *monitor) run(report func(wire.SyncMsg)) error {
 		e.Code = int32(ws.ExitStatus())
 	}
 	e.OOMKilled = oomEnded(e, m.oom.killed())
-	m.log.info("container exited", "code", e.Code, "signal", e.Signal, "oomKilled", e.OOMKilled)
+	if m.notifier != nil {
+		e.Reason, e.Message = m.notifier.exitReason()
+	}
+	m.log.info("container exited", "code", e.Code, "signal", e.Signal, "oomKilled", e.OOMKilled, "reason", e.Reason)
 
 	m.drain(&pumps)
 	m.closeStdin()

@@ -26,7 +26,32 @@ type Options struct {
 	Stdin       bool
 	StdinOnce   bool
 	Terminal    bool
+	// SeccompNotify, when set, makes the monitor listen on
+	// SeccompSocketName for the seccomp notify fds the runtime sends
+	// (the spec's linux.seccomp.listenerPath) and answer them.
+	SeccompNotify *SeccompNotify `json:",omitempty"`
 }
+
+// SeccompNotify is the io.crid.seccomp-notifier of a container: how the
+// monitor answers the syscalls its rewritten profile notifies.
+type SeccompNotify struct {
+	Stop         bool              // stop the container after a notified syscall ("stop"), not only log it
+	AuditArch    uint32            // AUDIT_ARCH_* of Syscalls' numbers
+	DefaultErrno uint32            // answer to a syscall not in Syscalls (another architecture's)
+	Syscalls     []NotifiedSyscall // the notified native syscalls
+}
+
+// NotifiedSyscall is one notified syscall and the errno the original
+// profile fails it with.
+type NotifiedSyscall struct {
+	Name  string `json:"name"`
+	Nr    uint32 `json:"nr"`
+	Errno uint32 `json:"errno"`
+}
+
+// SeccompReason is Exit.Reason of a container the seccomp notifier
+// stopped (CRI-O's words).
+const SeccompReason = "seccomp killed"
 
 // Exit is how a container ended.
 type Exit struct {
@@ -34,6 +59,10 @@ type Exit struct {
 	ExitedAt  time.Time `json:"exitedAt"`
 	OOMKilled bool      `json:"oomKilled"`
 	Signal    int       `json:"signal,omitempty"`
+	// Reason and Message, when set, are the container's status reason and
+	// message: the monitor stopped it (SeccompReason).
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // SyncMsg is what the monitor reports on the sync pipe (fd 3) once
@@ -126,6 +155,8 @@ const (
 	ExitName    = "exit"
 	LogName     = "monitor.log"
 	RuncLogName = "runtime.log"
+	// SeccompSocketName is the seccomp notifier's listener socket.
+	SeccompSocketName = "seccomp.sock"
 )
 
 // SunPathMax is the usable length of a unix socket path (108 with the NUL).
