@@ -65,14 +65,14 @@ func newRunCmd() *cobra.Command {
 	var (
 		endpoint, jsonOut, sizes, command string
 		opts                              bench.Options
-		settle                            time.Duration
+		settle, densityIdle               time.Duration
 		timeout                           time.Duration
 		replay                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO...",
 		Short: "Run scenarios against a CRI endpoint",
-		Long: "Scenarios: " + strings.Join(bench.ScenarioNames(), ", ") + ` (or "all" = every scenario except floor and pull unless their inputs are given).
+		Long: "Scenarios: " + strings.Join(bench.ScenarioNames(), ", ") + ` (or "all" = every scenario except density, and floor and pull unless their inputs are given).
 
 Every pod and container is labelled ` + bench.LabelRun + `=<run id> and named cb-<run id>-…;
 all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanup).`,
@@ -86,6 +86,7 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 				opts.Command = strings.Fields(command)
 			}
 			opts.SettleMemory.Duration = settle
+			opts.DensityIdle.Duration = densityIdle
 			if replay {
 				if opts.ReplayExe, err = os.Executable(); err != nil {
 					return fmt.Errorf("--replay: %w", err)
@@ -125,6 +126,10 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 	f.StringVar(&opts.MonitorMatch, "monitor-match", "", "memory: count only monitors whose command line contains this (e.g. the runtime's socket or state dir), to skip another runtime's same-named shims")
 	f.StringVar(&opts.PauseName, "pause-name", "pause", "memory: pause process name")
 	f.DurationVar(&settle, "memory-settle", 2*time.Second, "memory: wait before measuring the loaded tree")
+	f.IntVar(&opts.DensityPods, "density-pods", 250, "density: pods (two containers each) to fill the node with")
+	f.DurationVar(&densityIdle, "density-idle", time.Minute, "density: how long to measure the runtime's CPU with the node full and idle")
+	f.IntVar(&opts.DensityBurst, "density-burst", 50, "density: pods started at once on top of the full node")
+	f.IntVar(&opts.DensityChurn, "density-churn", 200, "density: pod cycles with the node full, the daemon's RSS, fds and threads compared before and after (0: none)")
 	f.StringVar(&opts.RuncPath, "runc", "/usr/sbin/runc", "floor: runc binary")
 	f.StringVar(&opts.PauseRootfs, "floor-pause-rootfs", "", "floor: unpacked pause image root filesystem")
 	f.StringSliceVar(&opts.PauseArgs, "floor-pause-args", []string{"/pause"}, "floor: pause command")

@@ -45,6 +45,11 @@ type Options struct {
 	WorkDir      string   `json:"work_dir"`
 	KeepImages   bool     `json:"keep_images"`
 	SettleMemory Duration `json:"settle_memory"`
+	// Density scenario (density.go).
+	DensityPods  int      `json:"density_pods"`
+	DensityIdle  Duration `json:"density_idle"`
+	DensityBurst int      `json:"density_burst"`
+	DensityChurn int      `json:"density_churn"`
 	// ReplayExe, when set, is run with ReplayCommand to measure the list
 	// scenario's floor (see replay.go); crid-bench passes itself.
 	ReplayExe string `json:"replay_exe,omitempty"`
@@ -109,10 +114,22 @@ func (o *Options) defaults() {
 	if o.SettleMemory.Duration == 0 {
 		o.SettleMemory.Duration = 2 * time.Second
 	}
+	if o.DensityPods <= 0 {
+		o.DensityPods = 250
+	}
+	if o.DensityIdle.Duration == 0 {
+		o.DensityIdle.Duration = time.Minute
+	}
+	if o.DensityBurst <= 0 {
+		o.DensityBurst = 50
+	}
+	if o.DensityChurn < 0 {
+		o.DensityChurn = 0
+	}
 }
 
 // Scenarios lists the scenario names in the order they run.
-var scenarioOrder = []string{"floor", "pod-lifecycle", "exec-sync", "list", "pull", "memory"}
+var scenarioOrder = []string{"floor", "pod-lifecycle", "exec-sync", "list", "pull", "memory", "density"}
 
 // ScenarioNames returns every scenario name.
 func ScenarioNames() []string { return append([]string(nil), scenarioOrder...) }
@@ -195,7 +212,7 @@ func (b *Bench) Run(ctx context.Context, names []string) error {
 		}
 		want[n] = true
 	}
-	needsImage := want["pod-lifecycle"] || want["exec-sync"] || want["list"] || want["memory"]
+	needsImage := want["pod-lifecycle"] || want["exec-sync"] || want["list"] || want["memory"] || want["density"]
 	if needsImage {
 		if err := b.ensureImage(ctx, b.opts.Image); err != nil {
 			return err
@@ -220,6 +237,8 @@ func (b *Bench) Run(ctx context.Context, names []string) error {
 			err = b.pull(ctx)
 		case "memory":
 			err = b.memory(ctx)
+		case "density":
+			err = b.density(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", s, err)

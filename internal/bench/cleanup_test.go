@@ -65,6 +65,7 @@ func TestInterruptedRunLeavesNothing(t *testing.T) {
 		{"list during CreateContainer", "list", "CreateContainer", 25},
 		{"exec-sync during StartContainer", "exec-sync", "StartContainer", 1},
 		{"memory during RunPodSandbox", "memory", "RunPodSandbox", 3},
+		{"density during the burst", "density", "StartContainer", 12},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,7 +80,8 @@ func TestInterruptedRunLeavesNothing(t *testing.T) {
 				}
 				return false
 			}
-			b, tr := newTestBench(t, f, Options{N: 10, Concurrency: 3, Sizes: []int{10, 30}, PerPod: 5, MemoryPods: 5, DaemonPID: os.Getpid()})
+			b, tr := newTestBench(t, f, Options{N: 10, Concurrency: 3, Sizes: []int{10, 30}, PerPod: 5, MemoryPods: 5, DaemonPID: os.Getpid(),
+				DensityPods: 4, DensityIdle: Duration{time.Millisecond}, DensityBurst: 5, DensityChurn: 2})
 			err := b.Run(ctx, []string{tc.scenario})
 			if err == nil {
 				t.Fatal("interrupted run returned no error")

@@ -283,22 +283,32 @@ func memoryMetrics(idle, loaded MemoryUsage, n int) []Metric {
 	return ms
 }
 
-func (b *Bench) memory(ctx context.Context) error {
+// treeSelector finds the runtime's daemon (--daemon-pid or
+// --daemon-name) and describes its tree.
+func (b *Bench) treeSelector() (treeSelector, error) {
 	o := b.opts
 	pid := o.DaemonPID
 	if pid == 0 {
 		if o.DaemonName == "" {
-			return fmt.Errorf("give --daemon-pid or --daemon-name")
+			return treeSelector{}, fmt.Errorf("give --daemon-pid or --daemon-name")
 		}
 		procs, err := readProcs("/proc")
 		if err != nil {
-			return err
+			return treeSelector{}, err
 		}
 		if pid, err = findDaemon(procs, o.DaemonName); err != nil {
-			return err
+			return treeSelector{}, err
 		}
 	}
-	sel := treeSelector{daemonPID: pid, monitorNames: o.MonitorNames, monitorMatch: o.MonitorMatch, pauseName: o.PauseName}
+	return treeSelector{daemonPID: pid, monitorNames: o.MonitorNames, monitorMatch: o.MonitorMatch, pauseName: o.PauseName}, nil
+}
+
+func (b *Bench) memory(ctx context.Context) error {
+	o := b.opts
+	sel, err := b.treeSelector()
+	if err != nil {
+		return err
+	}
 	idle, err := measureTree("/proc", sel)
 	if err != nil {
 		return err
