@@ -219,6 +219,8 @@ func TestPodLifecycle(t *testing.T) {
 	pull(t, busybox)
 	ctx := ctxT(t)
 	pod := podConfig(t)
+	pod.Linux.CgroupParent = leakCgroupParent
+	leaks := leakBaseline(t, h)
 	podID := runPod(t, pod, "")
 	ps, err := h.rt.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: podID, Verbose: true})
 	if err != nil {
@@ -346,6 +348,7 @@ func TestPodLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNoLeftovers(t, podID, id)
+	assertNoLeaks(t, h, leaks)
 }
 
 // assertNoLeftovers checks that nothing of the given objects remains on the host.

@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crid-dev/crid/test/e2e/leakcheck"
+)
+
+// leakCgroupParent is the cgroup parent of the pods of tests that check
+// for leaks: this run's own, so that the cgroups and processes of other
+// runs sharing the host (which use /crid-e2e) are not counted.
+var leakCgroupParent = "/crid-e2e-" + runTag
+
+// leakTarget is what hh's crid owns on the host, for leakcheck.
+func (hh *harness) leakTarget() leakcheck.Target {
+	state := filepath.Join(hh.base, "state")
+	return leakcheck.Target{
+		Root: filepath.Join(hh.base, "root"), State: state, PID: hh.crid.Process.Pid,
+		Network: networkName, Bridge: bridgeName, CgroupParents: []string{leakCgroupParent},
+		AdminSocket: filepath.Join(state, "admin.sock"),
+	}
+}
+
+// leakBaseline snapshots hh's crid before a test creates anything.
+func leakBaseline(t *testing.T, hh *harness) leakcheck.Snapshot {
+	t.Helper()
+	s, err := leakcheck.Take(ctxT(t), hh.leakTarget())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// assertNoLeaks fails t if hh's crid left anything since before, once
+// background deletions have had 20s to finish.
+func assertNoLeaks(t *testing.T, hh *harness, before leakcheck.Snapshot) {
+	t.Helper()
+	leaks, err := leakcheck.Check(ctxT(t), hh.leakTarget(), before, leakcheck.DefaultSlack, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leaks {
+		t.Errorf("left behind: %s", l)
+	}
+}
+
+// removeLeakCgroupParent removes this run's cgroup parent from every
+// hierarchy at teardown (empty by then; a leftover child keeps it, and
+// the leak check has said so).
+func removeLeakCgroupParent() {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + leakCgroupParent)
+	dirs = append(dirs, "/sys/fs/cgroup"+leakCgroupParent)
+	for _, d := range dirs {
+		_ = os.Remove(d)
+	}
+}
+
+// TestLeakCheckSeesAPod: the checker is only worth its silence if it
+// sees a running pod and container as what they leave when not removed.
+func TestLeakCheckSeesAPod(t *testing.T) {
+	pull(t, busybox)
+	pod := podConfig(t)
+	pod.Linux.CgroupParent = leakCgroupParent
+	before := leakBaseline(t, h)
+	podID := runPod(t, pod, "")
+	createStart(t, podID, pod, containerConfig("leaky", "sleep", "1000"))
+	after, err := leakcheck.Take(ctxT(t), h.leakTarget())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, l := range leakcheck.Diff(before, after, leakcheck.DefaultSlack) {
+		seen[strings.SplitN(l, ":", 2)[0]] = true
+	}
+	for _, kind := range []string{"mount", "ns-pin", "ip", "veth", "runtime", "cgroup", "process", "object"} {
+		if !seen[kind] {
+			t.Errorf("a running pod left no %q in the diff; diff kinds: %v", kind, seen)
+		}
+	}
+	if after.Goroutines < 0 || after.FDs == 0 {
+		t.Errorf("crid's goroutines (%d) or fds (%d) not measured", after.Goroutines, after.FDs)
+	}
+	t.Logf("crid with a pod: %d fds (%d before), %d goroutines (%d before)", after.FDs, before.FDs, after.Goroutines, before.Goroutines)
+}
