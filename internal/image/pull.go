@@ -114,10 +114,15 @@ func (s *Service) pullFrom(ctx context.Context, w *watch, r reference, auth *Aut
 	if err != nil {
 		return nil, err
 	}
+	tr := transportFor(e, s.dial)
+	// The transport is this pull's alone: its keep-alive connections
+	// would otherwise stay open (an fd and two goroutines each) until
+	// the idle timeout, long after the pull.
+	defer tr.CloseIdleConnections()
 	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(authr),
-		remote.WithTransport(transportFor(e, s.dial)),
+		remote.WithTransport(tr),
 		remote.WithPlatform(pullPlatform),
 		remote.WithUserAgent("crid"),
 		remote.WithRetryBackoff(remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 2}),
