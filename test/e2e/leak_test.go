@@ -35,11 +35,15 @@ func leakBaseline(t *testing.T, hh *harness) leakcheck.Snapshot {
 	return s
 }
 
+// leakWait is how long a leak check lets background deletions (removed
+// containers' layers, image garbage) and exiting goroutines finish.
+const leakWait = 20 * time.Second
+
 // assertNoLeaks fails t if hh's crid left anything since before, once
-// background deletions have had 20s to finish.
+// background work has had leakWait to finish.
 func assertNoLeaks(t *testing.T, hh *harness, before leakcheck.Snapshot) {
 	t.Helper()
-	leaks, err := leakcheck.Check(ctxT(t), hh.leakTarget(), before, leakcheck.DefaultSlack, 20*time.Second)
+	leaks, err := leakcheck.Check(ctxT(t), hh.leakTarget(), before, leakcheck.DefaultSlack, leakWait)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ type nriCrid struct {
 func startNRICrid(t *testing.T) *nriCrid {
 	t.Helper()
 	c := &nriCrid{}
-	c.harness = nriHarness(t)
+	c.harness = privateHarness(t, "nri")
 	c.socket = filepath.Join(c.base, "nri", "nri.sock")
 	c.plugin = filepath.Join(c.base, "nriplugin")
 	build := exec.Command("go", "build", "-o", c.plugin, "./nriplugin")
@@ -85,12 +85,12 @@ fail_on_plugin_error = %v
 	}
 }
 
-// nriHarness is a harness for a second crid with its own root,
-// state and socket, removed with its pods when the test ends; the caller
-// writes its config and starts it.
-func nriHarness(t *testing.T) *harness {
+// privateHarness is a harness for a second crid with its own root,
+// state and socket (under /tmp/crid-<kind>-<random>), removed with its
+// pods when the test ends; the caller writes its config and starts it.
+func privateHarness(t *testing.T, kind string) *harness {
 	t.Helper()
-	base := filepath.Join("/tmp", "crid-nri-"+randHex(3))
+	base := filepath.Join("/tmp", "crid-"+kind+"-"+randHex(3))
 	c2 := &harness{
 		base: base, binDir: h.binDir, socket: filepath.Join(base, "crid.sock"),
 		cfgPath: filepath.Join(base, "crid.toml"), registry: h.registry, logPath: filepath.Join(base, "crid.log"),

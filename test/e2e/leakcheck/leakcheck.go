@@ -48,8 +48,9 @@ type Target struct {
 type Snapshot struct {
 	// Sets holds the items of each kind ("mount", "ip", "process"...).
 	Sets map[string][]string
-	// FDs is crid's open file descriptors.
-	FDs int
+	// FDs is crid's open file descriptors, FDTargets what they point at.
+	FDs       int
+	FDTargets []string
 	// Goroutines is crid's goroutines, -1 when not measured.
 	Goroutines int
 }
@@ -87,11 +88,17 @@ func Take(ctx context.Context, t Target) (Snapshot, error) {
 		slices.Sort(items)
 		s.Sets[kind] = items
 	}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", t.PID))
+	fdDir := fmt.Sprintf("/proc/%d/fd", t.PID)
+	fds, err := os.ReadDir(fdDir)
 	if err != nil {
 		return s, fmt.Errorf("leakcheck fds of crid %d: %w", t.PID, err)
 	}
 	s.FDs = len(fds)
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join(fdDir, fd.Name())); err == nil {
+			s.FDTargets = append(s.FDTargets, target)
+		}
+	}
 	if t.AdminSocket != "" {
 		n, err := goroutines(ctx, t.AdminSocket)
 		if err != nil {
@@ -118,7 +125,13 @@ func Diff(before, after Snapshot, slack Slack) []string {
 		}
 	}
 	if after.FDs > before.FDs+slack.FDs {
-		out = append(out, fmt.Sprintf("fds: crid has %d open, %d before", after.FDs, before.FDs))
+		var added []string
+		for _, f := range after.FDTargets {
+			if !slices.Contains(before.FDTargets, f) {
+				added = append(added, f)
+			}
+		}
+		out = append(out, fmt.Sprintf("fds: crid has %d open, %d before; new: %v", after.FDs, before.FDs, added))
 	}
 	if before.Goroutines >= 0 && after.Goroutines > before.Goroutines+slack.Goroutines {
 		out = append(out, fmt.Sprintf("goroutines: crid runs %d, %d before", after.Goroutines, before.Goroutines))
