@@ -168,6 +168,29 @@ func createStartOn(t *testing.T, c *harness, podID string, pod *runtime.PodSandb
 	return cr.ContainerId, nil
 }
 
+// wantNothingNew fails t if c holds anything (objects, mounts, runtime
+// state, processes...) it did not at before, or lists a container that
+// is not running.
+func wantNothingNew(t *testing.T, c *harness, before leakcheck.Snapshot, after string) {
+	t.Helper()
+	leaks, err := leakcheck.Check(ctxT(t), c.leakTarget(), before, leakcheck.DefaultSlack, leakWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leaks {
+		t.Errorf("left by %s: %s", after, l)
+	}
+	list, err := c.rt.ListContainers(ctxT(t), &runtime.ListContainersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ctr := range list.Containers {
+		if ctr.State != runtime.ContainerState_CONTAINER_RUNNING {
+			t.Errorf("listed after %s: %s (%v)", after, ctr.Metadata.Name, ctr.State)
+		}
+	}
+}
+
 // wantRunning fails t unless container id of c runs and execs.
 func wantRunning(t *testing.T, c *harness, id, when string) {
 	t.Helper()
@@ -233,11 +256,16 @@ func TestDiskFullPull(t *testing.T) {
 	pushFiller(t, small, 3, 1, 2<<20)
 	ballast := fill(t, root)
 	wantFullPull(t, c, small, root)
+	objects, err := leakcheck.Take(ctx, c.leakTarget())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if id, err := createStartOn(t, c, podID, pod, "on-full-disk", busybox); err != nil {
 		if status.Code(err) != codes.ResourceExhausted {
 			t.Errorf("CreateContainer on a full disk: %v, want ResourceExhausted", err)
 		}
 		t.Logf("CreateContainer on a full disk: %v", err)
+		wantNothingNew(t, c, objects, "the failed CreateContainer")
 	} else {
 		t.Logf("CreateContainer on a full disk succeeded (%s): it needed no room", id)
 	}
