@@ -97,3 +97,39 @@ func TestPullFreesGarbageAndRetries(t *testing.T) {
 	}
 	checkConsistent(t, s)
 }
+
+// Two pulls sharing a base layer run at once on a small disk; the big one
+// cannot fit. Whatever the interleaving, the store ends consistent (every
+// listed image has all its files, nothing else is left), the big image is
+// not listed, and the small one is there or pulls afterwards.
+func TestConcurrentPullsOneOutOfSpace(t *testing.T) {
+	reg := newTestRegistry(t)
+	base := testLayer(t, entry{name: "base", content: filler(31, 512<<10)})
+	reg.push(t, "registry.k8s.io/fits:1", testImage(t, "", base, testLayer(t, entry{name: "fits", content: filler(32, 512<<10)})))
+	reg.push(t, "registry.k8s.io/huge:1", testImage(t, "", base, testLayer(t, entry{name: "huge", content: filler(33, 8<<20)})))
+	cfg := mirrorConfig(reg)
+	cfg.GCInterval = config.Duration{}
+	root := smallFs(t, 6<<20)
+	s := openService(t, cfg, root)
+	ctx := context.Background()
+	errs := make(chan error, 2)
+	for _, ref := range []string{"registry.k8s.io/fits:1", "registry.k8s.io/huge:1"} {
+		go func() {
+			_, err := s.Pull(ctx, ref, nil)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil && !errdefs.IsResourceExhausted(err) {
+			t.Errorf("a pull failed otherwise than for room: %v", err)
+		}
+	}
+	checkConsistent(t, s)
+	if _, err := s.Resolve("registry.k8s.io/huge:1"); !errdefs.IsNotFound(err) {
+		t.Errorf("the image too big for the disk resolves: %v", err)
+	}
+	if _, err := s.Pull(ctx, "registry.k8s.io/fits:1", nil); err != nil {
+		t.Errorf("pull of the image that fits, afterwards: %v", err)
+	}
+	checkConsistent(t, s)
+}
