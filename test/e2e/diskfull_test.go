@@ -1,11 +1,12 @@
 package e2e
 
-// Disk full (issue 16): a crid whose root is a small tmpfs. A pull of an
+// Disk full (issue 16): a crid whose root and state are small tmpfs. A pull of an
 // image bigger than the disk fails with ResourceExhausted naming the
 // filesystem, is never listed and leaves the disk as it found it, so that
 // an image that fits still does; a running container keeps running; with
 // the disk filled by someone else, pulls (and creations, if they need
-// room) fail cleanly and work again once the space is freed; and nothing
+// room) fail cleanly and work again once the space is freed, as does a
+// creation whose spec cannot be written to a full state; and nothing
 // is left when everything is removed.
 
 import (
@@ -30,19 +31,26 @@ import (
 // pause and busybox images and a few tens of MiB more.
 const diskFullSize = 64 << 20
 
-// startSmallRootCrid starts a private crid whose root is a tmpfs of size
-// bytes. Layers are downloaded one at a time, so that a pull too big for
-// the disk has completed some of them when it runs out of room.
-func startSmallRootCrid(t *testing.T, size int) *harness {
+// diskFullStateSize is the state filesystem of the test's crid (bundles,
+// specs, pins), as /run would be.
+const diskFullStateSize = 16 << 20
+
+// startSmallRootCrid starts a private crid whose root and state are
+// tmpfs of rootSize and stateSize bytes. Layers are downloaded one at a
+// time, so that a pull too big for the disk has completed some of them
+// when it runs out of room.
+func startSmallRootCrid(t *testing.T, rootSize, stateSize int) *harness {
 	t.Helper()
 	c := privateHarness(t, "nospc")
 	root := filepath.Join(c.base, "root")
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// Unmounted by the harness' cleanup (unmountUnder), after its pods.
-	if err := syscall.Mount("tmpfs", root, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		t.Fatalf("mount tmpfs on %s: %v", root, err)
+	for dir, size := range map[string]int{root: rootSize, filepath.Join(c.base, "state"): stateSize} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		// Unmounted by the harness' cleanup (unmountUnder), after its pods.
+		if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
+			t.Fatalf("mount tmpfs on %s: %v", dir, err)
+		}
 	}
 	var regs strings.Builder
 	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
@@ -205,8 +213,8 @@ func wantRunning(t *testing.T, c *harness, id, when string) {
 }
 
 func TestDiskFullPull(t *testing.T) {
-	c := startSmallRootCrid(t, diskFullSize)
-	root := filepath.Join(c.base, "root")
+	c := startSmallRootCrid(t, diskFullSize, diskFullStateSize)
+	root, state := filepath.Join(c.base, "root"), filepath.Join(c.base, "state")
 	ctx := ctxT(t)
 	for _, ref := range []string{images.Pause310, busybox} {
 		if _, err := c.img.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: ref}}); err != nil {
@@ -273,6 +281,20 @@ func TestDiskFullPull(t *testing.T) {
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
 	}
+
+	// The state filesystem full: the bundle's spec cannot be written.
+	stateBallast := fill(t, state)
+	_, err = createStartOn(t, c, podID, pod, "on-full-state", busybox)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "no space on tmpfs "+state) {
+		t.Errorf("CreateContainer with the state full: %v, want ResourceExhausted naming tmpfs %s", err, state)
+	}
+	t.Logf("CreateContainer with the state full: %v", err)
+	wantNothingNew(t, c, objects, "the CreateContainer on a full state")
+	wantRunning(t, c, running, "with the state full")
+	if err := os.Remove(stateBallast); err != nil {
+		t.Fatal(err)
+	}
+
 	if _, err := c.img.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: small}}); err != nil {
 		t.Fatalf("pull once the disk has room again: %v\ncrid log:\n%s", err, c.logTail())
 	}
