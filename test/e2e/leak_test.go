@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +34,74 @@ func (hh *harness) leakTarget() leakcheck.Target {
 		Root: filepath.Join(hh.base, "root"), State: state, PID: hh.crid.Process.Pid,
 		Network: networkName, Bridge: bridgeName, CgroupParents: []string{leakCgroupParent},
 		AdminSocket: filepath.Join(state, "admin.sock"),
+		Extra: map[string]func(context.Context) ([]string, error){
+			"record":       hh.records,
+			"image-orphan": hh.imageOrphans,
+		},
 	}
+}
+
+// records are the pods and containers hh's crid lists.
+func (hh *harness) records(ctx context.Context) ([]string, error) {
+	pods, err := hh.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	ctrs, err := hh.rt.ListContainers(ctx, &runtime.ListContainersRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	var out []string
+	for _, p := range pods.Items {
+		out = append(out, "pod "+p.Id+" "+p.Metadata.GetName())
+	}
+	for _, c := range ctrs.Containers {
+		out = append(out, "container "+c.Id+" "+c.Metadata.GetName())
+	}
+	return out, nil
+}
+
+// imageOrphans are the blobs and layer snapshots in hh's image store that
+// no listed image uses (what a failed pull or a removed image leaves until
+// it is collected).
+func (hh *harness) imageOrphans(ctx context.Context) ([]string, error) {
+	list, err := hh.img.ListImages(ctx, &runtime.ListImagesRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, img := range list.Images {
+		st, err := hh.img.ImageStatus(ctx, &runtime.ImageStatusRequest{Image: &runtime.ImageSpec{Image: img.Id}, Verbose: true})
+		if err != nil {
+			return nil, fmt.Errorf("image status %s: %w", img.Id, err)
+		}
+		var info storedImage
+		if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil {
+			return nil, fmt.Errorf("image status %s: %w", img.Id, err)
+		}
+		for _, c := range chains(info.DiffIDs) {
+			keep[c.Encoded()] = true
+		}
+		for _, b := range info.Blobs {
+			keep[b.Encoded()] = true
+		}
+	}
+	root := filepath.Join(hh.base, "root")
+	var out []string
+	for _, dir := range []string{filepath.Join(root, "snapshots"), filepath.Join(root, "content", "blobs", "sha256")} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			// Committed entries only: 64 hex characters (.tmp- and
+			// .empty are the image-tmp kind's or the store's own).
+			if len(e.Name()) == 64 && !strings.HasPrefix(e.Name(), ".") && !keep[e.Name()] {
+				out = append(out, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	return out, nil
 }
 
 // leakBaseline snapshots hh's crid before a test creates anything.
@@ -101,7 +171,7 @@ func TestLeakCheckSeesAPod(t *testing.T) {
 	for _, l := range leakcheck.Diff(before, after, leakcheck.DefaultSlack) {
 		seen[strings.SplitN(l, ":", 2)[0]] = true
 	}
-	for _, kind := range []string{"mount", "ns-pin", "ip", "veth", "runtime", "cgroup", "process", "object"} {
+	for _, kind := range []string{"mount", "ns-pin", "ip", "veth", "iptables", "runtime", "cgroup", "process", "object", "record"} {
 		if !seen[kind] {
 			t.Errorf("a running pod left no %q in the diff; diff kinds: %v", kind, seen)
 		}

@@ -1,7 +1,8 @@
 // Package leakcheck finds what a crid under test left on the host: it
 // takes a snapshot of everything crid creates outside its own memory
-// (mounts, namespace pins, IP allocations, veths, runtime state, monitor
-// and container processes, cgroups, object and temp dirs) and of crid's
+// (mounts, namespace pins, IP allocations, veths, portmap's iptables
+// rules, runtime state, monitor and container processes, cgroups, object
+// and temp dirs, and what the caller adds) and of crid's
 // own fds and goroutines, and diffs a later snapshot against it. Tests
 // take one before they start pods and check after removing everything.
 //
@@ -18,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -42,6 +44,9 @@ type Target struct {
 	// AdminSocket is crid's admin socket (<state>/admin.sock), whose pprof
 	// endpoint counts goroutines; empty leaves goroutines unchecked.
 	AdminSocket string
+	// Extra lists more kinds of items by name, for what only the caller
+	// can see: crid's records through the CRI, images' files.
+	Extra map[string]func(context.Context) ([]string, error)
 }
 
 // Snapshot is what a Target had at one moment.
@@ -80,8 +85,17 @@ func Take(ctx context.Context, t Target) (Snapshot, error) {
 		"temp":      tempFiles,
 		"zombie":    zombies,
 		"image-tmp": imageTemp,
+		"iptables":  iptablesRules,
 	} {
 		items, err := f(t)
+		if err != nil {
+			return s, fmt.Errorf("leakcheck %s: %w", kind, err)
+		}
+		slices.Sort(items)
+		s.Sets[kind] = items
+	}
+	for kind, f := range t.Extra {
+		items, err := f(ctx)
 		if err != nil {
 			return s, fmt.Errorf("leakcheck %s: %w", kind, err)
 		}
@@ -353,6 +367,28 @@ func imageTemp(t Target) ([]string, error) {
 	for _, s := range snaps {
 		if strings.HasPrefix(filepath.Base(s), ".tmp-") {
 			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// iptablesRules are the rules of the nat and filter tables that name the
+// network: the portmap plugin comments its DNAT and SNAT rules with it
+// ("dnat name: \"<network>\" id: \"<container>\"").
+func iptablesRules(t Target) ([]string, error) {
+	if t.Network == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, table := range []string{"nat", "filter"} {
+		b, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			return nil, fmt.Errorf("iptables-save -t %s: %w", table, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, `\"`+t.Network+`\"`) {
+				out = append(out, table+": "+line)
+			}
 		}
 	}
 	return out, nil
