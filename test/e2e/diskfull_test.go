@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/crid-dev/crid/test/e2e/leakcheck"
 	"github.com/crid-dev/crid/test/images"
@@ -162,9 +163,13 @@ func fill(t *testing.T, dir string) string {
 }
 
 // createStartOn creates and starts a container of image running sleep on c.
-func createStartOn(t *testing.T, c *harness, podID string, pod *runtime.PodSandboxConfig, name, image string) (string, error) {
+// A command may follow the image.
+func createStartOn(t *testing.T, c *harness, podID string, pod *runtime.PodSandboxConfig, name, image string, cmd ...string) (string, error) {
 	t.Helper()
-	cfg := containerConfig(name, "sleep", "1000")
+	if len(cmd) == 0 {
+		cmd = []string{"sleep", "1000"}
+	}
+	cfg := containerConfig(name, cmd...)
 	cfg.Image = &runtime.ImageSpec{Image: image}
 	cr, err := c.rt.CreateContainer(ctxT(t), &runtime.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: pod})
 	if err != nil {
@@ -199,6 +204,26 @@ func wantNothingNew(t *testing.T, c *harness, before leakcheck.Snapshot, after s
 	}
 }
 
+// wantLogGrows fails t unless the CRI log at path grows within 10s.
+func wantLogGrows(t *testing.T, path string) {
+	t.Helper()
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	start := size()
+	deadline := time.Now().Add(10 * time.Second)
+	for size() == start {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not grow once its filesystem had room again", path)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // wantRunning fails t unless container id of c runs and execs.
 func wantRunning(t *testing.T, c *harness, id, when string) {
 	t.Helper()
@@ -227,12 +252,24 @@ func TestDiskFullPull(t *testing.T) {
 	}
 	pod := podConfig(t)
 	pod.Linux.CgroupParent = leakCgroupParent
+	// Container logs on a small filesystem of their own, to fill.
+	pod.LogDirectory = filepath.Join(c.base, "logs")
+	if err := os.MkdirAll(pod.LogDirectory, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", pod.LogDirectory, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v", pod.LogDirectory, err)
+	}
 	rp, err := c.rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: pod})
 	if err != nil {
 		t.Fatalf("RunPodSandbox: %v\ncrid log:\n%s", err, c.logTail())
 	}
 	podID := rp.PodSandboxId
 	running, err := createStartOn(t, c, podID, pod, "running", busybox)
+	if err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	talker, err := createStartOn(t, c, podID, pod, "talker", busybox, "sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.05; done")
 	if err != nil {
 		t.Fatalf("CreateContainer: %v", err)
 	}
@@ -275,12 +312,27 @@ func TestDiskFullPull(t *testing.T) {
 		t.Logf("CreateContainer on a full disk: %v", err)
 		wantNothingNew(t, c, objects, "the failed CreateContainer")
 	} else {
+		// The record fit in pages meta.db had free: removed, so that the
+		// next step compares against objects.
 		t.Logf("CreateContainer on a full disk succeeded (%s): it needed no room", id)
+		if _, err := c.rt.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Fatalf("RemoveContainer %s: %v", id, err)
+		}
 	}
 	wantRunning(t, c, running, "with the disk full")
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
 	}
+
+	// The logs' filesystem full: the talker's output is dropped, it keeps
+	// running, and its log goes on once there is room again.
+	logBallast := fill(t, pod.LogDirectory)
+	time.Sleep(time.Second)
+	wantRunning(t, c, talker, "with its log's filesystem full")
+	if err := os.Remove(logBallast); err != nil {
+		t.Fatal(err)
+	}
+	wantLogGrows(t, filepath.Join(pod.LogDirectory, "talker.log"))
 
 	// The state filesystem full: the bundle's spec cannot be written.
 	stateBallast := fill(t, state)
