@@ -15,6 +15,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/crid-dev/crid/internal/cgroups"
+	"github.com/crid-dev/crid/internal/diskfull"
 	"github.com/crid-dev/crid/internal/image"
 	"github.com/crid-dev/crid/internal/monitor"
 	"github.com/crid-dev/crid/internal/network"
@@ -208,6 +209,9 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	defer func() {
 		if retErr != nil {
 			u.run()
+			// A full disk (pod files, writable layer, spec, record) is
+			// answered with ResourceExhausted naming the filesystem.
+			retErr = diskfull.Wrap(retErr, s.sandboxDir(id))
 			log.Warn("pod sandbox rolled back", "error", retErr)
 		}
 	}()

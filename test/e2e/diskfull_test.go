@@ -319,6 +319,18 @@ func TestDiskFullPull(t *testing.T) {
 			t.Fatalf("RemoveContainer %s: %v", id, err)
 		}
 	}
+	if rp, err := c.rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: leakPodConfig(t)}); err != nil {
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("RunPodSandbox on a full disk: %v, want ResourceExhausted", err)
+		}
+		t.Logf("RunPodSandbox on a full disk: %v", err)
+		wantNothingNew(t, c, objects, "the failed RunPodSandbox")
+	} else {
+		t.Logf("RunPodSandbox on a full disk succeeded (%s): it needed no room", rp.PodSandboxId)
+		if _, err := c.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: rp.PodSandboxId}); err != nil {
+			t.Fatalf("RemovePodSandbox %s: %v", rp.PodSandboxId, err)
+		}
+	}
 	wantRunning(t, c, running, "with the disk full")
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
