@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/crid-dev/crid/internal/cgroups"
+	"github.com/crid-dev/crid/internal/diskfull"
 	"github.com/crid-dev/crid/internal/monitor"
 	"github.com/crid-dev/crid/internal/nri"
 	"github.com/crid-dev/crid/internal/oci"
@@ -170,6 +171,7 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	id := newID()
 	tracing.Annotate(ctx, tracing.ContainerID.String(id))
 	log := s.log.With("pod", sbRec.ID, "container", id, "name", cfg.Metadata.Name)
+	dir, bundle := s.containerDir(id), s.containerBundle(id)
 	m := sb.cfg().GetMetadata()
 	name := fmt.Sprintf("%s_%s_%s_%s_%d", cfg.Metadata.Name, m.GetName(), m.GetNamespace(), m.GetUid(), cfg.Metadata.Attempt)
 	if err := s.reserveName(name, id); err != nil {
@@ -179,6 +181,9 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	defer func() {
 		if retErr != nil {
 			u.run()
+			// A full disk (writable layer, bundle, spec, record) is
+			// answered with ResourceExhausted naming the filesystem.
+			retErr = diskfull.Wrap(retErr, dir)
 			log.Warn("container creation rolled back", "error", retErr)
 		}
 	}()
@@ -221,14 +226,13 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 		return s.st.Delete(store.BucketContainers, id)
 	})
 
-	dir, bundle := s.containerDir(id), s.containerBundle(id)
 	for _, d := range []string{dir, bundle} {
+		// Undone even if objectDir fails half way (a full disk).
+		u.add(func(context.Context) error { return os.RemoveAll(d) })
 		if err := objectDir(d, oci.PodUserNamespace(sbCfg)); err != nil {
 			return "", fmt.Errorf("create container: %w", err)
 		}
 	}
-	u.add(func(context.Context) error { return os.RemoveAll(dir) })
-	u.add(func(context.Context) error { return os.RemoveAll(bundle) })
 	if logPath != "" {
 		if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 			return "", fmt.Errorf("create container: log dir: %w", err)

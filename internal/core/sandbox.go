@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/crid-dev/crid/internal/cgroups"
+	"github.com/crid-dev/crid/internal/diskfull"
 	"github.com/crid-dev/crid/internal/image"
 	"github.com/crid-dev/crid/internal/monitor"
 	"github.com/crid-dev/crid/internal/network"
@@ -207,6 +209,9 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	defer func() {
 		if retErr != nil {
 			u.run()
+			// A full disk (pod files, writable layer, spec, record) is
+			// answered with ResourceExhausted naming the filesystem.
+			retErr = diskfull.Wrap(retErr, s.sandboxDir(id))
 			log.Warn("pod sandbox rolled back", "error", retErr)
 		}
 	}()
@@ -474,11 +479,12 @@ func (s *Service) startPause(ctx context.Context, sb *sandbox, rt *runc.Runtime,
 	endSpec(nil)
 	tm.mark("spec")
 	// A failed or interrupted run may still have left a container behind.
+	var started pauseID // once the pause runs
 	u.add(func(ctx context.Context) error {
 		_ = rt.Kill(ctx, id, syscall.SIGKILL, true)
 		err := rt.Delete(ctx, id, true)
 		_ = cgroups.Remove(rec.CgroupsPath)
-		return err
+		return errors.Join(err, reapKilledPause(ctx, started))
 	})
 	pid, err := rt.Run(ctx, id, bundle, filepath.Join(bundle, "pause.pid"), filepath.Join(bundle, "runtime.log"))
 	if err != nil {
@@ -488,8 +494,31 @@ func (s *Service) startPause(ctx context.Context, sb *sandbox, rt *runc.Runtime,
 	if err != nil {
 		return pauseID{}, fmt.Errorf("run pod sandbox: pause container process %d: %w", pid, err)
 	}
+	started = pauseID{pid: pid, start: start}
 	tm.mark("runc run")
-	return pauseID{pid: pid, start: start}, nil
+	return started, nil
+}
+
+// killedPauseReapTimeout bounds the wait for a pause the rollback killed.
+const killedPauseReapTimeout = 5 * time.Second
+
+// reapKilledPause reaps the pause of a rolled-back pod once it has died:
+// crid adopted it when runc exited (subreaper) and no watcher was started
+// for it, so it would stay a zombie until reapStrays' second sweep.
+func reapKilledPause(ctx context.Context, p pauseID) error {
+	if p.pid == 0 {
+		return nil
+	}
+	f, err := openPause(p.pid, p.start)
+	if err != nil || f == nil {
+		return err // gone already, or never ours
+	}
+	ctx, cancel := context.WithTimeout(ctx, killedPauseReapTimeout)
+	defer cancel()
+	if err := waitPidfd(ctx, f); err != nil {
+		return fmt.Errorf("reap pause %d: %w", p.pid, err)
+	}
+	return nil
 }
 
 // watchSandbox waits in the background for the pause process to exit.

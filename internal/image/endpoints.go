@@ -138,6 +138,13 @@ func (g schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	return g.next.RoundTrip(req)
 }
 
+// CloseIdleConnections closes the transport's idle keep-alive connections.
+func (g schemeGuard) CloseIdleConnections() {
+	if c, ok := g.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // maxRedirects bounds the redirects one registry request follows. ggcr's
 // HTTP client replaces net/http's limit of 10 with an SSRF check that has
 // none, so a registry answering with a redirect loop kept a pull spinning
@@ -156,7 +163,7 @@ func redirects(req *http.Request) int {
 
 // transportFor builds the HTTP transport used for e. dial, when set,
 // replaces the network dialer (tests record connection attempts with it).
-func transportFor(e endpoint, dial func(ctx context.Context, network, addr string) (net.Conn, error)) http.RoundTripper {
+func transportFor(e endpoint, dial func(ctx context.Context, network, addr string) (net.Conn, error)) schemeGuard {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if e.SkipVerify {
 		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // configured by the operator

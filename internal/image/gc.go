@@ -16,9 +16,10 @@ import (
 
 // Garbage collection of the image store: blobs (<root>/content/blobs) and
 // snapshots (<root>/snapshots/<chain hex>) that no image record, no
-// in-flight pull or import and no mounted overlay uses are freed, in the
-// background, after RemoveImage, after a failed pull or import and every
-// images.gc_interval, and once, synchronously, at start.
+// in-flight pull or import and no mounted overlay uses are freed: in the
+// background after RemoveImage and every images.gc_interval; synchronously
+// once at start, and after a failed pull or import, before it returns (so
+// its leftovers never stand in the way of the next pull, see nospace.go).
 //
 // # References: who keeps what
 //
@@ -141,8 +142,9 @@ func (s *Service) requestCollect() {
 	}
 }
 
-// RunCollector collects garbage when asked (after RemoveImage, after a
-// failed pull) and every images.gc_interval (never when 0), until ctx ends.
+// RunCollector collects garbage when asked (after RemoveImage, or when the
+// collection after a failed pull failed) and every images.gc_interval
+// (never when 0), until ctx ends.
 func (s *Service) RunCollector(ctx context.Context) {
 	var tick <-chan time.Time
 	if iv := s.cfg.GCInterval.Duration; iv > 0 {
@@ -161,6 +163,28 @@ func (s *Service) RunCollector(ctx context.Context) {
 			s.log.Warn("image gc failed", "error", err)
 		}
 	}
+}
+
+// freeAfterFailureTimeout bounds the collection a failed pull or import
+// waits for (it may first wait for a collection already running).
+const freeAfterFailureTimeout = 2 * time.Minute
+
+// freeAfterFailure collects, synchronously, after the pull or import of
+// image failed: what it wrote is unmarked, so anything no record and no
+// other pull in flight keeps goes (blobs and snapshots it shares with a
+// concurrent pull stay marked by that pull). It runs even when ctx is
+// what ended the pull. A collection that fails is logged and left to the
+// background collector: the caller returns the pull's own error.
+func (s *Service) freeAfterFailure(ctx context.Context, image string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), freeAfterFailureTimeout)
+	defer cancel()
+	c, err := s.Collect(cctx)
+	if err != nil {
+		s.log.Warn("image gc after a failed pull or import failed; left to the background collector", "image", image, "error", err)
+		s.requestCollect()
+		return
+	}
+	s.log.Info("freed what a failed pull or import left", "image", image, "snapshots", c.Snapshots, "blobs", c.Blobs, "freed_bytes", c.Bytes)
 }
 
 // recoverStore finishes what a crash interrupted, before the service is

@@ -572,8 +572,8 @@ func TestRemoveRacingRootfs(t *testing.T) {
 }
 
 // A failed pull's downloads (its config, manifest, a layer blob and the
-// snapshot of the layer that did unpack) are freed by the collector, not
-// left until the next start.
+// snapshot of the layer that did unpack) are freed before Pull returns,
+// not left until the next collection or start.
 func TestFailedPullIsFreed(t *testing.T) {
 	reg := newTestRegistry(t)
 	_, b := sharedPair(t, reg)
@@ -592,13 +592,10 @@ func TestFailedPullIsFreed(t *testing.T) {
 	}
 	reg.push(t, "registry.k8s.io/c:1", bad)
 	cfg := mirrorConfig(reg)
-	cfg.GCInterval = config.Duration{} // only the failed pull can ask
+	cfg.GCInterval = config.Duration{} // no background collection at all
 	var freed freedRecorder
 	s := openService(t, cfg, t.TempDir(), WithOnFreed(freed.onFreed))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.RunCollector(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	ctx := context.Background()
 	if _, err := s.Pull(ctx, "registry.k8s.io/a:1", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -606,10 +603,9 @@ func TestFailedPullIsFreed(t *testing.T) {
 	if _, err := s.Pull(ctx, "registry.k8s.io/c:1", nil); err == nil || !strings.Contains(err.Error(), "uncompressed content") {
 		t.Fatalf("pull with a wrong diffID: %v", err)
 	}
-	waitFor(t, "the failed pull's files to be freed", func() bool {
-		n, _ := freed.total()
-		return n > 0 && len(orphans(t, s)) == 0
-	})
+	if o := orphans(t, s); len(o) > 0 {
+		t.Errorf("left by the failed pull when it returned: %v", o)
+	}
 	n, _ := freed.total()
 	t.Logf("freed %d bytes of a failed pull", n)
 	if n < 150<<10 {

@@ -133,6 +133,7 @@ type testRegistry struct {
 	delay    time.Duration
 	password string // basic auth required when set
 	requests atomic.Int64
+	conns    atomic.Int64 // client connections open now
 }
 
 func newTestRegistry(t *testing.T) *testRegistry { return startTestRegistry(t, false) }
@@ -201,6 +202,14 @@ func startTestRegistry(t *testing.T, useTLS bool) *testRegistry {
 		}
 	}))
 	r.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	r.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			r.conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			r.conns.Add(-1)
+		}
+	}
 	if useTLS {
 		r.srv.StartTLS()
 	} else {

@@ -62,7 +62,7 @@ func (s *Service) Import(ctx context.Context, r io.Reader) ([]*Image, error) {
 	for _, src := range srcs {
 		img, err := s.storeImage(ctx, nil, src)
 		if err != nil {
-			return out, fmt.Errorf("import %s: %w", src.name, err)
+			return out, s.noSpace(fmt.Errorf("import %s: %w", src.name, err))
 		}
 		s.log.Info("image imported", "id", img.ID, "tags", img.RepoTags)
 		out = append(out, img)

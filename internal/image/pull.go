@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/diskfull"
 	"github.com/crid-dev/crid/internal/tracing"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -22,7 +23,9 @@ var pullPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
 // through the configured mirrors, verifies and unpacks it, records it and
 // returns it. Concurrent pulls of the same ref or layer do the work once.
 // Errors: errdefs.ErrInvalidArgument for a bad reference, ErrNotFound when no
-// endpoint has it, ErrUnauthenticated / ErrPermissionDenied on auth failure.
+// endpoint has it, ErrUnauthenticated / ErrPermissionDenied on auth failure,
+// ErrResourceExhausted when the image store's filesystem has no room for it
+// even after freeing what nothing references (nospace.go).
 func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (_ *Image, err error) {
 	defer s.observePull(time.Now(), &err)
 	r, err := parseReference(ref)
@@ -34,7 +37,7 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (_ *Image, e
 	defer func() { tracing.End(span, err) }()
 	var id string
 	err = s.shared(ctx, nil, "pull:"+r.String(), func(ctx context.Context, _ *sharedProgress) error {
-		img, err := s.pull(ctx, r, auth)
+		img, err := s.pullRetryingFull(ctx, r, auth)
 		if err == nil {
 			id = img.ID
 		}
@@ -85,6 +88,11 @@ func (s *Service) pull(ctx context.Context, r reference, auth *Auth) (*Image, er
 			}
 			return nil, fmt.Errorf("pull %s from %s: %w", r, e, err)
 		}
+		if diskfull.Is(err) {
+			// The local disk, not the endpoint: another mirror would fill
+			// it just the same.
+			return nil, s.noSpace(fmt.Errorf("pull %s from %s: %w", r, e, err))
+		}
 		s.log.Debug("pull from endpoint failed", "ref", r.String(), "endpoint", e.String(), "error", err)
 		tried = append(tried, e.String())
 		errs = append(errs, classify(err))
@@ -106,10 +114,15 @@ func (s *Service) pullFrom(ctx context.Context, w *watch, r reference, auth *Aut
 	if err != nil {
 		return nil, err
 	}
+	tr := transportFor(e, s.dial)
+	// The transport is this pull's alone: its keep-alive connections
+	// would otherwise stay open (an fd and two goroutines each) until
+	// the idle timeout, long after the pull.
+	defer tr.CloseIdleConnections()
 	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(authr),
-		remote.WithTransport(transportFor(e, s.dial)),
+		remote.WithTransport(tr),
 		remote.WithPlatform(pullPlatform),
 		remote.WithUserAgent("crid"),
 		remote.WithRetryBackoff(remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 2}),

@@ -566,3 +566,23 @@ func TestTLSMirror(t *testing.T) {
 		})
 	}
 }
+
+// A pull leaves no connection to the registry open: its transport is its
+// own, and idle keep-alive connections would hold an fd and two
+// goroutines each until the idle timeout (90s).
+func TestPullClosesItsConnections(t *testing.T) {
+	reg := newTestRegistry(t)
+	reg.push(t, "registry.k8s.io/conns:1", testImage(t, "", baseLayer(t)))
+	s, _, _ := newTestService(t, mirrorConfig(reg))
+	pushed := reg.conns.Load() // the push's own, kept by the test's client
+	if _, err := s.Pull(context.Background(), "registry.k8s.io/conns:1", nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for reg.conns.Load() != pushed {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections to the registry still open after the pull", reg.conns.Load()-pushed)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

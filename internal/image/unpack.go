@@ -83,8 +83,10 @@ func (s *Service) storeImage(ctx context.Context, w *watch, src *imageSource) (_
 	defer func() {
 		release()
 		if err != nil {
-			// What it downloaded or unpacked is referenced by nothing now.
-			s.requestCollect()
+			// What it downloaded or unpacked is referenced by nothing now;
+			// freed before the caller learns of the failure, so that the
+			// room is there for whatever it tries next.
+			s.freeAfterFailure(ctx, src.name)
 		}
 	}()
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/crid-dev/crid/internal/core"
+	"github.com/crid-dev/crid/internal/diskfull"
 	"github.com/crid-dev/crid/internal/image"
 	"github.com/crid-dev/crid/internal/streaming"
 	"google.golang.org/grpc"
@@ -92,7 +93,9 @@ func toGRPC(err error) error {
 		code = codes.PermissionDenied
 	case errdefs.IsDataLoss(err):
 		code = codes.DataLoss
-	case errdefs.IsResourceExhausted(err):
+	case errdefs.IsResourceExhausted(err), diskfull.Is(err):
+		// A full disk anywhere (the image store, a writable layer, a
+		// record) is a resource the node ran out of, not an internal error.
 		code = codes.ResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded) || errdefs.IsDeadlineExceeded(err):
 		code = codes.DeadlineExceeded

@@ -268,6 +268,7 @@ func (hh *harness) teardown() {
 			_ = syscall.Unmount(mounts[i].Mountpoint, syscall.MNT_DETACH)
 		}
 	}
+	removeLeakCgroupParent()
 	_ = exec.Command("ip", "link", "del", bridgeName).Run()
 	_ = os.RemoveAll(filepath.Join("/var/lib/cni/networks", networkName))
 	if os.Getenv("CRID_E2E_KEEP") == "" {

@@ -219,6 +219,8 @@ func TestPodLifecycle(t *testing.T) {
 	pull(t, busybox)
 	ctx := ctxT(t)
 	pod := podConfig(t)
+	pod.Linux.CgroupParent = leakCgroupParent
+	leaks := leakBaseline(t, h)
 	podID := runPod(t, pod, "")
 	ps, err := h.rt.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: podID, Verbose: true})
 	if err != nil {
@@ -346,6 +348,7 @@ func TestPodLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNoLeftovers(t, podID, id)
+	assertNoLeaks(t, h, leaks)
 }
 
 // assertNoLeftovers checks that nothing of the given objects remains on the host.
@@ -460,16 +463,17 @@ func TestRollback(t *testing.T) {
 		return n
 	}
 	pinsBefore, ipsBefore := countPins(), countIPs()
+	leaks := leakBaseline(t, h)
 
 	// The runtime fails to create the pause container: the network set up
 	// for it must be torn down again.
-	_, err := h.rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podConfig(t), RuntimeHandler: "broken"})
+	_, err := h.rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: leakPodConfig(t), RuntimeHandler: "broken"})
 	if err == nil {
 		t.Fatal("RunPodSandbox with a failing runtime succeeded")
 	}
 	// CNI ADD fails in the last plugin of the chain, after bridge and
 	// portmap set things up.
-	bad := podConfig(t)
+	bad := leakPodConfig(t)
 	bad.Metadata.Name = "cnifail-pod"
 	bad.PortMappings = []*runtime.PortMapping{{ContainerPort: 80, HostPort: 18080}}
 	if _, err := h.rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: bad}); err == nil || !strings.Contains(err.Error(), "failpoint") {
@@ -492,7 +496,7 @@ func TestRollback(t *testing.T) {
 	}
 
 	// A container whose command does not exist.
-	pod := podConfig(t)
+	pod := leakPodConfig(t)
 	podID := runPod(t, pod, "")
 	_, err = h.rt.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: podID, SandboxConfig: pod,
 		Config: containerConfig("nocmd", "/does/not/exist")})
@@ -522,6 +526,14 @@ func TestRollback(t *testing.T) {
 	if status.Code(err) != codes.NotFound {
 		t.Errorf("create with missing image: %v, want NotFound", err)
 	}
+	// Failed pods and containers, and the pod once removed: nothing left.
+	// The ADD the broken runtime's failure cancelled may have orphaned
+	// its IPAM plugin, which crid's stray reaper takes up to a minute to
+	// reap; the check returns as soon as nothing is left.
+	if _, err := h.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+	assertNoLeaksWithin(t, h, leaks, strayReapWait)
 }
 
 func TestValidation(t *testing.T) {

@@ -626,3 +626,38 @@ func TestWriteArchive(t *testing.T) {
 		t.Errorf("archived image ID %s, want %s", got, want)
 	}
 }
+
+// A filler image is what it says: the same for the same seed, and as big
+// compressed as its content (random bytes do not compress).
+func TestWithFiller(t *testing.T) {
+	cat, err := Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	digestOf := func() (v1.Hash, int64) {
+		img, err := WithFiller(cat[BusyboxE2E], 7, 2, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, err := layers[len(layers)-1].Size()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d, size
+	}
+	d1, size := digestOf()
+	if d2, _ := digestOf(); d1 != d2 {
+		t.Errorf("two filler images of one seed differ: %s, %s", d1, d2)
+	}
+	if size < 1<<20 {
+		t.Errorf("1 MiB of filler compressed to %d bytes", size)
+	}
+}
