@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crid-dev/crid/test/e2e/leakcheck"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -92,13 +93,10 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
 // podLife is one pod's life as kubelet drives it: each step is retried
 // after a failure, as kubelet's sync loop would.
 type podLife struct {
-	c      *harness
-	pod    *runtime.PodSandboxConfig
-	podID  string
-	ctrID  string
-	podIPs []string
-	// netBefore is netSnapshot() before the pod's life began.
-	netBefore map[string]bool
+	c     *harness
+	pod   *runtime.PodSandboxConfig
+	podID string
+	ctrID string
 }
 
 // step runs the lifecycle step named op. It returns the RPC's error.
@@ -111,9 +109,6 @@ func (l *podLife) step(ctx context.Context, op string) error {
 			return err
 		}
 		l.podID = r.PodSandboxId
-		if st, err := rt.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: l.podID}); err == nil {
-			l.podIPs = append(l.podIPs, st.GetStatus().GetNetwork().GetIp())
-		}
 	case "CreateContainer":
 		cfg := containerConfig("main", "sleep", "3600")
 		r, err := rt.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: l.podID, Config: cfg, SandboxConfig: l.pod})
@@ -175,7 +170,11 @@ func TestCrashAtEveryStep(t *testing.T) {
 				if _, err := c.img.PullImage(ctxT(t), &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
 					t.Fatalf("PullImage: %v", err)
 				}
-				l := &podLife{c: c, pod: podConfig(t), netBefore: netSnapshot()}
+				before, err := leakcheck.Take(ctxT(t), c.leakTarget())
+				if err != nil {
+					t.Fatal(err)
+				}
+				l := &podLife{c: c, pod: leakPodConfig(t)}
 				l.pod.LogDirectory = filepath.Join(c.base, "logs")
 				op := strings.SplitN(point, "/", 2)[0]
 				for _, s := range lifeSteps {
@@ -206,7 +205,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 					}
 					l.retry(t, s)
 				}
-				checkNothingLeft(t, c, l)
+				checkNothingLeft(t, c, before)
 			})
 		}
 	}
@@ -308,97 +307,26 @@ func (l *podLife) removeStrayContainers(ctx context.Context) error {
 }
 
 // checkNothingLeft checks, with crid restarted once more (recovery must
-// not bring anything back), that the pod's life left nothing behind.
-func checkNothingLeft(t *testing.T, c *harness, l *podLife) {
+// not bring anything back), that the pod's life left nothing behind
+// (leakcheck: records, mounts, pins, IPs, veths, iptables rules, runtime
+// state, cgroups, processes, zombies, object dirs, image leftovers, fds
+// and goroutines) compared with before, a freshly started crid too.
+func checkNothingLeft(t *testing.T, c *harness, before leakcheck.Snapshot) {
 	t.Helper()
 	c.stop(syscall.SIGTERM)
 	if err := c.start(); err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxT(t)
-	pods, err := c.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
-	if err != nil || len(pods.Items) != 0 {
-		t.Errorf("pods left: %v %v", pods, err)
-	}
-	cs, err := c.rt.ListContainers(ctx, &runtime.ListContainersRequest{})
-	if err != nil || len(cs.Containers) != 0 {
-		t.Errorf("containers left: %v %v", cs, err)
-	}
-	var leaks []string
-	mounts, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, line := range strings.Split(string(mounts), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], c.base+"/") && !strings.HasSuffix(f[4], "/netns") && !strings.HasSuffix(f[4], "/nspins") {
-			leaks = append(leaks, "mount "+f[4])
-		}
-	}
-	state := filepath.Join(c.base, "state")
-	for _, dir := range []string{"netns", "nspins", "sandboxes", "containers", "runtime/runc"} {
-		entries, _ := os.ReadDir(filepath.Join(state, dir))
-		for _, e := range entries {
-			leaks = append(leaks, filepath.Join(dir, e.Name()))
-		}
-	}
-	root := filepath.Join(c.base, "root")
-	for _, dir := range []string{"sandboxes", "containers"} {
-		entries, _ := os.ReadDir(filepath.Join(root, dir))
-		for _, e := range entries {
-			leaks = append(leaks, filepath.Join("root", dir, e.Name()))
-		}
-	}
-	// IPs and veths: what the shared network had before this pod.
-	after := netSnapshot()
-	for k := range after {
-		if !l.netBefore[k] {
-			leaks = append(leaks, k)
-		}
-	}
-	for _, pid := range pidsNaming(c.base) {
-		if pid != c.crid.Process.Pid {
-			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			leaks = append(leaks, fmt.Sprintf("process %d %s", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
-		}
-	}
-	if l.podID != "" {
-		cg, _ := filepath.Glob("/sys/fs/cgroup/*/crid-e2e/*" + l.podID[:12] + "*")
-		leaks = append(leaks, cg...)
+	leaks, err := leakcheck.Check(ctxT(t), c.leakTarget(), before, restartSlack, leakWait)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(leaks) > 0 {
 		t.Errorf("left behind:\n  %s\ncrid log:\n%s", strings.Join(leaks, "\n  "), c.logTail())
 	}
 }
 
-// pidsNaming lists processes whose command line names a path under dir.
-func pidsNaming(dir string) []int {
-	var out []int
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), dir+"/") {
-			continue
-		}
-		var pid int
-		if _, err := fmt.Sscanf(p, "/proc/%d/cmdline", &pid); err == nil {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// netSnapshot names the IP allocations of the run's CNI network
-// (host-local keeps one file per IP) and the veths on its bridge.
-func netSnapshot() map[string]bool {
-	out := map[string]bool{}
-	entries, _ := os.ReadDir(filepath.Join("/var/lib/cni/networks", networkName))
-	for _, e := range entries {
-		if n := e.Name(); n != "lock" && !strings.HasPrefix(n, "last_reserved_ip") {
-			out["IP "+n] = true
-		}
-	}
-	links, _ := exec.Command("ip", "-o", "link", "show", "master", bridgeName).Output()
-	for _, line := range strings.Split(string(links), "\n") {
-		if f := strings.Fields(line); len(f) > 1 {
-			out["veth "+strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")] = true
-		}
-	}
-	return out
-}
+// restartSlack compares two freshly started crids: their fds and
+// goroutines differ by what each happened to have started (a collector
+// tick, the client's connection), not by what they hold for pods.
+var restartSlack = leakcheck.Slack{FDs: 8, Goroutines: 20}
