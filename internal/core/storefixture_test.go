@@ -3,14 +3,13 @@ package core
 import (
 	"bytes"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-dev/crid/internal/store"
+	"github.com/crid-dev/crid/internal/store/storetest"
 )
 
 // TestStoreFixtureRecords reads the store crid 53ab463 wrote (one pod with
@@ -19,19 +18,7 @@ import (
 // before it reaches a node whose pods would be lost on upgrade. A change
 // that needs one raises store.SchemaVersion and adds a migration.
 func TestStoreFixtureRecords(t *testing.T) {
-	data, err := os.ReadFile("../store/testdata/store-v0-53ab463.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "meta.db")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.Open(t, storetest.V0)
 
 	sbs := strictList[sandboxRecord](t, st, store.BucketSandboxes)
 	if len(sbs) != 1 {

@@ -3,12 +3,11 @@ package image
 import (
 	"bytes"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/crid-dev/crid/internal/store"
+	"github.com/crid-dev/crid/internal/store/storetest"
 )
 
 // TestStoreFixtureImages reads the images crid 53ab463 stored
@@ -17,21 +16,9 @@ import (
 // on upgrade. A change that needs one raises store.SchemaVersion and adds
 // a migration.
 func TestStoreFixtureImages(t *testing.T) {
-	data, err := os.ReadFile("../store/testdata/store-v0-53ab463.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "meta.db")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.Open(t, storetest.V0)
 	byTag := map[string]*Image{}
-	err = st.ForEach(store.BucketImages, func(id string, data []byte) error {
+	err := st.ForEach(store.BucketImages, func(id string, data []byte) error {
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		var img Image

@@ -79,9 +79,8 @@ func TestStoreLockedByOtherOpener(t *testing.T) {
 	}
 }
 
-// fixtureV0 is a store written by crid 53ab463, the last commit before the
-// schema version was recorded: one pod (fixture-pod) with a running and an
-// exited container, and two images (busybox, the pause).
+// fixtureV0 is storetest.V0 (a store written by crid 53ab463); the store's
+// own tests cannot import storetest, which imports store.
 const fixtureV0 = "testdata/store-v0-53ab463.db"
 
 // copyFixture copies a checked-in store to a temporary directory: Open
