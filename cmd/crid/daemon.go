@@ -96,7 +96,12 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	defer st.Close()
-	images, err := image.New(cfg.Images, cfg.Root, st, image.WithOnFreed(promMetrics.BytesFreed))
+	// Tests only: nil unless built with the faultinject tag (internal/fault).
+	faults, err := fault.FromEnv(log)
+	if err != nil {
+		return err
+	}
+	images, err := image.New(cfg.Images, cfg.Root, st, image.WithOnFreed(promMetrics.BytesFreed), image.WithFaults(faults))
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
 	}
@@ -108,11 +113,6 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return fmt.Errorf("network: %w", err)
 	}
 	defer netMgr.Close()
-	// Tests only: nil unless built with the faultinject tag (internal/fault).
-	faults, err := fault.FromEnv(log)
-	if err != nil {
-		return err
-	}
 	c, err := core.New(ctx, core.Options{Config: cfg, Store: st, Images: images, Network: netMgr, Log: log, Version: version,
 		Metrics: promMetrics, RecoveryProgress: svc.recoveryProgress, Faults: faults})
 	if err != nil {

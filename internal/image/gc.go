@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
+
+	"github.com/crid-dev/crid/internal/fault"
 )
 
 // Garbage collection of the image store: blobs (<root>/content/blobs) and
@@ -82,6 +84,13 @@ type Option func(*Service)
 // fn runs on the collecting goroutine and must not call into the Service.
 func WithOnFreed(fn func(kind string, bytes int64)) Option {
 	return func(s *Service) { s.gc.onFreed = fn }
+}
+
+// WithFaults injects faults at the pull's named steps (tests only; see
+// internal/fault): PullImage/downloaded (every layer in the content
+// store) and PullImage/unpacked (every layer unpacked, not yet recorded).
+func WithFaults(in *fault.Injector) Option {
+	return func(s *Service) { s.faults = in }
 }
 
 // FreedKind is the kind WithOnFreed's callback is given.

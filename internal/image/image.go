@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/crid-dev/crid/internal/config"
+	"github.com/crid-dev/crid/internal/fault"
 	"github.com/crid-dev/crid/internal/metrics"
 	"github.com/crid-dev/crid/internal/store"
 	digest "github.com/opencontainers/go-digest"
@@ -71,6 +72,8 @@ type Service struct {
 	root string
 	st   *store.Store
 	log  *slog.Logger
+	// faults is nil but in fault-injection tests (WithFaults).
+	faults *fault.Injector
 
 	contentDir  string // <root>/content: blobs/sha256/<hex>, ingest/
 	snapshotDir string // <root>/snapshots: <chain hex>/fs

@@ -116,10 +116,16 @@ func (s *Service) storeImage(ctx context.Context, w *watch, src *imageSource) (_
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	if err := s.faults.At(ctx, "PullImage/downloaded"); err != nil {
+		return nil, fmt.Errorf("image %s: %w", src.name, err)
+	}
 	for i, l := range src.layers {
 		if err := s.unpack(ctx, w, l, diffIDs[i], chains[:i+1]); err != nil {
 			return nil, fmt.Errorf("image %s: layer %d: %w", src.name, i, err)
 		}
+	}
+	if err := s.faults.At(ctx, "PullImage/unpacked"); err != nil {
+		return nil, fmt.Errorf("image %s: %w", src.name, err)
 	}
 	img := &Image{
 		ID:          src.configDigest.String(),

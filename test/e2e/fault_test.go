@@ -330,3 +330,52 @@ func checkNothingLeft(t *testing.T, c *harness, before leakcheck.Snapshot) {
 // goroutines differ by what each happened to have started (a collector
 // tick, the client's connection), not by what they hold for pods.
 var restartSlack = leakcheck.Slack{FDs: 8, Goroutines: 20}
+
+// TestPullFaults kills crid (and, separately, fails the pull) once the
+// layers are downloaded and once they are unpacked but not recorded: the
+// image is never listed half-made, a repeated pull succeeds, and after the
+// image is removed and crid restarted nothing of it is left (leakcheck:
+// image-orphan and image-tmp include every blob and snapshot no listed
+// image uses).
+func TestPullFaults(t *testing.T) {
+	for _, action := range []string{"kill", "error:1"} {
+		for _, point := range []string{"PullImage/downloaded", "PullImage/unpacked"} {
+			t.Run(strings.SplitN(action, ":", 2)[0]+"/"+point, func(t *testing.T) {
+				c := faultCrid(t)
+				c.env = []string{"CRID_FAULTS=" + point + "=" + action}
+				if err := c.start(); err != nil {
+					t.Fatal(err)
+				}
+				before, err := leakcheck.Take(ctxT(t), c.leakTarget())
+				if err != nil {
+					t.Fatal(err)
+				}
+				req := &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}
+				_, err = c.img.PullImage(ctxT(t), req)
+				if err == nil {
+					t.Fatalf("PullImage succeeded through the fault at %s", point)
+				}
+				checkFaultError(t, c, action, point, err)
+				if action == "kill" {
+					c.stop(syscall.SIGKILL)
+					c.env = nil
+					if err := c.start(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				st, err := c.img.ImageStatus(ctxT(t), &runtime.ImageStatusRequest{Image: &runtime.ImageSpec{Image: busybox}})
+				if err != nil || st.Image != nil {
+					t.Fatalf("after the failed pull the image is listed: %v %v", st, err)
+				}
+				resp, err := c.img.PullImage(ctxT(t), req)
+				if err != nil {
+					t.Fatalf("repeated pull: %v\n%s", err, c.logTail())
+				}
+				if _, err := c.img.RemoveImage(ctxT(t), &runtime.RemoveImageRequest{Image: &runtime.ImageSpec{Image: resp.ImageRef}}); err != nil {
+					t.Fatal(err)
+				}
+				checkNothingLeft(t, c, before)
+			})
+		}
+	}
+}
