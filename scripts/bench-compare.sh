@@ -342,6 +342,25 @@ join() { local IFS=,; echo "$*"; }
 		echo
 		"$W/crid-bench" compare --baseline-name "runc+CNI" --baseline "$(join "${FL[@]}")"
 	fi
+	# How the list calls grow with the containers present: one SVG per
+	# call (crid-bench plot), both runtimes on the same axes, beside $OUT.
+	LCD=("$W"/results/containerd-list-*.json) LCR=("$W"/results/crid-list-*.json)
+	if [ ${#LCD[@]} -gt 0 ] && [ ${#LCR[@]} -gt 0 ]; then
+		plotdir=$(dirname "$OUT")/perf
+		mkdir -p "$plotdir"
+		echo "## Curves"
+		echo
+		echo "How each list call's median grows with the containers present (the list scenario's sizes), crid and containerd on the same axes."
+		echo
+		for m in "ListContainers p50" "ListPodSandbox p50" "ContainerStatus p50" "ListContainerStats p50"; do
+			slug=$(echo "$m" | tr 'A-Z ' 'a-z-')
+			if "$W/crid-bench" plot --baseline "$(join "${LCD[@]}")" --target "$(join "${LCR[@]}")" \
+				--scenario list --metric "$m" --out "$plotdir/list-$slug.svg" >&2; then
+				echo "![list: $m](perf/list-$slug.svg)"
+				echo
+			fi
+		done
+	fi
 	cat <<'MD'
 ## Method
 

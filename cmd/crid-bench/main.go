@@ -41,7 +41,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newCompareCmd(), newCleanupCmd())
+	root.AddCommand(newRunCmd(), newCompareCmd(), newPlotCmd(), newCleanupCmd())
 	return root
 }
 
@@ -259,6 +259,68 @@ func newCompareCmd() *cobra.Command {
 	f.StringVar(&targetName, "target-name", "crid", "column name of the target")
 	f.StringSliceVar(&targetFiles, "target", nil, "target JSON report(s), one per run")
 	f.StringVar(&out, "out", "", "write Markdown here instead of stdout")
+	return cmd
+}
+
+func newPlotCmd() *cobra.Command {
+	var baseName, targetName, scenario, metric, out string
+	var baseFiles, targetFiles []string
+	cmd := &cobra.Command{
+		Use:   "plot",
+		Short: "Draw how one figure grows along a scenario's sizes (groups key=N) as an SVG line chart, baseline and target on the same axes",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if scenario == "" || metric == "" || out == "" {
+				return errors.New("give --scenario, --metric and --out")
+			}
+			var series []bench.Series
+			xKey, unit := "", ""
+			for _, side := range []struct {
+				name  string
+				files []string
+			}{{baseName, baseFiles}, {targetName, targetFiles}} {
+				if len(side.files) == 0 {
+					continue
+				}
+				var rs []*bench.Report
+				for _, f := range side.files {
+					r, err := bench.ReadReport(f)
+					if err != nil {
+						return err
+					}
+					rs = append(rs, r)
+				}
+				combined := bench.CombineRuns(rs)
+				k, pts := bench.Curve(combined, scenario, metric)
+				if len(pts) == 0 {
+					return fmt.Errorf("%s: no %s %q along a key=N group", side.name, scenario, metric)
+				}
+				for _, c := range combined {
+					if c.Scenario == scenario && c.Name == metric {
+						unit = c.Unit
+					}
+				}
+				xKey = k
+				series = append(series, bench.Series{Name: side.name, Points: pts})
+			}
+			fh, err := os.Create(out)
+			if err != nil {
+				return err
+			}
+			if err := bench.PlotSVG(fh, scenario+": "+metric, xKey, unit, series); err != nil {
+				fh.Close()
+				return err
+			}
+			return fh.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&baseName, "baseline-name", "containerd", "name of the baseline series")
+	f.StringSliceVar(&baseFiles, "baseline", nil, "baseline JSON report(s), one per run")
+	f.StringVar(&targetName, "target-name", "crid", "name of the target series")
+	f.StringSliceVar(&targetFiles, "target", nil, "target JSON report(s), one per run")
+	f.StringVar(&scenario, "scenario", "", "scenario, e.g. list")
+	f.StringVar(&metric, "metric", "", `metric name, e.g. "ListContainers p50"`)
+	f.StringVar(&out, "out", "", "SVG file to write")
 	return cmd
 }
 
