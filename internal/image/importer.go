@@ -150,14 +150,6 @@ func (t *tarIndex) open(name string) (io.ReadCloser, error) {
 	return io.NopCloser(io.NewSectionReader(t.f, e.offset, e.size)), nil
 }
 
-func (t *tarIndex) size(name string) int64 {
-	e, err := t.lookup(name)
-	if err != nil {
-		return 0
-	}
-	return e.size
-}
-
 func (t *tarIndex) read(name string) ([]byte, error) {
 	e, err := t.lookup(name)
 	if err != nil {
@@ -289,6 +281,9 @@ func (t *tarIndex) ociSource(m *v1.Manifest, blobs map[digest.Digest][]byte) (*i
 	for _, l := range m.Layers {
 		src.size += uint64(l.Size)
 		name := blobName(l.Digest)
+		if !t.has(name) {
+			return nil, fmt.Errorf("layer %s is not in the archive: %w", l.Digest, errdefs.ErrInvalidArgument)
+		}
 		src.layers = append(src.layers, layerSource{
 			digest: digest.Digest(l.Digest.String()),
 			open:   func() (io.ReadCloser, error) { return t.open(name) },
@@ -356,7 +351,15 @@ func (t *tarIndex) dockerSources() ([]*imageSource, error) {
 			}
 		}
 		for _, l := range d.Layers {
-			src.size += uint64(t.size(l))
+			// A layer the archive lacks would go unnoticed while its
+			// snapshot exists (another entry of the archive, or an image
+			// already here, unpacked it), and the image's size would
+			// leave it out.
+			e, err := t.lookup(l)
+			if err != nil {
+				return nil, fmt.Errorf("manifest.json: layer of %s: %w", src.name, err)
+			}
+			src.size += uint64(e.size)
 			src.layers = append(src.layers, layerSource{
 				open: func() (io.ReadCloser, error) { return t.open(l) },
 			})
