@@ -140,6 +140,15 @@ type floorRun struct {
 	b       *Bench
 	root    string // runc --root
 	created []string
+	cni     *libcni.CNIConfig
+	list    *libcni.NetworkConfigList
+	nets    []floorNet // netns (and CNI ADDs) not yet removed
+}
+
+// floorNet is a pinned netns and, once added, its CNI attachment.
+type floorNet struct {
+	name string
+	rt   *libcni.RuntimeConf
 }
 
 func (f *floorRun) runc(ctx context.Context, args ...string) ([]byte, error) {
@@ -208,6 +217,14 @@ func (f *floorRun) delete(ctx context.Context, id string) error {
 	return err
 }
 
+// Steps of one floor pod: with a pause, the container joins the pause's
+// namespaces; without one (how crid runs pods without a shared PID
+// namespace), the container gets the netns and its own IPC and UTS.
+var (
+	floorSteps          = []string{"netns", "cni-add", "runc-run-pause", "runc-run-container", "startup-total", "teardown"}
+	floorPauselessSteps = []string{"netns", "cni-add", "runc-run-container", "startup-total", "teardown"}
+)
+
 func (b *Bench) floor(ctx context.Context) error {
 	o := b.opts
 	if o.PauseRootfs == "" || o.Rootfs == "" {
@@ -217,93 +234,125 @@ func (b *Bench) floor(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cni := libcni.NewCNIConfigWithCacheDir(o.CNIBinDirs, filepath.Join(o.WorkDir, "cni-cache"), nil)
-	f := &floorRun{b: b, root: filepath.Join(o.WorkDir, "runc")}
-	pauseArgs := []string{"/pause"}
-	if o.PauseArgs != nil {
-		pauseArgs = o.PauseArgs
-	}
+	f := &floorRun{b: b, root: filepath.Join(o.WorkDir, "runc"), list: list,
+		cni: libcni.NewCNIConfigWithCacheDir(o.CNIBinDirs, filepath.Join(o.WorkDir, "cni-cache"), nil)}
 	// Whatever happens, leave no container, netns or CNI allocation behind.
-	// Uses a fresh context: ctx may be the cancelled one.
-	type netState struct {
-		name string
-		rt   *libcni.RuntimeConf
-	}
-	var nets []netState
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		for i := len(f.created) - 1; i >= 0; i-- {
-			_, _ = f.runc(cctx, "delete", "--force", f.created[i])
-		}
-		for _, n := range nets {
-			if n.rt != nil {
-				_ = cni.DelNetworkList(cctx, list, n.rt)
-			}
-			_ = netns.DeleteNamed(n.name)
-		}
-	}()
+	defer f.cleanup()
 
-	names := []string{"netns", "cni-add", "runc-run-pause", "runc-run-container", "startup-total", "teardown"}
-	samples := make([][]time.Duration, len(names))
+	samples := make([][]time.Duration, len(floorSteps))
+	pauseless := make([][]time.Duration, len(floorPauselessSteps))
 	total := o.N + o.Warmup
 	tk := b.ticker("floor", total)
 	for i := 0; i < total; i++ {
 		id := fmt.Sprintf("%sfloor-%d", b.tr.Prefix(), i)
-		var d [6]time.Duration
-		var err error
-		nsName := id
-		if d[0], err = timed(func() error { return newNamedNetns(nsName) }); err != nil {
+		d, err := f.pod(ctx, id, true)
+		if err != nil {
 			return err
 		}
-		nets = append(nets, netState{name: nsName})
-		ns := &nets[len(nets)-1]
-		nsPath := "/var/run/netns/" + nsName
-		rt := &libcni.RuntimeConf{ContainerID: id, NetNS: nsPath, IfName: "eth0",
-			Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", Namespace}, {"K8S_POD_NAME", id}, {"K8S_POD_INFRA_CONTAINER_ID", id}}}
-		if d[1], err = timed(func() error {
-			_, err := cni.AddNetworkList(ctx, list, rt)
-			return err
-		}); err != nil {
-			return fmt.Errorf("CNI ADD: %w", err)
-		}
-		ns.rt = rt
-		var pid int
-		pauseID := id + "-pause"
-		if d[2], pid, err = f.run(ctx, pauseID, floorSpec(pauseID, o.PauseRootfs, pauseArgs, nsPath, 0)); err != nil {
+		dl, err := f.pod(ctx, id+"-np", false)
+		if err != nil {
 			return err
 		}
-		ctrID := id + "-c"
-		if d[3], _, err = f.run(ctx, ctrID, floorSpec(ctrID, o.Rootfs, o.Command, "", pid)); err != nil {
-			return err
-		}
-		d[4] = d[0] + d[1] + d[2] + d[3]
-		if d[5], err = timed(func() error {
-			if err := f.delete(ctx, ctrID); err != nil {
-				return err
-			}
-			if err := f.delete(ctx, pauseID); err != nil {
-				return err
-			}
-			if err := cni.DelNetworkList(ctx, list, rt); err != nil {
-				return fmt.Errorf("CNI DEL: %w", err)
-			}
-			ns.rt = nil
-			return netns.DeleteNamed(nsName)
-		}); err != nil {
-			return err
-		}
-		nets = nets[:len(nets)-1]
 		if i >= o.Warmup {
 			for k := range d {
 				samples[k] = append(samples[k], d[k])
 			}
+			for k := range dl {
+				pauseless[k] = append(pauseless[k], dl[k])
+			}
 		}
 		tk.inc()
 	}
-	for k, n := range names {
+	for k, n := range floorSteps {
 		s := Summarize(samples[k])
 		b.add(Metric{"floor", "sequential", n + " p50", "ms", Ms(s.P50)}, Metric{"floor", "sequential", n + " p90", "ms", Ms(s.P90)})
 	}
+	for k, n := range floorPauselessSteps {
+		s := Summarize(pauseless[k])
+		b.add(Metric{"floor", "without pause", n + " p50", "ms", Ms(s.P50)}, Metric{"floor", "without pause", n + " p90", "ms", Ms(s.P90)})
+	}
 	return nil
+}
+
+// cleanup removes what a failed or interrupted run left, with a fresh
+// context: the run's may be the cancelled one.
+func (f *floorRun) cleanup() {
+	cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := len(f.created) - 1; i >= 0; i-- {
+		_, _ = f.runc(cctx, "delete", "--force", f.created[i])
+	}
+	for _, n := range f.nets {
+		if n.rt != nil {
+			_ = f.cni.DelNetworkList(cctx, f.list, n.rt)
+		}
+		_ = netns.DeleteNamed(n.name)
+	}
+}
+
+// pod starts and tears down one floor pod, with or without a pause, and
+// returns the time of each step (floorSteps or floorPauselessSteps).
+func (f *floorRun) pod(ctx context.Context, id string, withPause bool) ([]time.Duration, error) {
+	o := f.b.opts
+	var d []time.Duration
+	step := func(fn func() error) error {
+		t, err := timed(fn)
+		d = append(d, t)
+		return err
+	}
+	if err := step(func() error { return newNamedNetns(id) }); err != nil {
+		return nil, err
+	}
+	f.nets = append(f.nets, floorNet{name: id})
+	ns := &f.nets[len(f.nets)-1]
+	nsPath := "/var/run/netns/" + id
+	rt := &libcni.RuntimeConf{ContainerID: id, NetNS: nsPath, IfName: "eth0",
+		Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", Namespace}, {"K8S_POD_NAME", id}, {"K8S_POD_INFRA_CONTAINER_ID", id}}}
+	if err := step(func() error { _, err := f.cni.AddNetworkList(ctx, f.list, rt); return err }); err != nil {
+		return nil, fmt.Errorf("CNI ADD: %w", err)
+	}
+	ns.rt = rt
+	var ids []string
+	ctrSpec := floorSpec(id+"-c", o.Rootfs, o.Command, nsPath, 0)
+	if withPause {
+		pauseArgs := []string{"/pause"}
+		if o.PauseArgs != nil {
+			pauseArgs = o.PauseArgs
+		}
+		var pid int
+		if err := step(func() (err error) {
+			_, pid, err = f.run(ctx, id+"-pause", floorSpec(id+"-pause", o.PauseRootfs, pauseArgs, nsPath, 0))
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id+"-pause")
+		ctrSpec = floorSpec(id+"-c", o.Rootfs, o.Command, "", pid)
+	}
+	if err := step(func() error { _, _, err := f.run(ctx, id+"-c", ctrSpec); return err }); err != nil {
+		return nil, err
+	}
+	ids = append(ids, id+"-c")
+	var total time.Duration
+	for _, t := range d {
+		total += t
+	}
+	d = append(d, total)
+	err := step(func() error {
+		for i := len(ids) - 1; i >= 0; i-- {
+			if err := f.delete(ctx, ids[i]); err != nil {
+				return err
+			}
+		}
+		if err := f.cni.DelNetworkList(ctx, f.list, rt); err != nil {
+			return fmt.Errorf("CNI DEL: %w", err)
+		}
+		ns.rt = nil
+		return netns.DeleteNamed(id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.nets = f.nets[:len(f.nets)-1]
+	return d, nil
 }
