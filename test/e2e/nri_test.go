@@ -40,9 +40,7 @@ func startNRICrid(t *testing.T) *nriCrid {
 	c.harness = nriHarness(t)
 	c.socket = filepath.Join(c.base, "nri", "nri.sock")
 	c.plugin = filepath.Join(c.base, "nriplugin")
-	build := exec.Command("go", "build", "-o", c.plugin, "./nriplugin")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := buildHelper("./nriplugin", c.plugin); err != nil {
 		t.Fatalf("build nriplugin: %v", err)
 	}
 	c.configure(t, false, "")
