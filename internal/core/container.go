@@ -311,6 +311,7 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	proc, err := monitor.Spawn(monCtx, s.monitor, monitor.Options{
 		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
 		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
+		SystemdCgroup: rt.SystemdCgroup,
 	})
 	// The monitor runs `runtime create`: that is the runtime's create.
 	s.metrics.RuntimeOperation(rt.Name, "create", time.Since(spawnStart), err)

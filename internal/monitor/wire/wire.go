@@ -26,6 +26,8 @@ type Options struct {
 	Stdin       bool
 	StdinOnce   bool
 	Terminal    bool
+	// SystemdCgroup: run the runtime with --systemd-cgroup (runc.Runtime).
+	SystemdCgroup bool `json:",omitempty"`
 }
 
 // Exit is how a container ended.
