@@ -16,7 +16,7 @@ import (
 )
 
 // ReadMetrics reads every counter the CRI metrics (cAdvisor's names) need
-// from the container cgroup at cgroupsPath (cgroupfs form): more files
+// from the container cgroup at cgroupsPath (either form, as Read): more files
 // than Read, which serves the cheap, frequent stats calls. The same path
 // rules as Read: InvalidArgument for a root or escaping path, NotFound
 // for a cgroup that is gone.
@@ -67,7 +67,8 @@ func limitOrZero(v uint64) uint64 {
 // readMetrics reads a container cgroup from v1 controllers (mounts
 // from cgroups.V1Mounts) or, with v1 nil, from the v2 tree.
 func readMetrics(cgroupsPath string, v1 map[string]string) (*Metrics, error) {
-	if err := checkPath(cgroupsPath); err != nil {
+	cgroupsPath, err := resolve(cgroupsPath)
+	if err != nil {
 		return nil, err
 	}
 	if v1 == nil {
