@@ -14,16 +14,27 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
+// cgroupV2 reports whether this host runs pure cgroup v2.
+func cgroupV2() bool {
+	var st unix.Statfs_t
+	return unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+// systemdPID1 reports whether systemd runs this host (as sd_booted checks).
+func systemdPID1() bool {
+	_, err := os.Stat("/run/systemd/system")
+	return err == nil
+}
+
 // needSystemdV2 skips the test unless this node is what production
 // Kubernetes nodes are: systemd as PID 1 over pure cgroup v2. This host is
 // not; the VM of test/vm is (test/vm/e2e.sh).
 func needSystemdV2(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat("/run/systemd/system"); err != nil {
+	if !systemdPID1() {
 		t.Skip("systemd is not PID 1 here (test/vm/e2e.sh runs this in a VM where it is)")
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+	if !cgroupV2() {
 		t.Skip("not a pure cgroup v2 host (test/vm/e2e.sh runs this in a VM that is)")
 	}
 }
@@ -118,6 +129,16 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
 		if err != nil || strings.TrimSpace(string(b)) != want {
 			t.Errorf("%s = %q (%v), want %q", file, b, err, want)
 		}
+	}
+	// An exec'd process joins the container's scope (crid-nsexec or runc).
+	want := "0::" + strings.TrimPrefix(scopeDir, "/sys/fs/cgroup")
+	if r, err := c.rt.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: id, Cmd: []string{"cat", "/proc/self/cgroup"}, Timeout: 60}); err != nil {
+		t.Errorf("ExecSync: %v", err)
+	} else if got := strings.TrimSpace(string(r.Stdout)); (got != want && got != "0::/") || r.ExitCode != 0 {
+		// "0::/" in a container with its own cgroup namespace: the root of
+		// that namespace is the container's cgroup; anywhere else reads
+		// as a path relative to it ("/../...").
+		t.Errorf("exec'd process: /proc/self/cgroup %q (exit %d, stderr %q), want %q", got, r.ExitCode, r.Stderr, want)
 	}
 	// The pod's own sandbox (pause) is in the slice too.
 	if _, err := os.Stat(filepath.Join(sliceDir, "crid-"+podID+".scope")); err != nil {
