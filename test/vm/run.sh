@@ -365,6 +365,14 @@ tail -n +1 -F "$OUT/output.log" 2>/dev/null &
 TAIL_PID=$!
 
 while kill -0 "$QEMU_PID" 2>/dev/null; do
+	# A guest kernel stuck for minutes will not come back (seen under TCG
+	# on an overloaded host): fail now rather than at the timeout.
+	if grep -qE 'soft lockup - CPU#[0-9]+ stuck for [0-9]{3,}s' "$OUT/console.log"; then
+		kill -KILL "$QEMU_PID" 2>/dev/null || true
+		wait "$QEMU_PID" 2>/dev/null || true
+		QEMU_PID=
+		fail_console "the guest kernel is stuck (soft lockup of 100 s or more); VM killed"
+	fi
 	if [ "$(date +%s)" -ge "$deadline" ]; then
 		kill -KILL "$QEMU_PID" 2>/dev/null || true
 		wait "$QEMU_PID" 2>/dev/null || true
