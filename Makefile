@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 CC ?= gcc
 NSEXEC_OUT ?= bin/crid-nsexec
 
-.PHONY: build nsexec runc install test unit conformance node-e2e bench-compare clean
+.PHONY: build nsexec runc install test unit conformance node-e2e bench-compare vm-run vm-e2e clean
 
 build:
 	mkdir -p bin _output
@@ -41,6 +41,17 @@ conformance: build
 # crid; NODE_E2E_ARGS="--subset ci" for the CI subset (see test/node-e2e/run.sh).
 node-e2e: build
 	./test/node-e2e/run.sh --crid $(CURDIR)/bin/crid $(NODE_E2E_ARGS)
+
+# A command as root in a Debian 12 VM with systemd, cgroup v2 and AppArmor
+# (docs/vm.md): make vm-run CMD='systemctl status' [VM_ARGS='--mem 8G'].
+CMD ?= sh -c 'systemctl status --no-pager; cat /proc/self/cgroup'
+vm-run: build
+	./test/vm/run.sh $(VM_ARGS) -- $(CMD)
+
+# test/e2e in that VM: make vm-e2e [RUN='TestPodLifecycle|TestSystemdCgroupDriver'].
+RUN ?= .
+vm-e2e:
+	./test/vm/e2e.sh --timeout 100m $(VM_ARGS) -- -test.run '$(RUN)' -test.timeout 90m
 
 bench-compare: build
 	./scripts/bench-compare.sh

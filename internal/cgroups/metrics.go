@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,7 +17,7 @@ import (
 )
 
 // ReadMetrics reads every counter the CRI metrics (cAdvisor's names) need
-// from the container cgroup at cgroupsPath (cgroupfs form): more files
+// from the container cgroup at cgroupsPath (either form, as Read): more files
 // than Read, which serves the cheap, frequent stats calls. The same path
 // rules as Read: InvalidArgument for a root or escaping path, NotFound
 // for a cgroup that is gone.
@@ -37,6 +38,7 @@ type Metrics struct {
 	CPUTotal, CPUUser, CPUSystem              uint64
 	Periods, ThrottledPeriods, ThrottledNanos uint64
 	CPUPeriod, CPUShares                      uint64
+	CPUWeight                                 uint64 // cgroup v2 cpu.weight, which CPUShares is derived from; 0 on v1
 	MemUsage, MemMaxUsage, MemWorkingSet      uint64
 	MemCache, MemRSS, MemKernel, MemMapped    uint64
 	MemSwap, MemFailcnt, OOMKills             uint64
@@ -67,7 +69,8 @@ func limitOrZero(v uint64) uint64 {
 // readMetrics reads a container cgroup from v1 controllers (mounts
 // from cgroups.V1Mounts) or, with v1 nil, from the v2 tree.
 func readMetrics(cgroupsPath string, v1 map[string]string) (*Metrics, error) {
-	if err := checkPath(cgroupsPath); err != nil {
+	cgroupsPath, err := resolve(cgroupsPath)
+	if err != nil {
 		return nil, err
 	}
 	if v1 == nil {
@@ -140,7 +143,10 @@ func readMetricsV2(dir string) (*Metrics, error) {
 		m.CPUPeriod, _ = strconv.ParseUint(f[1], 10, 64)
 	}
 	if w := r.uint(dir, "cpu.weight"); w > 0 {
-		// The inverse of the shares->weight conversion runc applies.
+		// The inverse of the linear shares->weight conversion (runc
+		// before 1.4). Newer runc's quadratic one cannot be inverted
+		// exactly; the caller knows the shares asked for (SharesGiveWeight).
+		m.CPUWeight = w
 		m.CPUShares = 2 + (w-1)*262142/9999
 	}
 	ms := r.kv(dir, "memory.stat")
@@ -335,4 +341,29 @@ func parseMajMin(s string) (uint64, uint64, bool) {
 	maj, err1 := strconv.ParseUint(a, 10, 64)
 	mnr, err2 := strconv.ParseUint(b, 10, 64)
 	return maj, mnr, err1 == nil && err2 == nil
+}
+
+// SharesGiveWeight reports whether a runtime converting CPU shares to a
+// cgroup v2 cpu.weight turns shares into weight: with the linear formula
+// of older runc (Debian 12's 1.1.5) or the quadratic one of runc 1.4
+// and later (opencontainers/cgroups ConvertCPUSharesToCgroupV2Value).
+func SharesGiveWeight(shares, weight uint64) bool {
+	if shares == 0 || weight == 0 {
+		return false
+	}
+	linear := 1 + (shares-2)*9999/262142
+	if shares < 2 {
+		linear = 1
+	}
+	var quadratic uint64
+	switch {
+	case shares <= 2:
+		quadratic = 1
+	case shares >= 262144:
+		quadratic = 10000
+	default:
+		l := math.Log2(float64(shares))
+		quadratic = uint64(math.Ceil(math.Pow(10, (l*l+125*l)/612.0-7.0/34.0)))
+	}
+	return weight == linear || weight == quadratic
 }

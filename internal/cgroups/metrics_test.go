@@ -112,3 +112,27 @@ func TestReadMetricsPathRules(t *testing.T) {
 		t.Errorf("ReadMetrics of a missing cgroup = %v, want NotFound", err)
 	}
 }
+
+func TestSharesGiveWeight(t *testing.T) {
+	for _, tt := range []struct {
+		shares, weight uint64
+		want           bool
+	}{
+		{512, 20, true},  // linear (runc 1.1.5)
+		{512, 59, true},  // quadratic (runc 1.4+)
+		{300, 12, true},  // linear
+		{300, 39, true},  // quadratic
+		{1024, 39, true}, // linear
+		{1024, 100, true},
+		{2, 1, true},
+		{262144, 10000, true},
+		{512, 58, false},
+		{300, 59, false},
+		{0, 1, false},
+		{512, 0, false},
+	} {
+		if got := SharesGiveWeight(tt.shares, tt.weight); got != tt.want {
+			t.Errorf("SharesGiveWeight(%d, %d) = %v, want %v", tt.shares, tt.weight, got, tt.want)
+		}
+	}
+}

@@ -38,9 +38,11 @@ type Stats struct {
 const cgroupRoot = "/sys/fs/cgroup"
 
 // Read returns the usage of the cgroup at cgroupsPath (as given in the OCI
-// spec, cgroupfs driver). errdefs.ErrNotFound if the cgroup is gone.
+// spec: a cgroupfs path or the systemd driver's slice:prefix:name).
+// errdefs.ErrNotFound if the cgroup is gone.
 func Read(cgroupsPath string) (*Stats, error) {
-	if err := checkPath(cgroupsPath); err != nil {
+	cgroupsPath, err := resolve(cgroupsPath)
+	if err != nil {
 		return nil, err
 	}
 	if Unified() {
@@ -68,6 +70,13 @@ func Unified() bool {
 // joins. A cgroup that does not exist is not an error; one that still has
 // processes is (EBUSY).
 func Remove(cgroupsPath string) error {
+	if IsSystemdPath(cgroupsPath) {
+		// A transient scope is systemd's: it removes the scope once its
+		// last process is gone (runc delete stops it), and a cgroup
+		// removed behind its back leaves a unit that points nowhere.
+		_, err := resolve(cgroupsPath)
+		return err
+	}
 	if err := checkPath(cgroupsPath); err != nil {
 		return err
 	}
@@ -103,6 +112,70 @@ func checkPath(p string) error {
 		return fmt.Errorf("cgroups path %q: %w", p, errdefs.ErrInvalidArgument)
 	}
 	return nil
+}
+
+// IsSystemdPath reports whether cgroupsPath is in the systemd driver's
+// "slice:prefix:name" form rather than a cgroupfs path.
+func IsSystemdPath(cgroupsPath string) bool {
+	return strings.Contains(cgroupsPath, ":")
+}
+
+// resolve turns an OCI cgroupsPath into the cgroup's path under a
+// hierarchy's root, checked by checkPath: a cgroupfs path as it is, the
+// systemd driver's "slice:prefix:name" where systemd puts that unit (as
+// runc's systemd driver names it): the slice's ancestors, then the scope
+// "prefix-name.scope", e.g. "kubepods-burstable-pod1.slice:crid:abc" is
+// /kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/crid-abc.scope.
+func resolve(cgroupsPath string) (string, error) {
+	if !IsSystemdPath(cgroupsPath) {
+		return cgroupsPath, checkPath(cgroupsPath)
+	}
+	parts := strings.Split(cgroupsPath, ":")
+	if len(parts) != 3 || parts[2] == "" {
+		return "", fmt.Errorf("cgroups path %q: systemd form is slice:prefix:name: %w", cgroupsPath, errdefs.ErrInvalidArgument)
+	}
+	slice, prefix, name := parts[0], parts[1], parts[2]
+	if slice == "" {
+		slice = "system.slice" // runc's default
+	}
+	dir, err := expandSlice(slice)
+	if err != nil {
+		return "", fmt.Errorf("cgroups path %q: %w", cgroupsPath, err)
+	}
+	unit := name
+	if !strings.HasSuffix(name, ".slice") {
+		if prefix != "" {
+			unit = prefix + "-" + name
+		}
+		unit += ".scope"
+	}
+	if strings.Contains(unit, "/") {
+		return "", fmt.Errorf("cgroups path %q: %w", cgroupsPath, errdefs.ErrInvalidArgument)
+	}
+	p := filepath.Join(dir, unit)
+	return p, checkPath(p)
+}
+
+// expandSlice is systemd's layout of a slice: "a-b-c.slice" lives at
+// /a.slice/a-b.slice/a-b-c.slice, "-.slice" is the root.
+func expandSlice(slice string) (string, error) {
+	const suffix = ".slice"
+	name, ok := strings.CutSuffix(slice, suffix)
+	if !ok || name == "" || strings.Contains(slice, "/") {
+		return "", fmt.Errorf("invalid slice name %q: %w", slice, errdefs.ErrInvalidArgument)
+	}
+	if name == "-" {
+		return "/", nil
+	}
+	var path, prefix string
+	for _, c := range strings.Split(name, "-") {
+		if c == "" {
+			return "", fmt.Errorf("invalid slice name %q: %w", slice, errdefs.ErrInvalidArgument)
+		}
+		path += "/" + prefix + c + suffix
+		prefix += c + "-"
+	}
+	return path, nil
 }
 
 // removeTree removes dir and its sub-cgroups deepest first. cgroupfs
@@ -382,10 +455,11 @@ func ownV2Path() (string, error) {
 
 // ProcessDirs returns the host directories of every cgroup process pid is
 // in: one per v1 hierarchy and, on hybrid and v2 hosts, its v2 cgroup. It
-// fails unless one of them is cgroupsPath (cgroupfs form), which ties the
+// fails unless one of them is cgroupsPath (either form), which ties the
 // pid to the container that owns that cgroup.
 func ProcessDirs(pid int, cgroupsPath string) ([]string, error) {
-	if err := checkPath(cgroupsPath); err != nil {
+	cgroupsPath, err := resolve(cgroupsPath)
+	if err != nil {
 		return nil, err
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))

@@ -322,3 +322,39 @@ func TestProcessDirsSelf(t *testing.T) {
 		}
 	}
 }
+
+func TestResolveSystemdPath(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		bad      bool
+	}{
+		{in: "/kubepods/burstable/pod1/abc", want: "/kubepods/burstable/pod1/abc"},
+		{in: "kubepods-burstable-pod1.slice:crid:abc", want: "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/crid-abc.scope"},
+		{in: "system.slice:crid:abc", want: "/system.slice/crid-abc.scope"},
+		{in: ":crid:abc", want: "/system.slice/crid-abc.scope"},
+		{in: "-.slice:crid:abc", want: "/crid-abc.scope"},
+		{in: "kubepods.slice::abc", want: "/kubepods.slice/abc.scope"},
+		{in: "kubepods.slice:crid:sub.slice", want: "/kubepods.slice/sub.slice"},
+		{in: "kubepods--x.slice:crid:abc", bad: true},
+		{in: "kubepods:crid:abc", bad: true},
+		{in: "a/b.slice:crid:abc", bad: true},
+		{in: "kubepods.slice:crid:", bad: true},
+		{in: "kubepods.slice:crid:a/../..", bad: true},
+		{in: "a:b", bad: true},
+		{in: "/", bad: true},
+	} {
+		got, err := resolve(tt.in)
+		if tt.bad {
+			if err == nil {
+				t.Errorf("resolve(%q) = %q, want an error", tt.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("resolve(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	if IsSystemdPath("/kubepods/pod1/abc") || !IsSystemdPath("kubepods.slice:crid:abc") {
+		t.Error("IsSystemdPath")
+	}
+}

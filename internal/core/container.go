@@ -331,6 +331,7 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
 		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
 		SeccompNotify: notify,
+		SystemdCgroup: rt.SystemdCgroup,
 	})
 	// The monitor runs `runtime create`: that is the runtime's create.
 	s.metrics.RuntimeOperation(rt.Name, "create", time.Since(spawnStart), err)

@@ -26,6 +26,7 @@ import (
 	"github.com/crid-dev/crid/internal/image"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -240,10 +241,34 @@ func (s *Service) podMetrics(sb *sandbox, rec sandboxRecord, fsInfo rootFs) *run
 			s.log.Debug("container metrics", "container", crec.ID, "error", err)
 			continue
 		}
+		if cg.CPUWeight > 0 {
+			if sh := s.requestedShares(c, crec); cgroups.SharesGiveWeight(sh, cg.CPUWeight) {
+				cg.CPUShares = sh
+			}
+		}
 		ms := s.containerMetrics(crec, labels, cg, fsInfo, now)
 		out.ContainerMetrics = append(out.ContainerMetrics, &runtime.ContainerMetrics{ContainerId: crec.ID, Metrics: ms})
 	}
 	return out
+}
+
+// requestedShares is the CPU shares last asked for the container: by
+// UpdateContainerResources, else in its spec; 0 if none. On cgroup v2 the
+// shares cannot be read back exactly from cpu.weight (runc 1.4's
+// conversion is not invertible), so the metric reports these where they
+// give the weight the cgroup has.
+func (s *Service) requestedShares(c *container, rec containerRecord) uint64 {
+	if len(rec.Resources) > 0 {
+		var res runtime.LinuxContainerResources
+		if proto.Unmarshal(rec.Resources, &res) == nil && res.CpuShares > 0 {
+			return uint64(res.CpuShares)
+		}
+	}
+	sp, err := s.containerSpec(c)
+	if err != nil || sp.Linux == nil || sp.Linux.Resources == nil || sp.Linux.Resources.CPU == nil || sp.Linux.Resources.CPU.Shares == nil {
+		return 0
+	}
+	return *sp.Linux.Resources.CPU.Shares
 }
 
 // containerImageLabel is the image as the user named it, as cAdvisor shows it.

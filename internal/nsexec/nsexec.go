@@ -221,11 +221,6 @@ func Supported(spec *specs.Spec, proc *specs.Process) error {
 		// runc exec moves the process into the container's resctrl group.
 		return errors.New("intel RDT")
 	}
-	if strings.Contains(spec.Linux.CgroupsPath, ":") {
-		// The systemd driver's slice:prefix:name; the cgroup check that
-		// ties the pid to the container wants a cgroupfs path.
-		return errors.New("systemd cgroups path")
-	}
 	if sc := spec.Linux.Seccomp; sc != nil {
 		if sc.ListenerPath != "" || len(sc.Flags) > 0 {
 			return errors.New("seccomp listener or flags")
@@ -259,7 +254,8 @@ func (h *Helper) Exec(ctx context.Context, t Target, proc *specs.Process, eio IO
 	defer pidf.Close()
 	// Read after the pidfd is open: should the pid have been reused, the
 	// cgroup check fails and the pidfd names the wrong process anyway.
-	// Supported has refused a spec without a cgroupfs-form path.
+	// Either driver's path: the systemd driver's slice:prefix:name is
+	// the scope systemd made for the container.
 	dirs, err := cgroups.ProcessDirs(t.Pid, t.Spec.Linux.CgroupsPath)
 	if err != nil {
 		return -1, fmt.Errorf("init process %d: %w", t.Pid, err)

@@ -170,7 +170,7 @@ func TestSupported(t *testing.T) {
 		{"seccomp notify", linux(&specs.LinuxSeccomp{Syscalls: []specs.LinuxSyscall{{Names: []string{"mount"}, Action: specs.ActNotify}}}), proc(nil), false},
 		{"seccomp flags", linux(&specs.LinuxSeccomp{Flags: []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog}}), proc(nil), false},
 		{"cgroupfs path", &specs.Spec{Linux: &specs.Linux{CgroupsPath: "/kubepods/c1"}}, proc(nil), true},
-		{"systemd cgroups path", &specs.Spec{Linux: &specs.Linux{CgroupsPath: "kubepods.slice:crid:c1"}}, proc(nil), false},
+		{"systemd cgroups path", &specs.Spec{Linux: &specs.Linux{CgroupsPath: "kubepods.slice:crid:c1"}}, proc(nil), true},
 		{"intel rdt", &specs.Spec{Linux: &specs.Linux{IntelRdt: &specs.LinuxIntelRdt{ClosID: "c1"}}}, proc(nil), false},
 		// A time namespace is joined like the others, not routed.
 		{"time namespace", &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.TimeNamespace}}}}, proc(nil), true},

@@ -27,6 +27,11 @@ type Runtime struct {
 	Path string // binary
 	Root string // --root state dir
 
+	// SystemdCgroup passes --systemd-cgroup: the spec's cgroupsPath is the
+	// systemd driver's slice:prefix:name, which runc's cgroupfs driver
+	// would take for a literal directory name.
+	SystemdCgroup bool
+
 	// ExecHelper, if set, is a binary that runs ExecHelperMain when given
 	// ExecHelperCommand (crid-monitor does). Exec without a terminal goes
 	// through it so that background children holding the output cannot
@@ -90,6 +95,9 @@ func (r *Runtime) globalArgs() []string {
 	args := []string{"--log-format", "json"}
 	if r.Root != "" {
 		args = append(args, "--root", r.Root)
+	}
+	if r.SystemdCgroup {
+		args = append(args, "--systemd-cgroup")
 	}
 	return args
 }

@@ -133,3 +133,29 @@ func TestDeleteExited(t *testing.T) {
 		}
 	}
 }
+
+// TestSystemdCgroupFlag: with the systemd cgroup driver every runtime
+// command gets --systemd-cgroup, without it none does; runc's cgroupfs
+// driver would take the spec's slice:prefix:name for a directory name.
+func TestSystemdCgroupFlag(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	bin := filepath.Join(dir, "runc")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho \"$*\" >> "+calls+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, systemd := range []bool{true, false} {
+		_ = os.Remove(calls)
+		r := &Runtime{Name: "runc", Path: bin, Root: dir, SystemdCgroup: systemd}
+		if err := r.Kill(context.Background(), "c1", 15, false); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(calls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(b), "--systemd-cgroup"); got != systemd {
+			t.Errorf("SystemdCgroup %v: ran %q", systemd, b)
+		}
+	}
+}

@@ -206,22 +206,36 @@ func TestAnnotationsRefused(t *testing.T) {
 
 	pod := podConfig(t)
 	podID := runPod(t, pod, annotHandler)
-	for _, tc := range []struct {
+	type badCase struct {
 		key, value string
 		code       codes.Code
-	}{
+	}
+	cases := []badCase{
 		{"io.crid.umask", "0o22", codes.InvalidArgument},
 		{"io.crid.rlimits", "nofile=10:5", codes.InvalidArgument},
 		{"io.crid.devices", "/etc/hostname", codes.InvalidArgument}, // not a device node
 		{"io.crid.unified", "memory/../x=1", codes.InvalidArgument},
 		{"io.crid.seccomp-notifier", "Log", codes.InvalidArgument},
-		// This host's cgroups are v1 (hybrid): runc cannot apply unified keys.
-		{"io.crid.unified", "pids.max=10", codes.FailedPrecondition},
-	} {
+	}
+	if !cgroupV2() {
+		// On cgroup v1 or hybrid runc cannot apply unified keys.
+		cases = append(cases, badCase{"io.crid.unified", "pids.max=10", codes.FailedPrecondition})
+	}
+	for _, tc := range cases {
 		cfg := containerConfig("bad", "sleep", "1000")
 		cfg.Annotations = map[string]string{tc.key: tc.value}
 		err := tryCreate(t, podID, pod, cfg)
 		wantAnnotationErr(t, "container "+tc.key+"="+tc.value, err, tc.code, tc.key)
+	}
+	if cgroupV2() {
+		// On cgroup v2 (the VM of test/vm) the same key is applied.
+		cfg := containerConfig("unified", "sleep", "1000")
+		cfg.Annotations = map[string]string{"io.crid.unified": "pids.max=10"}
+		id := createStart(t, podID, pod, cfg)
+		p := filepath.Join("/sys/fs/cgroup", pod.Linux.CgroupParent, id, "pids.max")
+		if b, err := os.ReadFile(p); err != nil || strings.TrimSpace(string(b)) != "10" {
+			t.Errorf("io.crid.unified=pids.max=10 on cgroup v2: %s = %q (%v), want 10", p, b, err)
+		}
 	}
 }
 

@@ -23,6 +23,9 @@ func TestDaemonRefusesBadConfig(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if strings.HasPrefix(c.name, "systemd") && systemdPID1() {
+				t.Skip("systemd is PID 1 here: the systemd driver is available and crid would start")
+			}
 			p := filepath.Join(dir, "c.toml")
 			if err := os.WriteFile(p, []byte(c.toml), 0o644); err != nil {
 				t.Fatal(err)

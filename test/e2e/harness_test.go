@@ -124,9 +124,7 @@ func setup() (*harness, error) {
 	}
 	// A failpoint plugin chained after the standard ones.
 	cniBin := filepath.Join(base, "cnibin")
-	build := exec.Command("go", "build", "-o", filepath.Join(cniBin, "crid-e2e-failpoint"), "./cnifail")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := buildHelper("./cnifail", filepath.Join(cniBin, "crid-e2e-failpoint")); err != nil {
 		return hh, fmt.Errorf("build failpoint plugin: %w", err)
 	}
 	// CNI config on a bridge of our own.
@@ -274,6 +272,26 @@ func (hh *harness) teardown() {
 	if os.Getenv("CRID_E2E_KEEP") == "" {
 		_ = os.RemoveAll(hh.base)
 	}
+}
+
+// buildHelper puts the helper program in package dir (relative to
+// test/e2e) at out: built with go, or, where there is no Go toolchain (the
+// VM of test/vm), copied from $CRID_E2E_PREBUILT/crid-e2e-<base of dir>,
+// which test/vm/e2e.sh builds on the host.
+func buildHelper(dir, out string) error {
+	if pre := os.Getenv("CRID_E2E_PREBUILT"); pre != "" {
+		b, err := os.ReadFile(filepath.Join(pre, "crid-e2e-"+filepath.Base(dir)))
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(out, b, 0o755)
+	}
+	build := exec.Command("go", "build", "-o", out, dir)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	return build.Run()
 }
 
 // readLines returns the lines of a file (nil if it does not exist).

@@ -1019,6 +1019,10 @@ func TestIsolationMounts(t *testing.T) {
 		mustRun(t, "mount", "--bind", shared, shared)
 		mustRun(t, "mount", "--make-shared", shared)
 		private := mk("private")
+		// And one made private: where / is shared (systemd makes it so),
+		// a plain directory is on a mount that propagates.
+		mustRun(t, "mount", "--bind", private, private)
+		mustRun(t, "mount", "--make-private", private)
 
 		podID, pod := isoPod(t, func(p *runtime.PodSandboxConfig) { podSecCtx(p).Privileged = true })
 		cfg := containerConfig("prop", "sleep", "1000")

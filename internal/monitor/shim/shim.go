@@ -105,7 +105,7 @@ func Main(args []string) int {
 	m := &monitor{
 		o:         o,
 		log:       log,
-		rt:        &runc.Runtime{Path: o.RuntimePath, Root: o.RuntimeRoot},
+		rt:        &runc.Runtime{Path: o.RuntimePath, Root: o.RuntimeRoot, SystemdCgroup: o.SystemdCgroup},
 		attachers: map[*attacher]struct{}{},
 		exited:    make(chan struct{}),
 	}
@@ -301,6 +301,9 @@ func (m *monitor) create(chld, term <-chan os.Signal) error {
 	args := []string{o.RuntimePath}
 	if o.RuntimeRoot != "" {
 		args = append(args, "--root", o.RuntimeRoot)
+	}
+	if o.SystemdCgroup {
+		args = append(args, "--systemd-cgroup")
 	}
 	runtimeLog := filepath.Join(o.StateDir, wire.RuncLogName)
 	args = append(args, "--log", runtimeLog, "--log-format", "json", "create", "--bundle", o.Bundle,

@@ -30,6 +30,8 @@ type Options struct {
 	// SeccompSocketName for the seccomp notify fds the runtime sends
 	// (the spec's linux.seccomp.listenerPath) and answer them.
 	SeccompNotify *SeccompNotify `json:",omitempty"`
+	// SystemdCgroup: run the runtime with --systemd-cgroup (runc.Runtime).
+	SystemdCgroup bool `json:",omitempty"`
 }
 
 // SeccompNotify is the io.crid.seccomp-notifier of a container: how the
