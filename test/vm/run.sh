@@ -234,11 +234,9 @@ prepare_out() {
 	done
 	# crid's default handler; the guest installs it as /usr/local/sbin/runc.
 	if [ -x /usr/local/sbin/runc ]; then cp /usr/local/sbin/runc "$OUT/bin/runc"; fi
-	local crictl=${CRICTL:-}
-	[ -n "$crictl" ] || for f in "$REPO/bin/cri-tools/crictl" /work/main/bin/cri-tools/crictl; do
-		if [ -x "$f" ]; then crictl=$f; break; fi
-	done
-	if [ -n "$crictl" ]; then cp "$crictl" "$OUT/bin/crictl"; fi
+	# crictl: $CRICTL, else the checkout's (test/conformance/build-tools.sh).
+	local crictl=${CRICTL:-$REPO/bin/cri-tools/crictl}
+	if [ -x "$crictl" ]; then cp "$crictl" "$OUT/bin/crictl"; fi
 	cp "$HERE/guest.sh" "$OUT/guest.sh"
 	{
 		printf '# the command given to test/vm/run.sh\n'
