@@ -163,6 +163,7 @@ func TestLeakCheckSeesAPod(t *testing.T) {
 	before := leakBaseline(t, h)
 	podID := runPod(t, pod, "")
 	createStart(t, podID, pod, containerConfig("leaky", "sleep", "1000"))
+	time.Sleep(leakcheck.MinProcessAge) // younger processes are not counted
 	after, err := leakcheck.Take(ctxT(t), h.leakTarget())
 	if err != nil {
 		t.Fatal(err)

@@ -58,6 +58,12 @@ type Snapshot struct {
 	FDTargets []string
 	// Goroutines is crid's goroutines, -1 when not measured.
 	Goroutines int
+	// Young is how many processes were too young to count (Check looks
+	// again before it calls a snapshot with some clean).
+	Young int
+	// PIDs are all the target's processes, young ones too: a process
+	// that existed at a baseline is not new later, whatever its age was.
+	PIDs map[int]bool
 }
 
 // Slack is how much crid's fds and goroutines may grow between snapshots
@@ -102,6 +108,16 @@ func Take(ctx context.Context, t Target) (Snapshot, error) {
 		slices.Sort(items)
 		s.Sets[kind] = items
 	}
+	pids, err := processPIDs(t)
+	if err != nil {
+		return s, fmt.Errorf("leakcheck processes: %w", err)
+	}
+	s.PIDs = pids
+	for pid := range pids {
+		if age, ok := processAge(pid); ok && age < MinProcessAge {
+			s.Young++
+		}
+	}
 	fdDir := fmt.Sprintf("/proc/%d/fd", t.PID)
 	fds, err := os.ReadDir(fdDir)
 	if err != nil {
@@ -133,9 +149,13 @@ func Diff(before, after Snapshot, slack Slack) []string {
 	slices.Sort(kinds)
 	for _, k := range kinds {
 		for _, item := range after.Sets[k] {
-			if !slices.Contains(before.Sets[k], item) {
-				out = append(out, k+": "+item)
+			if slices.Contains(before.Sets[k], item) {
+				continue
 			}
+			if k == "process" && before.PIDs[itemPID(item)] {
+				continue // there before, only too young to count then
+			}
+			out = append(out, k+": "+item)
 		}
 	}
 	if after.FDs > before.FDs+slack.FDs {
@@ -158,12 +178,24 @@ func Diff(before, after Snapshot, slack Slack) []string {
 // of the last snapshot.
 func Check(ctx context.Context, t Target, before Snapshot, slack Slack, within time.Duration) ([]string, error) {
 	deadline := time.Now().Add(within)
+	lookedAgain := false
 	for {
 		after, err := Take(ctx, t)
 		if err != nil {
 			return nil, err
 		}
 		leaks := Diff(before, after, slack)
+		if len(leaks) == 0 && after.Young > 0 && !lookedAgain {
+			// A process just started may be a leak that is not old
+			// enough to count yet: look once more when it is.
+			lookedAgain = true
+			select {
+			case <-ctx.Done():
+				return leaks, nil
+			case <-time.After(MinProcessAge):
+			}
+			continue
+		}
 		if len(leaks) == 0 || time.Now().After(deadline) {
 			return leaks, nil
 		}
@@ -294,7 +326,9 @@ func cgroupDirs(t Target) ([]string, error) {
 
 // processes are the ones in the pods' cgroups (containers, pauses) and
 // those whose command line names crid's root or state (monitors).
-func processes(t Target) ([]string, error) {
+// processPIDs are the processes in the target's cgroups or naming its
+// root or state on their command line.
+func processPIDs(t Target) (map[int]bool, error) {
 	pids := map[int]bool{}
 	dirs, err := cgroupDirs(t)
 	if err != nil {
@@ -329,8 +363,23 @@ func processes(t Target) ([]string, error) {
 			pids[pid] = true
 		}
 	}
+	return pids, nil
+}
+
+// processes are processPIDs old enough to count (MinProcessAge).
+func processes(t Target) ([]string, error) {
+	pids, err := processPIDs(t)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
 	for pid := range pids {
+		// A leaked process outlives the check's polling; a container's
+		// own short-lived children (a shell loop's `sleep 0.05`) come and
+		// go with new pids and would be reported as new at every poll.
+		if age, ok := processAge(pid); !ok || age < MinProcessAge {
+			continue
+		}
 		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		if err != nil {
 			continue // exited
@@ -338,6 +387,46 @@ func processes(t Target) ([]string, error) {
 		out = append(out, fmt.Sprintf("%d (%s)", pid, strings.TrimSpace(string(comm))))
 	}
 	return out, nil
+}
+
+// itemPID is the pid of a process item ("pid (comm)").
+func itemPID(item string) int {
+	pid, _ := strconv.Atoi(strings.SplitN(item, " ", 2)[0])
+	return pid
+}
+
+// MinProcessAge is how long a process must have lived to count: a
+// test that wants to see one waits that long first.
+const MinProcessAge = time.Second
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's start time: 100
+// on every Linux architecture Go supports.
+const clockTicks = 100
+
+// processAge is how long pid has run (false if it is gone).
+func processAge(pid int) (time.Duration, bool) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 20 {
+		return 0, false
+	}
+	start, err := strconv.ParseInt(f[19], 10, 64) // field 22: starttime
+	if err != nil {
+		return 0, false
+	}
+	up, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, false
+	}
+	secs, err := strconv.ParseFloat(strings.Fields(string(up))[0], 64)
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration(secs*float64(time.Second)) - time.Duration(start)*time.Second/clockTicks, true
 }
 
 // objectDirs are the per-pod and per-container dirs of root and state,
