@@ -157,7 +157,9 @@ func resolve(cgroupsPath string) (string, error) {
 }
 
 // expandSlice is systemd's layout of a slice: "a-b-c.slice" lives at
-// /a.slice/a-b.slice/a-b-c.slice, "-.slice" is the root.
+// /a.slice/a-b.slice/a-b-c.slice, "-.slice" is the root. Written here, not
+// taken from github.com/opencontainers/cgroups/systemd (ExpandSlice): that
+// package links go-systemd and godbus into the daemon for these lines.
 func expandSlice(slice string) (string, error) {
 	const suffix = ".slice"
 	name, ok := strings.CutSuffix(slice, suffix)

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
-
-	"github.com/crid-dev/crid/internal/fault"
 )
 
 // Garbage collection of the image store: blobs (<root>/content/blobs) and
@@ -76,21 +74,11 @@ import (
 // finishes the job. (Unpacked files are not fsynced before their record:
 // a power loss, unlike a crash of crid, may still lose recent layers.)
 
-// Option configures a Service at New.
-type Option func(*Service)
-
 // WithOnFreed has fn called after each collection that freed something,
 // with kind "images" and the bytes freed (for crid_disk_freed_bytes_total).
 // fn runs on the collecting goroutine and must not call into the Service.
 func WithOnFreed(fn func(kind string, bytes int64)) Option {
 	return func(s *Service) { s.gc.onFreed = fn }
-}
-
-// WithFaults injects faults at the pull's named steps (tests only; see
-// internal/fault): PullImage/downloaded (every layer in the content
-// store) and PullImage/unpacked (every layer unpacked, not yet recorded).
-func WithFaults(in *fault.Injector) Option {
-	return func(s *Service) { s.faults = in }
 }
 
 // FreedKind is the kind WithOnFreed's callback is given.

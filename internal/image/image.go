@@ -111,6 +111,16 @@ type Service struct {
 // ~10s and a walk of a large store is not free.
 const fsInfoMaxAge = 10 * time.Second
 
+// Option configures a Service at New.
+type Option func(*Service)
+
+// WithFaults injects faults at the pull's named steps (tests only; see
+// internal/fault): PullImage/downloaded (every layer in the content
+// store) and PullImage/unpacked (every layer unpacked, not yet recorded).
+func WithFaults(in *fault.Injector) Option {
+	return func(s *Service) { s.faults = in }
+}
+
 // New opens the image service rooted at root (e.g. /var/lib/crid) using st
 // for image records, finishing what a crash interrupted (gc.go). Garbage
 // is collected in the background only while RunCollector runs.
