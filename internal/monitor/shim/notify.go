@@ -122,31 +122,9 @@ func (n *notifier) serve(ln *os.File, done <-chan struct{}) {
 // (SCM_RIGHTS); it returns the one named seccompFd and closes the others.
 func recvSeccompFd(conn *os.File) (int, error) {
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
 	// The state carries the spec's annotations; a bigger one is cut short,
 	// and then the one fd runc sends is taken without the state.
-	buf := make([]byte, 16*1024)
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	var n, oobn int
-	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		for {
-			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
-			if rerr != unix.EINTR {
-				return rerr != unix.EAGAIN
-			}
-		}
-	})
-	if err == nil {
-		err = rerr
-	}
-	if err != nil {
-		return -1, err
-	}
-	fds, err := parseRights(oob[:oobn])
+	data, fds, err := recvMsg(conn, 16*1024)
 	if err != nil {
 		return -1, err
 	}
@@ -154,10 +132,10 @@ func recvSeccompFd(conn *os.File) (int, error) {
 		Fds []string `json:"fds"`
 	}
 	i := -1
-	if err := json.Unmarshal(buf[:n], &state); err == nil {
+	if err := json.Unmarshal(data, &state); err == nil {
 		i = slices.Index(state.Fds, "seccompFd")
 	} else if len(fds) == 1 {
-		i = 0 // a state too big for buf: runc sends the one fd
+		i = 0 // a state too big for the buffer: runc sends the one fd
 	}
 	if i < 0 || i >= len(fds) {
 		closeAll(fds)
@@ -166,26 +144,6 @@ func recvSeccompFd(conn *os.File) (int, error) {
 	fd := fds[i]
 	closeAll(slices.Delete(fds, i, i+1))
 	return fd, nil
-}
-
-func parseRights(oob []byte) ([]int, error) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil, err
-	}
-	var fds []int
-	for i := range msgs {
-		if f, err := unix.ParseUnixRights(&msgs[i]); err == nil {
-			fds = append(fds, f...)
-		}
-	}
-	return fds, nil
-}
-
-func closeAll(fds []int) {
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
 }
 
 // handle answers the notifications of one notify fd until every process

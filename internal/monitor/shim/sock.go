@@ -80,31 +80,46 @@ func trustedPeer(conn int) bool {
 // recvFd reads one message from conn and returns the first descriptor it
 // carries (SCM_RIGHTS); others are closed. It honours conn's read deadline.
 func recvFd(conn *os.File) (int, error) {
-	rc, err := conn.SyscallConn()
+	_, fds, err := recvMsg(conn, 4096)
 	if err != nil {
 		return -1, err
 	}
-	buf := make([]byte, 4096)
+	if len(fds) == 0 {
+		return -1, errors.New("no file descriptor")
+	}
+	closeAll(fds[1:])
+	return fds[0], nil
+}
+
+// recvMsg reads one message of up to size bytes from conn with the
+// descriptors it carries (SCM_RIGHTS, close-on-exec). It honours conn's
+// read deadline.
+func recvMsg(conn *os.File, size int) ([]byte, []int, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	buf := make([]byte, size)
 	oob := make([]byte, unix.CmsgSpace(4*4))
-	var oobn int
+	var n, oobn int
 	var rerr error
 	err = rc.Read(func(fd uintptr) bool {
 		for {
-			_, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
 			if rerr != unix.EINTR {
 				return rerr != unix.EAGAIN
 			}
 		}
 	})
-	if err != nil {
-		return -1, err
+	if err == nil {
+		err = rerr
 	}
-	if rerr != nil {
-		return -1, rerr
+	if err != nil {
+		return nil, nil, err
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil {
-		return -1, err
+		return nil, nil, err
 	}
 	var fds []int
 	for i := range msgs {
@@ -112,11 +127,11 @@ func recvFd(conn *os.File) (int, error) {
 			fds = append(fds, f...)
 		}
 	}
-	if len(fds) == 0 {
-		return -1, errors.New("no file descriptor")
-	}
-	for _, fd := range fds[1:] {
+	return buf[:n], fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
 		unix.Close(fd)
 	}
-	return fds[0], nil
 }
