@@ -192,13 +192,8 @@ func (b *Bench) density(ctx context.Context) error {
 	for _, p := range pods {
 		ctrs = append(ctrs, p.ctrs...)
 	}
-	if err := b.measureList(ctx, fmt.Sprintf("containers=%d", len(ctrs)), ctrs); err != nil {
+	if err := b.measureList(ctx, "density", fmt.Sprintf("containers=%d", len(ctrs)), ctrs); err != nil {
 		return err
-	}
-	for i := range b.metrics {
-		if m := &b.metrics[i]; m.Scenario == "list" && m.Group == fmt.Sprintf("containers=%d", len(ctrs)) {
-			m.Scenario = "density"
-		}
 	}
 
 	// A burst on top.

@@ -229,7 +229,7 @@ func (b *Bench) list(ctx context.Context) error {
 			}
 		}
 		group := fmt.Sprintf("containers=%d", len(ctrs))
-		if err := b.measureList(ctx, group, ctrs); err != nil {
+		if err := b.measureList(ctx, "list", group, ctrs); err != nil {
 			return err
 		}
 		b.progressf("list: measured with %d containers", len(ctrs))
@@ -355,10 +355,10 @@ const listWarmup = 50
 // otherwise the slowest of a handful, which on a shared machine is noise.
 const cheapListN = 50
 
-// measureList times each list call with the containers ctrs present, then
+// measureList times each list call (metrics of scenario) with the containers ctrs present, then
 // the same cheap calls answered by a replay server with the runtime's own
 // response bytes: the floor no server can go below with this client.
-func (b *Bench) measureList(ctx context.Context, group string, ctrs []string) error {
+func (b *Bench) measureList(ctx context.Context, scenario, group string, ctrs []string) error {
 	const svc = "/runtime.v1.RuntimeService/"
 	calls := []listCall{
 		// Version does no work in either runtime: it is the round trip.
@@ -392,8 +392,8 @@ func (b *Bench) measureList(ctx context.Context, group string, ctrs []string) er
 		if err != nil {
 			return fmt.Errorf("%s with %s: %w", c.name, group, err)
 		}
-		b.add(Metric{"list", group, c.name + " p50", "ms", Ms(s.P50)},
-			Metric{"list", group, c.name + " p99", "ms", Ms(s.P99)})
+		b.add(Metric{scenario, group, c.name + " p50", "ms", Ms(s.P50)},
+			Metric{scenario, group, c.name + " p99", "ms", Ms(s.P99)})
 		if c.cheap {
 			if recorded[c.path], err = proto.Marshal(last); err != nil {
 				return fmt.Errorf("record %s response: %w", c.name, err)
@@ -422,7 +422,7 @@ func (b *Bench) measureList(ctx context.Context, group string, ctrs []string) er
 		if err != nil {
 			return fmt.Errorf("%s replayed: %w", c.name, err)
 		}
-		b.add(Metric{"list", group, c.name + " replayed p50", "ms", Ms(s.P50)})
+		b.add(Metric{scenario, group, c.name + " replayed p50", "ms", Ms(s.P50)})
 	}
 	return nil
 }

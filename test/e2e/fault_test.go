@@ -228,7 +228,7 @@ func checkFaultError(t *testing.T, c *harness, action, point string, err error) 
 	if action != "kill" && !strings.Contains(err.Error(), "fault injected at "+point) {
 		t.Errorf("error at %s does not name the step: %v", point, err)
 	}
-	if action == "kill" && c.crid != nil && c.crid.ProcessState == nil {
+	if action == "kill" && c.crid != nil {
 		// The process must be gone: give the wait goroutine a moment.
 		deadline := time.Now().Add(5 * time.Second)
 		for c.crid.Process.Signal(syscall.Signal(0)) == nil {
