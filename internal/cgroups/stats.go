@@ -32,6 +32,10 @@ type Stats struct {
 	MajorPageFaults  uint64
 	Pids             uint64
 	OOMKills         uint64 // memory.events oom_kill (v2) or memory.oom_control oom_kill (v1)
+
+	// Pressure stall information (cgroup v2 only; nil where the kernel
+	// has none).
+	CPUPressure, MemoryPressure, IOPressure *PSI
 }
 
 // cgroupRoot is where both v1 hierarchies and the v2 unified tree live.
@@ -329,6 +333,11 @@ func readV2(dir string) (*Stats, error) {
 	s.OOMKills = ev["oom_kill"]
 	if s.Pids, err = readUint(dir, "pids.current"); err != nil {
 		return nil, err
+	}
+	for res, dst := range map[string]**PSI{"cpu": &s.CPUPressure, "memory": &s.MemoryPressure, "io": &s.IOPressure} {
+		if *dst, err = readPSI(dir, res); err != nil {
+			return nil, err
+		}
 	}
 	return &s, nil
 }

@@ -206,6 +206,13 @@ func TestReadV2(t *testing.T) {
 	if st.CPUUsageNanos == 0 {
 		t.Error("v2 cpu usage is 0")
 	}
+	// PSI files exist in every cgroup of a kernel with PSI on; where they
+	// do, the reader must have parsed them.
+	for res, got := range map[string]*PSI{"cpu": st.CPUPressure, "memory": st.MemoryPressure, "io": st.IOPressure} {
+		if _, err := os.Stat(filepath.Join(d, res+".pressure")); err == nil && got == nil {
+			t.Errorf("%s.pressure exists but was not read", res)
+		}
+	}
 	killAndWait(t, cmd)
 	if _, err := readV2(filepath.Join(root, name+"-missing")); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("missing v2 cgroup: %v, want ErrNotFound", err)

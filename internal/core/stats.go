@@ -81,6 +81,10 @@ func (s *Service) containerStatsCgroup(c *container) (*runtime.ContainerStats, *
 			st.Memory.RssBytes = u64(cg.MemoryRSS)
 			st.Memory.PageFaults = u64(cg.PageFaults)
 			st.Memory.MajorPageFaults = u64(cg.MajorPageFaults)
+			st.Cpu.Psi, st.Memory.Psi = criPSI(cg.CPUPressure), criPSI(cg.MemoryPressure)
+			if cg.IOPressure != nil {
+				st.Io = &runtime.IoUsage{Timestamp: now.UnixNano(), Psi: criPSI(cg.IOPressure)}
+			}
 		} else {
 			s.log.Debug("read container cgroup", "container", rec.ID, "error", err)
 		}
@@ -154,7 +158,42 @@ func (s *Service) sandboxStats(sb *sandbox) *runtime.PodSandboxStats {
 	st.Linux.Cpu.UsageCoreNanoSeconds, st.Linux.Cpu.UsageNanoCores = u64(cpu), u64(nanoCores)
 	st.Linux.Memory.WorkingSetBytes, st.Linux.Memory.UsageBytes, st.Linux.Memory.RssBytes = u64(ws), u64(usage), u64(rss)
 	st.Linux.Process.ProcessCount = u64(procs)
+	s.podPressure(st.Linux, rec.CgroupsPath, cfg.GetLinux().GetCgroupParent(), now)
 	return st
+}
+
+// podPressure fills in the pod's PSI from the pod's own cgroup. Only a pod
+// that kubelet gave a cgroup of its own has one: without a cgroup parent
+// the sandbox sits in crid's shared default parent, whose pressure is that
+// of every pod.
+func (s *Service) podPressure(st *runtime.LinuxPodSandboxStats, cgroupsPath, parent string, now int64) {
+	if parent == "" {
+		return
+	}
+	p, err := cgroups.ReadParentPressure(cgroupsPath)
+	if err != nil {
+		s.log.Debug("read pod pressure", "cgroupsPath", cgroupsPath, "error", err)
+		return
+	}
+	if p == nil {
+		return
+	}
+	st.Cpu.Psi, st.Memory.Psi = criPSI(p.CPU), criPSI(p.Memory)
+	if p.IO != nil {
+		st.Io = &runtime.IoUsage{Timestamp: now, Psi: criPSI(p.IO)}
+	}
+}
+
+// criPSI converts the kernel's PSI (totals in microseconds) to the CRI's
+// (totals in nanoseconds).
+func criPSI(p *cgroups.PSI) *runtime.PsiStats {
+	if p == nil {
+		return nil
+	}
+	conv := func(l cgroups.PSILine) *runtime.PsiData {
+		return &runtime.PsiData{Total: l.TotalMicros * 1000, Avg10: l.Avg10, Avg60: l.Avg60, Avg300: l.Avg300}
+	}
+	return &runtime.PsiStats{Some: conv(p.Some), Full: conv(p.Full)}
 }
 
 // PodSandboxStats reports a pod's usage: the pause plus its containers.
