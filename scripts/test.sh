@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs crid's whole test suite as root: unit tests, integration tests
 # against a real crid (real runc, CNI, registry on 127.0.0.1), critest, and
-# the CI subset of kubelet's node conformance suite (test/node-e2e).
+# the CI subset of kubelet's node conformance suite (test/node-e2e), and the
+# tests that depend on the node in a Debian VM (test/vm/ci.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
@@ -27,3 +28,5 @@ echo "== conformance (critest)"
 ./test/conformance/run.sh --crid "$PWD/bin/crid" --tools "$PWD/bin/cri-tools" --out "$PWD/_output/conformance"
 echo "== node conformance (kubelet's NodeConformance specs, CI subset; make node-e2e runs them all)"
 ./test/node-e2e/run.sh --subset ci --crid "$PWD/bin/crid" --out "$PWD/_output/node-e2e/crid-ci"
+echo "== on a real node: a Debian 12 VM with systemd, cgroup v2 and AppArmor (test/vm/ci.sh)"
+./test/vm/ci.sh --out "$PWD/_output/vm"

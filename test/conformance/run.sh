@@ -10,6 +10,9 @@
 #   --focus REGEX    only specs matching (ginkgo --focus)
 #   --skip REGEX     skip specs matching (ginkgo --skip)
 #   --keep           keep the working directory (crid root/state) afterwards
+#   --expected FILE  specs that must pass (default: expected-pass.txt here)
+#   --prebuilt DIR   take crictl, critest, crid-testregistry and crid-junitsum
+#                    from DIR and build nothing (a node without Go: test/vm)
 #   --endpoint URL   test an already running CRI runtime at URL (unix://...)
 #                    instead of starting crid; the registry is still started
 #                    (used to validate images and tooling against containerd)
@@ -37,6 +40,8 @@ focus=""
 skip=""
 keep=false
 endpoint=""
+expected="$here/expected-pass.txt"
+prebuilt=""
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--crid) crid=$2; shift 2 ;;
@@ -47,10 +52,15 @@ while [[ $# -gt 0 ]]; do
 	--skip) skip=$2; shift 2 ;;
 	--keep) keep=true; shift ;;
 	--endpoint) endpoint=$2; shift 2 ;;
-	-h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}"; exit 0 ;;
+	--expected) expected=$2; shift 2 ;;
+	--prebuilt) prebuilt=$2; shift 2 ;;
+	-h | --help) sed -n '2,32p' "${BASH_SOURCE[0]}"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
+
+[[ -f $expected ]] || { echo "run.sh: --expected $expected: no such file" >&2; exit 2; }
+expected=$(cd "$(dirname "$expected")" && pwd)/$(basename "$expected")
 
 # crid is configured with whatever port the registry gets; a runtime under
 # test at --endpoint was configured beforehand for the conventional one.
@@ -130,9 +140,17 @@ if [[ -e $WORK ]]; then
 fi
 mkdir -p "$bindir" "$WORK/cni/net.d" "$WORK/cni/ipam"
 
-"$here/build-tools.sh" "$tools"
-log "building crid-testregistry"
-(cd "$repo" && go build -o "$bindir/crid-testregistry" ./cmd/crid-testregistry)
+if [[ -n $prebuilt ]]; then
+	tools=$prebuilt
+	for b in crictl critest crid-testregistry crid-junitsum; do
+		[[ -x $prebuilt/$b ]] || die "--prebuilt $prebuilt has no $b"
+	done
+	cp "$prebuilt/crid-testregistry" "$bindir/crid-testregistry"
+else
+	"$here/build-tools.sh" "$tools"
+	log "building crid-testregistry"
+	(cd "$repo" && go build -o "$bindir/crid-testregistry" ./cmd/crid-testregistry)
+fi
 if [[ -n $endpoint ]]; then
 	: # an external runtime is tested; crid is not needed
 elif [[ -z $crid ]]; then
@@ -227,4 +245,6 @@ done
 
 # ---- summary -------------------------------------------------------------
 log "summary ($out/summary.txt)"
-(cd "$repo" && go run ./test/conformance/junitsum --expected "$here/expected-pass.txt" --out "$out/summary.txt" --markdown "$out/results.md" --reasons "$here/reasons.tsv" "${reports[@]}")
+junitsum=(go run ./test/conformance/junitsum)
+[[ -z $prebuilt ]] || junitsum=("$prebuilt/crid-junitsum")
+(cd "$repo" && "${junitsum[@]}" --expected "$expected" --out "$out/summary.txt" --markdown "$out/results.md" --reasons "$here/reasons.tsv" "${reports[@]}")

@@ -67,8 +67,9 @@ func TestCgroupV2(t *testing.T) {
 		t.Errorf("io.max = %q, want %s limited to rbps=1048576", got, disk)
 	}
 
-	// pids.max is enforced: forks past 40 fail and the cgroup counts them.
-	run(t, id, "for i in $(seq 60); do sleep 30 & done 2>/dev/null; wait")
+	// pids.max is enforced: forks past 40 fail and the cgroup counts them;
+	// the sleeps end before the ExecSync returns (wait), freeing the pids.
+	run(t, id, "for i in $(seq 60); do sleep 2 & done 2>/dev/null; wait")
 	if ev := cgroupValue(t, id, "", "pids.events"); !strings.HasPrefix(ev, "max ") || ev == "max 0" {
 		t.Errorf("pids.events = %q after forking past pids.max: no fork was refused", ev)
 	}

@@ -200,12 +200,18 @@ func (hh *harness) start() error {
 	}
 	hh.crid = cmd
 	go func() { _ = cmd.Wait(); logf.Close() }()
+	return hh.connect(30 * time.Second)
+}
+
+// connect dials crid's socket and waits up to wait for it to answer
+// (a crid another process started, e.g. systemd, or one just started).
+func (hh *harness) connect(wait time.Duration) error {
 	conn, err := grpc.NewClient("unix://"+hh.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
 	hh.conn, hh.rt, hh.img = conn, runtime.NewRuntimeServiceClient(conn), runtime.NewImageServiceClient(conn)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(wait)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := hh.rt.Version(ctx, &runtime.VersionRequest{})
@@ -214,7 +220,7 @@ func (hh *harness) start() error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("crid did not answer within 30s: %w; log:\n%s", err, hh.logTail())
+			return fmt.Errorf("crid did not answer within %s: %w; log:\n%s", wait, err, hh.logTail())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -46,26 +46,7 @@ func needSystemdV2(t *testing.T) {
 func TestSystemdCgroupDriver(t *testing.T) {
 	needSystemdV2(t)
 	c := secondHarness(t, "sdcg")
-	var regs strings.Builder
-	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
-		fmt.Fprintf(&regs, "[[images.registries]]\nhost = %q\nmirrors = [\"http://%s/%s\"]\nfallback = false\n", host, h.registry, host)
-	}
-	cfg := fmt.Sprintf(`root = %q
-state = %q
-socket = %q
-log_level = "debug"
-cgroup_driver = "systemd"
-%s
-[runtime.handlers.runc]
-path = "/usr/local/sbin/runc"
-[network]
-conf_dir = %q
-bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
-`, filepath.Join(c.base, "root"), filepath.Join(c.base, "state"), c.socket, regs.String(),
-		filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"))
-	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeSystemdDriverConfig(t, c)
 	if err := c.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -188,5 +169,31 @@ bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// writeSystemdDriverConfig writes c's config: the systemd cgroup driver,
+// the run's registry mirrors, its CNI network and the pinned runc.
+func writeSystemdDriverConfig(t *testing.T, c *harness) {
+	t.Helper()
+	var regs strings.Builder
+	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
+		fmt.Fprintf(&regs, "[[images.registries]]\nhost = %q\nmirrors = [\"http://%s/%s\"]\nfallback = false\n", host, h.registry, host)
+	}
+	cfg := fmt.Sprintf(`root = %q
+state = %q
+socket = %q
+log_level = "debug"
+cgroup_driver = "systemd"
+%s
+[runtime.handlers.runc]
+path = "/usr/local/sbin/runc"
+[network]
+conf_dir = %q
+bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
+`, filepath.Join(c.base, "root"), filepath.Join(c.base, "state"), c.socket, regs.String(),
+		filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"))
+	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

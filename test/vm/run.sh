@@ -237,6 +237,8 @@ prepare_out() {
 	# crictl: $CRICTL, else the checkout's (test/conformance/build-tools.sh).
 	local crictl=${CRICTL:-$REPO/bin/cri-tools/crictl}
 	if [ -x "$crictl" ]; then cp "$crictl" "$OUT/bin/crictl"; fi
+	# critest beside it, for test/conformance/run.sh --prebuilt in the guest.
+	if [ -x "$(dirname "$crictl")/critest" ]; then cp "$(dirname "$crictl")/critest" "$OUT/bin/critest"; fi
 	cp "$HERE/guest.sh" "$OUT/guest.sh"
 	{
 		printf '# the command given to test/vm/run.sh\n'
