@@ -18,8 +18,9 @@ export PATH=$PATH:/usr/local/go/bin
 
 # The node-dependent tests: cgroup v2 files, limits and stats (PSI), the
 # systemd cgroup driver, crid as a systemd service, devices on v2, OOM
-# through memory.events, AppArmor and checkpointing.
-e2e_run=${CRID_VM_E2E_RUN:-'^(TestCgroupV2|TestSystemdCgroupDriver|TestSystemdService|TestIsolationResources|TestIsolationDevices|TestAppArmor.*|TestCheckpoint.*)$'}
+# through memory.events, pod user namespaces (refused on 6.1), AppArmor and
+# checkpointing.
+e2e_run=${CRID_VM_E2E_RUN:-'^(TestCgroupV2|TestSystemdCgroupDriver|TestSystemdService|TestIsolationResources|TestIsolationDevices|TestUsernsStatus|TestUsernsPod|TestUsernsInvalid|TestAppArmor.*|TestCheckpoint.*)$'}
 focus=${CRID_VM_CRITEST_FOCUS:-'AppArmor|OOMKilled|stats'}
 
 make build >/dev/null
