@@ -104,6 +104,12 @@ type Runtime struct {
 	// ExecSyncDrainTimeout bounds how long ExecSync waits for output after
 	// the process exited (a background child may hold the pipe).
 	ExecSyncDrainTimeout Duration `toml:"exec_sync_drain_timeout" comment:"after an exec'd process exits, wait at most this long for its output pipes"`
+	// CommandTimeout bounds each invocation of a handler's runtime
+	// (create, run, start, kill, delete, state, update) and the release of
+	// a created container: a hung runtime is killed after it, so that a
+	// pod or container create that outlived kubelet's deadline ends and
+	// kubelet's retry gets an answer.
+	CommandTimeout Duration `toml:"command_timeout" comment:"kill an OCI runtime command (create, run, start, kill, delete, state, update) that runs longer than this; not exec"`
 	// RestrictOOMScoreAdj clamps requested oom_score_adj to what crid itself may set.
 	RestrictOOMScoreAdj bool `toml:"restrict_oom_score_adj" comment:"clamp oom_score_adj to crid's own (needed without CAP_SYS_RESOURCE)"`
 	// CDISpecDirs are searched for CDI spec files resolving a container's
@@ -168,6 +174,9 @@ type Network struct {
 	// ConfTemplate is a conflist template written when kubelet sends a pod
 	// CIDR through UpdateRuntimeConfig; empty disables that.
 	ConfTemplate string `toml:"conf_template" comment:"conflist template written on UpdateRuntimeConfig pod CIDR ({{.PodCIDR}}); empty disables"`
+	// PluginTimeout bounds each CNI ADD, DEL or CHECK of a network (the
+	// whole chain of its plugins): a hung plugin is killed after it.
+	PluginTimeout Duration `toml:"plugin_timeout" comment:"kill a CNI ADD, DEL or CHECK of a network (its chain of plugins) that runs longer than this"`
 }
 
 // Streaming configures the exec/attach/port-forward server.
@@ -217,12 +226,14 @@ func Default() *Config {
 				"runc": {Path: DefaultRuncPath},
 			},
 			ExecSyncDrainTimeout: Duration{time.Second},
+			CommandTimeout:       Duration{2 * time.Minute},
 			RestrictOOMScoreAdj:  true,
 			CDISpecDirs:          []string{"/etc/cdi", "/var/run/cdi"},
 		},
 		Network: Network{
-			ConfDir: "/etc/cni/net.d",
-			BinDirs: []string{"/usr/lib/cni", "/opt/cni/bin"},
+			ConfDir:       "/etc/cni/net.d",
+			BinDirs:       []string{"/usr/lib/cni", "/opt/cni/bin"},
+			PluginTimeout: Duration{2 * time.Minute},
 		},
 		Streaming: Streaming{
 			Address:     "127.0.0.1",
@@ -338,6 +349,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.ExecSyncDrainTimeout.Duration < 0 {
 		return errors.New("key runtime.exec_sync_drain_timeout: must not be negative")
+	}
+	if c.Runtime.CommandTimeout.Duration <= 0 {
+		return errors.New("key runtime.command_timeout: must be positive")
+	}
+	if c.Network.PluginTimeout.Duration <= 0 {
+		return errors.New("key network.plugin_timeout: must be positive")
 	}
 	for i, d := range c.Runtime.CDISpecDirs {
 		if !filepath.IsAbs(d) {

@@ -92,6 +92,8 @@ port = 0
 			}
 		}},
 		{name: "relative cdi spec dir", toml: "[runtime]\ncdi_spec_dirs = [\"cdi\"]\n", wantErr: "runtime.cdi_spec_dirs[0]"},
+		{name: "zero command timeout", toml: "[runtime]\ncommand_timeout = \"0s\"\n", wantErr: "runtime.command_timeout"},
+		{name: "negative plugin timeout", toml: "[network]\nplugin_timeout = \"-1s\"\n", wantErr: "network.plugin_timeout"},
 		{name: "tls half set", toml: "[streaming]\ntls_cert = \"/c\"\n", wantErr: "tls_cert"},
 	}
 	for _, tt := range tests {

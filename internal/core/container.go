@@ -327,12 +327,15 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	spawnStart := time.Now()
 	// The monitor runs the runtime's create: its span covers both.
 	monCtx, monSpan := tracing.Start(ctx, "monitor.start", tracing.ContainerID.String(id), tracing.Handler.String(rt.Name))
+	// The monitor aborts its runtime's create when monCtx ends.
+	monCtx, monCancel := rt.Bounded(monCtx, "create")
 	proc, err := monitor.Spawn(monCtx, s.monitor, monitor.Options{
 		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
 		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
 		SeccompNotify: notify,
 		SystemdCgroup: rt.SystemdCgroup,
 	})
+	monCancel()
 	// The monitor runs `runtime create`: that is the runtime's create.
 	s.metrics.RuntimeOperation(rt.Name, "create", time.Since(spawnStart), err)
 	tracing.End(monSpan, err)
@@ -525,7 +528,13 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 		c.mu.Lock()
 		c.rec.Reason, c.rec.Message, c.rec.ExitCode = "StartError", err.Error(), 128
 		c.mu.Unlock()
-		_ = rt.Kill(ctx, rec.ID, syscall.SIGKILL, true)
+		// With a fresh context: the start may have failed because the
+		// caller's ended, and the held init must not stay behind.
+		kctx, cancel := cleanupCtx()
+		if kerr := rt.Kill(kctx, rec.ID, syscall.SIGKILL, true); kerr != nil {
+			s.log.Warn("kill container whose start failed", "container", rec.ID, "error", kerr)
+		}
+		cancel()
 		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
 	}
 	if err := s.fault(ctx, "StartContainer", "started"); err != nil {

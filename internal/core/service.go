@@ -153,6 +153,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		// The monitor binary doubles as the exec helper that reaps exec'd
 		// processes, so a background child cannot hold ExecSync open.
 		s.runtimes[name] = &runc.Runtime{Name: name, Path: path, Root: root, ExecHelper: mon, Observe: tracing.RuntimeCall(name),
+			Timeout: cfg.Runtime.CommandTimeout.Duration,
 			// The specs' cgroupsPath follows cgroup_driver (oci.CgroupsPath).
 			SystemdCgroup: cfg.CgroupDriver == "systemd"}
 	}

@@ -173,7 +173,7 @@ func Spawn(ctx context.Context, monitorBin string, o Options) (*Process, error) 
 		}
 		waitExited(exited, spawnAbortTimeout)
 		removeStateFiles(dir)
-		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, ctx.Err())
+		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, context.Cause(ctx))
 	}
 	if m.Error != "" || m.ContainerPID <= 0 {
 		// The monitor has already deleted the runtime's container; let it

@@ -225,7 +225,10 @@ func (m *Manager) add(ctx context.Context, list *libcni.NetworkConfigList, pod P
 	// the loopback plugin would cost a process on the pod startup path.
 	loErr := make(chan error, 1)
 	go func() { loErr <- loopbackUp(pod.NetNSPath) }()
-	r, err := m.cni.AddNetworkList(ctx, withoutIdlePortmap(list, pod), m.runtimeConf(pod, pod.NetNSPath, podIfName))
+	actx, cancel := m.bounded(ctx, "ADD", list.Name)
+	r, err := m.cni.AddNetworkList(actx, withoutIdlePortmap(list, pod), m.runtimeConf(pod, pod.NetNSPath, podIfName))
+	err = whyEnded(actx, err)
+	cancel()
 	if lerr := <-loErr; lerr != nil && err == nil {
 		err = fmt.Errorf("loopback: %w", lerr)
 	}
@@ -320,19 +323,51 @@ func (m *Manager) del(ctx context.Context, list *libcni.NetworkConfigList, pod P
 			// get the ones they were given on ADD.
 			rt.CapabilityArgs = a.CapabilityArgs
 		}
-		if err := m.cni.DelNetworkList(ctx, cached, rt); err != nil {
+		if err := m.delList(ctx, cached, rt); err != nil {
 			errs = append(errs, fmt.Errorf("network %s: %w", a.Network, err))
 		}
 		done[a.Network+"/"+a.IfName] = true
 	}
 	if list != nil && !done[list.Name+"/"+podIfName] {
-		if err := m.cni.DelNetworkList(ctx, list, m.runtimeConf(pod, netns, podIfName)); err != nil {
+		if err := m.delList(ctx, list, m.runtimeConf(pod, netns, podIfName)); err != nil {
 			errs = append(errs, fmt.Errorf("network %s: %w", list.Name, err))
 		}
 	}
 	// lo holds no host-side state (no address lease, no rules) and goes
 	// away with the namespace: there is nothing to DEL there.
 	return errors.Join(errs...)
+}
+
+// delList is one DEL of a network, bounded by the plugin timeout.
+func (m *Manager) delList(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	ctx, cancel := m.bounded(ctx, "DEL", list.Name)
+	defer cancel()
+	return whyEnded(ctx, m.cni.DelNetworkList(ctx, list, rt))
+}
+
+// bounded gives one CNI operation on a network network.plugin_timeout: a
+// plugin that hangs is killed then (libcni runs each under the context)
+// instead of holding the pod's create or teardown until an outer bound.
+func (m *Manager) bounded(ctx context.Context, op, network string) (context.Context, context.CancelFunc) {
+	d := m.cfg.PluginTimeout.Duration
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("CNI %s of network %s did not finish within %s (network.plugin_timeout) and was killed: %w",
+		op, network, d, context.DeadlineExceeded))
+}
+
+// whyEnded adds to err, when ctx had ended, why: libcni reports a killed
+// plugin as its exit status only.
+func whyEnded(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	cause := context.Cause(ctx)
+	if errors.Is(err, cause) {
+		return err
+	}
+	return fmt.Errorf("%w (%v)", cause, err)
 }
 
 // loopbackUp brings lo up inside the namespace at nsPath.

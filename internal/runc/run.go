@@ -31,6 +31,8 @@ func (r *Runtime) Run(ctx context.Context, id, bundle, pidFile, logPath string) 
 	args = append(args, "run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)
 	ctx, done := r.observe(ctx, "run", []string{"--detach", "--bundle", bundle, id})
 	defer func() { done(err) }()
+	ctx, cancel := r.Bounded(ctx, "run")
+	defer cancel()
 	cmd := exec.CommandContext(ctx, r.Path, args...)
 	// Stdin/Stdout/Stderr nil: os/exec opens /dev/null for each.
 	cmd.Dir = "/"
@@ -45,7 +47,7 @@ func (r *Runtime) Run(ctx context.Context, id, bundle, pidFile, logPath string) 
 	logText, _ := os.ReadFile(logPath)
 	if err != nil {
 		if ctx.Err() != nil {
-			return 0, fmt.Errorf("run container %s: %w", id, ctx.Err())
+			return 0, fmt.Errorf("run container %s: %w", id, context.Cause(ctx))
 		}
 		return 0, fmt.Errorf("run container %s: %w", id,
 			&Error{Args: append([]string{r.Path}, args...), Message: ErrorMessage(logText), Err: err})

@@ -41,6 +41,10 @@ type Runtime struct {
 	// Observe, if set, is told of every runtime invocation (observe.go).
 	Observe Observer
 
+	// Timeout bounds each runtime command but exec (Bounded, timeout.go);
+	// 0: only the caller's context does.
+	Timeout time.Duration
+
 	// featMu guards feat, the cached `features` answer.
 	featMu  sync.Mutex
 	feat    *features.Features
@@ -106,6 +110,8 @@ func (r *Runtime) globalArgs() []string {
 func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) (_ []byte, err error) {
 	ctx, done := r.observe(ctx, args[0], args[1:])
 	defer func() { done(err) }()
+	ctx, cancel := r.Bounded(ctx, args[0])
+	defer cancel()
 	full := append(r.globalArgs(), args...)
 	cmd := exec.CommandContext(ctx, r.Path, full...)
 	var stdout, stderr bytes.Buffer
@@ -117,7 +123,7 @@ func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) (_ [
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s %s: %w", r.Path, strings.Join(args, " "), ctx.Err())
+			return nil, fmt.Errorf("%s %s: %w", r.Path, strings.Join(args, " "), context.Cause(ctx))
 		}
 		return nil, &Error{Args: append([]string{r.Path}, args...), Message: ErrorMessage(stderr.Bytes()), Err: err}
 	}

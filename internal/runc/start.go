@@ -38,6 +38,8 @@ func (r *Runtime) StartFifo(ctx context.Context, id string, pid int) error {
 func (r *Runtime) startFifo(ctx context.Context, id string, pid int) (err error) {
 	ctx, done := r.observe(ctx, "start", []string{"--exec-fifo", id})
 	defer func() { done(err) }()
+	ctx, cancel := r.Bounded(ctx, "start")
+	defer cancel()
 	path := filepath.Join(r.Root, id, execFifo)
 	// Release only the init crid created: the runtime's record of its
 	// init must name this pid, started at the same time (a pid reused
@@ -155,7 +157,7 @@ func readFifo(ctx context.Context, f *os.File, pid int) (bool, error) {
 			return got, fmt.Errorf("read %s: %w", execFifo, err)
 		}
 		if ctx.Err() != nil {
-			return got, ctx.Err()
+			return got, context.Cause(ctx)
 		}
 		if time.Now().After(deadline) {
 			return got, fmt.Errorf("init did not open %s in time: %w", execFifo, context.DeadlineExceeded)
