@@ -101,6 +101,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	if err != nil {
 		return err
 	}
+	st.SetFaults(faults)
 	images, err := image.New(cfg.Images, cfg.Root, st, image.WithOnFreed(promMetrics.BytesFreed), image.WithFaults(faults))
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)

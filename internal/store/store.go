@@ -4,6 +4,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/fault"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -26,6 +28,21 @@ const (
 // Store is a bbolt database of JSON records keyed by id.
 type Store struct {
 	db *bolt.DB
+	// faults is nil but in fault-injection tests (SetFaults).
+	faults *fault.Injector
+}
+
+// SetFaults injects faults into the store's writes, at the points
+// "Store/put-<bucket>" and "Store/delete-<bucket>" (tests only; see
+// docs/faults.md). Call it before the store is shared.
+func (s *Store) SetFaults(in *fault.Injector) { s.faults = in }
+
+// fault is reached inside a write's transaction, as a failing or slow
+// commit (fsync) would be: an error rolls the transaction back, a sleep
+// holds bbolt's single writer, as a slow disk does. The store has no
+// caller context, so a hang there lasts as long as crid.
+func (s *Store) fault(op, bucket string) error {
+	return s.faults.At(context.Background(), "Store/"+op+"-"+bucket)
 }
 
 // SchemaVersion is the layout of the records this crid writes. Raise it,
@@ -132,6 +149,9 @@ func (s *Store) Put(bucket, id string, v any) error {
 		return fmt.Errorf("store put %s/%s: %w", bucket, id, err)
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.fault("put", bucket); err != nil {
+			return err
+		}
 		b, err := tx.CreateBucketIfNotExists([]byte(bucket))
 		if err != nil {
 			return err
@@ -169,6 +189,9 @@ func (s *Store) Get(bucket, id string, v any) error {
 // Delete removes id from bucket; deleting a missing record is not an error.
 func (s *Store) Delete(bucket, id string) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.fault("delete", bucket); err != nil {
+			return err
+		}
 		b := tx.Bucket([]byte(bucket))
 		if b == nil {
 			return nil

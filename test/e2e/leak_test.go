@@ -172,7 +172,7 @@ func TestLeakCheckSeesAPod(t *testing.T) {
 	for _, l := range leakcheck.Diff(before, after, leakcheck.DefaultSlack) {
 		seen[strings.SplitN(l, ":", 2)[0]] = true
 	}
-	for _, kind := range []string{"mount", "ns-pin", "ip", "veth", "iptables", "runtime", "cgroup", "process", "object", "record"} {
+	for _, kind := range []string{"mount", "ns-pin", "ip", "veth", "iptables", "runtime", "cgroup", "process", "child", "object", "record"} {
 		if !seen[kind] {
 			t.Errorf("a running pod left no %q in the diff; diff kinds: %v", kind, seen)
 		}

@@ -4,6 +4,13 @@
 // result through, so tests can check that crid rolls back a pod whose
 // network setup failed half-way, and that a pod slower than its caller's
 // deadline is handed to the retry.
+//
+// A pod named "cnifault-<command>-<action>-..." (command add, del or
+// check; action error, hang or slow) meets the action at its first
+// invocation of that command only, so that kubelet's retry converges: error
+// fails with a CNI error, hang blocks until the plugin is killed, slow
+// takes 3 seconds. Each such invocation leaves its pid in
+// <pod>.<command>.pids beside the plugin.
 package main
 
 import (
@@ -18,6 +25,7 @@ import (
 
 func main() {
 	stdin, _ := io.ReadAll(os.Stdin)
+	injectFault()
 	switch os.Getenv("CNI_COMMAND") {
 	case "VERSION":
 		fmt.Print(`{"cniVersion":"1.0.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0"]}`)
@@ -57,4 +65,46 @@ func podName() (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// injectFault carries out the fault a "cnifault-<command>-<action>-" pod
+// name asks for, at the first invocation of the command for the pod.
+func injectFault() {
+	name, ok := podName()
+	if !ok || !strings.HasPrefix(name, "cnifault-") {
+		return
+	}
+	parts := strings.SplitN(name, "-", 4)
+	cmd := strings.ToUpper(os.Getenv("CNI_COMMAND"))
+	if len(parts) < 3 || strings.ToUpper(parts[1]) != cmd {
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Printf(`{"cniVersion":"1.0.0","code":100,"msg":"cnifail: %v"}`, err)
+		os.Exit(1)
+	}
+	marker := filepath.Join(filepath.Dir(exe), name+"."+parts[1]+".pids")
+	f, err := os.OpenFile(marker, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		fmt.Printf(`{"cniVersion":"1.0.0","code":100,"msg":"cnifail: %v"}`, err)
+		os.Exit(1)
+	}
+	st, _ := f.Stat()
+	fmt.Fprintln(f, os.Getpid())
+	f.Close()
+	if st != nil && st.Size() > 0 {
+		return // not the first invocation: behave
+	}
+	switch parts[2] {
+	case "error":
+		fmt.Printf(`{"cniVersion":"1.0.0","code":999,"msg":"failpoint: %s refused once for this pod"}`, cmd)
+		os.Exit(1)
+	case "hang":
+		for {
+			time.Sleep(time.Hour)
+		}
+	case "slow":
+		time.Sleep(3 * time.Second)
+	}
 }

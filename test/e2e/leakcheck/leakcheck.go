@@ -1,8 +1,9 @@
 // Package leakcheck finds what a crid under test left on the host: it
 // takes a snapshot of everything crid creates outside its own memory
 // (mounts, namespace pins, IP allocations, veths, portmap's iptables
-// rules, runtime state, monitor and container processes, cgroups, object
-// and temp dirs, and what the caller adds) and of crid's
+// rules, runtime state, monitor and container processes, crid's live and
+// zombie children, cgroups, object and temp dirs, and what the caller
+// adds) and of crid's
 // own fds and goroutines, and diffs a later snapshot against it. Tests
 // take one before they start pods and check after removing everything.
 //
@@ -90,6 +91,7 @@ func Take(ctx context.Context, t Target) (Snapshot, error) {
 		"object":    objectDirs,
 		"temp":      tempFiles,
 		"zombie":    zombies,
+		"child":     children,
 		"image-tmp": imageTemp,
 		"iptables":  iptablesRules,
 	} {
@@ -479,6 +481,44 @@ func iptablesRules(t Target) ([]string, error) {
 				out = append(out, table+": "+line)
 			}
 		}
+	}
+	return out, nil
+}
+
+// children are crid's live child processes old enough to count
+// (MinProcessAge): what it started and did not end (a runtime command or
+// CNI plugin it gave up on), and orphans it adopted as a subreaper (a
+// plugin's delegate whose parent was killed). Monitors are crid's
+// children too until crid restarts.
+func children(t Target) ([]string, error) {
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 || f[0] == "Z" || f[1] != strconv.Itoa(t.PID) {
+			continue
+		}
+		if age, ok := processAge(pid); !ok || age < MinProcessAge {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		out = append(out, fmt.Sprintf("%d %s", pid, strings.Join(strings.Fields(strings.ReplaceAll(string(cmd), "\x00", " ")), " ")))
 	}
 	return out, nil
 }

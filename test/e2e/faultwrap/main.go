@@ -1,0 +1,189 @@
+// Command faultwrap stands in for a program crid runs (the OCI runtime of
+// a handler, crid-monitor) in the fault tests and misbehaves at a named
+// subcommand: it fails with an error message, hangs, or is slow, then
+// runs the real program in its place (exec, same pid).
+//
+// It is installed under the name crid is configured with (e.g. .../runc)
+// and reads its rules from the file beside it with ".faults" added:
+//
+//	exec /usr/local/sbin/runc    the real program
+//	create hang 1                subcommand, action, optional count
+//	delete error                 (every time: no count)
+//	start sleep:3s 1
+//	* error 1                    any invocation (crid-monitor has none)
+//
+// Actions: error (print the runtime's kind of error, also as a JSON record
+// to --log if given, and exit 1), hang (block until killed), sleep:DUR
+// (wait, then run the real program). A count limits a rule to its first N
+// invocations, so that a retry meets the real program. Each invocation that
+// met a rule leaves a line in <name>.hits (subcommand and pid), for tests
+// to find the process they expect to be killed.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// valueFlags are the global flags of runc and crid-monitor that take a
+// value as the next argument.
+var valueFlags = map[string]bool{
+	"--root": true, "--log": true, "--log-format": true, "--criu": true, "--rootless": true,
+	"-state-dir": true, "--state-dir": true,
+}
+
+type rule struct {
+	sub, action string
+	count       int // 0: every time
+}
+
+func main() {
+	self := os.Args[0]
+	real, rules, err := readRules(self + ".faults")
+	if err != nil {
+		fail("faultwrap: %v", err)
+	}
+	sub, logPath := subcommand(os.Args[1:])
+	for i, r := range rules {
+		if r.sub != "*" && r.sub != sub {
+			continue
+		}
+		if r.count > 0 && !take(self, i, r.count) {
+			continue
+		}
+		record(self, sub)
+		act(r, sub, logPath)
+		break
+	}
+	if real == "" {
+		fail("faultwrap: %s.faults names no real program (exec PATH)", self)
+	}
+	err = syscall.Exec(real, append([]string{real}, os.Args[1:]...), os.Environ())
+	fail("faultwrap: exec %s: %v", real, err)
+}
+
+// act carries out a rule's action; it returns only for sleep.
+func act(r rule, sub, logPath string) {
+	switch {
+	case r.action == "error":
+		msg := "faultwrap: injected failure of " + sub
+		if logPath != "" {
+			if f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+				b, _ := json.Marshal(map[string]string{"level": "error", "msg": msg, "time": time.Now().Format(time.RFC3339)})
+				f.Write(append(b, '\n'))
+				f.Close()
+			}
+		}
+		fail("%s", msg)
+	case r.action == "hang":
+		for {
+			time.Sleep(time.Hour)
+		}
+	case strings.HasPrefix(r.action, "sleep:"):
+		d, _ := time.ParseDuration(strings.TrimPrefix(r.action, "sleep:"))
+		time.Sleep(d)
+	}
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	os.Exit(1)
+}
+
+// subcommand is the first argument that is neither a flag nor a flag's
+// value ("main" when there is none), and the --log file if one is given.
+func subcommand(args []string) (sub, logPath string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			return a, logPath
+		}
+		if valueFlags[a] && i+1 < len(args) {
+			if a == "--log" {
+				logPath = args[i+1]
+			}
+			i++
+		}
+	}
+	return "main", logPath
+}
+
+func readRules(path string) (string, []rule, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	var real string
+	var rules []rule
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		switch {
+		case len(fs) == 0 || strings.HasPrefix(fs[0], "#"):
+		case fs[0] == "exec" && len(fs) == 2:
+			real = fs[1]
+		case len(fs) == 2 || len(fs) == 3:
+			r := rule{sub: fs[0], action: fs[1]}
+			if !validAction(r.action) {
+				return "", nil, fmt.Errorf("%s: action %q: want error, hang or sleep:DUR", path, r.action)
+			}
+			if len(fs) == 3 {
+				if r.count, err = strconv.Atoi(fs[2]); err != nil || r.count < 1 {
+					return "", nil, fmt.Errorf("%s: count %q: want 1 or more", path, fs[2])
+				}
+			}
+			rules = append(rules, r)
+		default:
+			return "", nil, fmt.Errorf("%s: line %q: want 'exec PATH' or 'SUBCOMMAND ACTION [COUNT]'", path, sc.Text())
+		}
+	}
+	return real, rules, sc.Err()
+}
+
+func validAction(a string) bool {
+	if a == "error" || a == "hang" {
+		return true
+	}
+	d, err := time.ParseDuration(strings.TrimPrefix(a, "sleep:"))
+	return strings.HasPrefix(a, "sleep:") && err == nil && d > 0
+}
+
+// take counts an invocation against rule i and says whether the rule
+// still applies (fewer than count taken before). The count lives in a
+// file, under a lock: the runtime runs as many processes at once.
+func take(self string, i, count int) bool {
+	f, err := os.OpenFile(fmt.Sprintf("%s.count%d", self, i), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		fail("faultwrap: %v", err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		fail("faultwrap: lock: %v", err)
+	}
+	var n int
+	fmt.Fscan(f, &n)
+	if n >= count {
+		return false
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(n+1)), 0)
+	return true
+}
+
+// record notes the invocation in <self>.hits.
+func record(self, sub string) {
+	f, err := os.OpenFile(self+".hits", os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		fail("faultwrap: %v", err)
+	}
+	fmt.Fprintf(f, "%s %d\n", sub, os.Getpid())
+	f.Close()
+}
+
