@@ -68,22 +68,51 @@ func faultBin(t *testing.T) string {
 // run's registry and CNI network.
 func faultCrid(t *testing.T) *harness {
 	t.Helper()
+	return faultCridWith(t, faultOpts{})
+}
+
+// faultOpts are what boundary fault tests change in a fault crid's config.
+type faultOpts struct {
+	// runtime and monitor, if set, are the faultwrap links crid runs as
+	// the runc handler's binary and as crid-monitor.
+	runtime, monitor string
+	// registry replaces the run's registry as the mirror of the images.
+	registry string
+	// more is added to the config's [runtime], [network] and [images].
+	runtimeTOML, networkTOML, imagesTOML string
+}
+
+func faultCridWith(t *testing.T, o faultOpts) *harness {
+	t.Helper()
 	c := secondHarness(t, "fault")
 	c.binDir = faultBin(t)
+	runcPath, registry := "/usr/local/sbin/runc", h.registry
+	if o.runtime != "" {
+		runcPath = o.runtime
+	}
+	if o.registry != "" {
+		registry = o.registry
+	}
+	rtTOML := o.runtimeTOML
+	if o.monitor != "" {
+		rtTOML += fmt.Sprintf("monitor_path = %q\n", o.monitor)
+	}
 	cfg := fmt.Sprintf(`root = %q
 state = %q
 socket = %q
 log_level = "debug"
 [images]
 sandbox_image = "registry.k8s.io/pause:3.10"
+%s%s
+[runtime]
 %s
 [runtime.handlers.runc]
-path = "/usr/local/sbin/runc"
+path = %q
 [network]
 conf_dir = %q
 bin_dirs = ["/usr/lib/cni", "/opt/cni/bin", %q]
-`, filepath.Join(c.base, "root"), filepath.Join(c.base, "state"), c.socket, mirrorsTOML(h.registry),
-		filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"))
+%s`, filepath.Join(c.base, "root"), filepath.Join(c.base, "state"), c.socket, o.imagesTOML, mirrorsTOML(registry),
+		rtTOML, runcPath, filepath.Join(h.base, "cni"), filepath.Join(h.base, "cnibin"), o.networkTOML)
 	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,618 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crid-dev/crid/test/e2e/leakcheck"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// boundTimeout is the fault crids' runtime.command_timeout and
+// network.plugin_timeout: short, so that a hung runtime or plugin is
+// killed within the test's patience.
+const boundTimeout = 3 * time.Second
+
+// kubeletDeadline is the deadline of a faulted call that is to pass
+// before crid's own bound does.
+const kubeletDeadline = 1500 * time.Millisecond
+
+// boundaryCase is one fault at a boundary crid calls: the OCI runtime,
+// a CNI plugin, the monitor, the store, or a registry.
+type boundaryCase struct {
+	name string
+	ci   bool // in the CI selection (the rest with CRID_E2E_FAULTS_FULL=1)
+	// pod is the pod's name ("" the test's); pause gives it a shared PID
+	// namespace, hence a pause container (runc run).
+	pod   string
+	pause bool
+	env   string // CRID_FAULTS
+	// runtime and monitor are faultwrap rules armed for the runc handler
+	// and crid-monitor right before step.
+	runtime, monitor string
+	// prepAt and prepRules arm the runtime's wrapper before an earlier
+	// step, e.g. so that the exit's runtime delete fails and
+	// RemoveContainer has to delete.
+	prepAt, prepRules string
+	step              string        // the RPC that meets the fault
+	deadline         time.Duration // its caller's deadline (0: a minute)
+	// code and msg are what step answers (codes.OK: crid absorbs the
+	// fault, e.g. by its own retry or fallback).
+	code codes.Code
+	msg  string
+	// hung names the process the step waits on, for hang cases:
+	// "runtime:<subcommand>", "monitor", "cni:<command>" or "init" (the
+	// container's init, stopped before its release). It must be gone
+	// (killed and reaped) soon after the step answers.
+	hung string
+}
+
+// TestBoundaryFaults makes what crid calls fail, hang or be slow at each
+// step of a pod's life: the OCI runtime's subcommands and crid-monitor
+// through faultwrap, CNI ADD and DEL through cnifail's cnifault pods, the
+// store's writes through internal/fault. Each case checks the RPC's answer
+// (code and message), that crid answers other calls while a step hangs and
+// kills and reaps what hung, that kubelet-style retries finish the pod's
+// life, and that the leak checker finds nothing after a restart.
+func TestBoundaryFaults(t *testing.T) {
+	full := os.Getenv("CRID_E2E_FAULTS_FULL") != ""
+	wrap := faultWrapBin(t)
+	for _, tc := range boundaryCases() {
+		if !tc.ci && !full {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) { runBoundaryCase(t, wrap, tc) })
+	}
+}
+
+func boundaryCases() []boundaryCase {
+	dl := codes.DeadlineExceeded
+	return []boundaryCase{
+		// hang: one case per RPC.
+		{name: "hang/RunPodSandbox/cni-add", ci: true, pod: "cnifault-add-hang", step: "RunPodSandbox",
+			code: dl, msg: "network.plugin_timeout", hung: "cni:add"},
+		{name: "hang/CreateContainer/runtime-create", ci: true, runtime: "create hang 1", step: "CreateContainer",
+			code: dl, msg: "runtime.command_timeout", hung: "runtime:create"},
+		{name: "hang/StartContainer/init-stopped", ci: true, step: "StartContainer",
+			code: dl, msg: "runtime.command_timeout", hung: "init"},
+		{name: "hang/StopContainer/runtime-delete", ci: true, runtime: "delete hang 1", step: "StopContainer",
+			deadline: kubeletDeadline, code: dl, hung: "runtime:delete"},
+		{name: "hang/RemoveContainer/runtime-delete", ci: true, prepAt: "StopContainer", prepRules: "delete error 2",
+			runtime: "delete hang 1", step: "RemoveContainer",
+			deadline: kubeletDeadline, code: dl, hung: "runtime:delete"},
+		{name: "hang/StopPodSandbox/cni-del", ci: true, pod: "cnifault-del-hang", step: "StopPodSandbox",
+			deadline: kubeletDeadline, code: dl, hung: "cni:del"},
+		{name: "hang/RemovePodSandbox/runtime-delete", ci: true, pause: true, runtime: "delete hang 1", step: "RemovePodSandbox",
+			deadline: kubeletDeadline, code: dl, hung: "runtime:delete"},
+		{name: "hang/RunPodSandbox/runtime-run", pause: true, runtime: "run hang 1", step: "RunPodSandbox",
+			code: dl, msg: "runtime.command_timeout", hung: "runtime:run"},
+		{name: "hang/CreateContainer/monitor", monitor: "main hang 1", step: "CreateContainer",
+			code: dl, msg: "runtime.command_timeout", hung: "monitor"},
+		{name: "hang/RunPodSandbox/cni-add-kubelet-deadline", pod: "cnifault-add-hang", step: "RunPodSandbox",
+			deadline: kubeletDeadline, code: dl, hung: "cni:add"},
+		// error: the runtime's or plugin's own words reach the caller.
+		{name: "error/RunPodSandbox/runtime-run", pause: true, runtime: "run error 1", step: "RunPodSandbox",
+			code: codes.Unknown, msg: "faultwrap: injected failure of run"},
+		{name: "error/CreateContainer/runtime-create", runtime: "create error 1", step: "CreateContainer",
+			code: codes.Unknown, msg: "faultwrap: injected failure of create"},
+		{name: "error/CreateContainer/monitor-start", monitor: "main error 1", step: "CreateContainer",
+			code: codes.Unknown, msg: "faultwrap: injected failure of main"},
+		{name: "error/RemoveContainer/runtime-delete", prepAt: "StopContainer", prepRules: "delete error 2",
+			runtime: "delete error 2", step: "RemoveContainer",
+			code: codes.Unknown, msg: "faultwrap: injected failure of delete"},
+		{name: "error/RunPodSandbox/cni-add", ci: true, pod: "cnifault-add-error", step: "RunPodSandbox",
+			code: codes.Unknown, msg: "failpoint: ADD refused once"},
+		{name: "error/StopPodSandbox/cni-del", pod: "cnifault-del-error", step: "StopPodSandbox", code: codes.OK},
+		// slow: within the caller's deadline the step succeeds.
+		{name: "slow/CreateContainer/runtime-create", runtime: "create sleep:2s 1", step: "CreateContainer", code: codes.OK},
+		{name: "slow/RunPodSandbox/cni-add", pod: "cnifault-add-slow", step: "RunPodSandbox", code: codes.OK},
+		{name: "slow/StopPodSandbox/cni-del", pod: "cnifault-del-slow", step: "StopPodSandbox", code: codes.OK},
+		// store: a bbolt write that fails or is slow.
+		{name: "error/RunPodSandbox/store-put", ci: true, env: "Store/put-sandboxes=error:1", step: "RunPodSandbox",
+			code: codes.Unavailable, msg: "fault injected at Store/put-sandboxes"},
+		{name: "error/CreateContainer/store-put", env: "Store/put-containers=error:1", step: "CreateContainer",
+			code: codes.Unavailable, msg: "fault injected at Store/put-containers"},
+		{name: "error/RemoveContainer/store-delete", env: "Store/delete-containers=error:1", step: "RemoveContainer",
+			code: codes.Unavailable, msg: "fault injected at Store/delete-containers"},
+		{name: "error/RemovePodSandbox/store-delete", env: "Store/delete-sandboxes=error:1", step: "RemovePodSandbox",
+			code: codes.Unavailable, msg: "fault injected at Store/delete-sandboxes"},
+		{name: "slow/CreateContainer/store-put", env: "Store/put-containers=sleep:3s", step: "CreateContainer",
+			deadline: kubeletDeadline, code: dl},
+	}
+}
+
+var (
+	faultWrapOnce sync.Once
+	faultWrapPath string
+	faultWrapErr  error
+)
+
+// faultWrapBin builds faultwrap once.
+func faultWrapBin(t *testing.T) string {
+	t.Helper()
+	faultWrapOnce.Do(func() {
+		faultWrapPath = filepath.Join(h.base, "faultwrap", "faultwrap")
+		faultWrapErr = buildHelper("./faultwrap", faultWrapPath)
+	})
+	if faultWrapErr != nil {
+		t.Fatalf("build faultwrap: %v", faultWrapErr)
+	}
+	return faultWrapPath
+}
+
+// wrapped is a faultwrap link named like the program it stands for.
+type wrapped struct{ link, real string }
+
+func newWrapped(t *testing.T, bin, dir, name, real string) wrapped {
+	t.Helper()
+	w := wrapped{link: filepath.Join(dir, name), real: real}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bin, w.link); err != nil {
+		t.Fatal(err)
+	}
+	w.arm(t, "")
+	return w
+}
+
+// arm replaces the wrapper's rules (and forgets its counts).
+func (w wrapped) arm(t *testing.T, rules string) {
+	t.Helper()
+	old, _ := filepath.Glob(w.link + ".count*")
+	for _, f := range old {
+		os.Remove(f)
+	}
+	if err := os.WriteFile(w.link+".faults", []byte("exec "+w.real+"\n"+rules+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hitPID is the pid of the last invocation of sub that met a rule.
+func (w wrapped) hitPID(sub string) int {
+	b, _ := os.ReadFile(w.link + ".hits")
+	pid := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && (f[0] == sub || sub == "") {
+			pid, _ = strconv.Atoi(f[1])
+		}
+	}
+	return pid
+}
+
+// boundaryRun is one case's crid and pod.
+type boundaryRun struct {
+	tc      boundaryCase
+	c       *harness
+	rt, mon wrapped
+	life    *podLife
+	initPID int // the init stopped for StartContainer
+}
+
+func runBoundaryCase(t *testing.T, wrap string, tc boundaryCase) {
+	b := &boundaryRun{tc: tc}
+	wdir := filepath.Join(h.base, "wrap-"+randHex(3))
+	b.rt = newWrapped(t, wrap, wdir, "runc", "/usr/local/sbin/runc")
+	b.mon = newWrapped(t, wrap, wdir, "crid-monitor", filepath.Join(h.binDir, "crid-monitor"))
+	bound := fmt.Sprintf("command_timeout = %q\n", boundTimeout)
+	b.c = faultCridWith(t, faultOpts{runtime: b.rt.link, monitor: b.mon.link, runtimeTOML: bound,
+		networkTOML: fmt.Sprintf("plugin_timeout = %q\n", boundTimeout)})
+	if tc.env != "" {
+		b.c.env = []string{"CRID_FAULTS=" + tc.env}
+	}
+	if err := b.c.start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.c.img.PullImage(ctxT(t), &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
+		t.Fatalf("PullImage: %v", err)
+	}
+	if tc.pause {
+		// The pause image, pulled before the baseline.
+		if _, err := b.c.img.PullImage(ctxT(t), &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: "registry.k8s.io/pause:3.10"}}); err != nil {
+			t.Fatalf("PullImage pause: %v", err)
+		}
+	}
+	before, err := leakcheck.Take(ctxT(t), b.c.leakTarget())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := leakPodConfig(t)
+	pod.LogDirectory = filepath.Join(b.c.base, "logs")
+	if tc.pod != "" {
+		pod.Metadata.Name = tc.pod + "-" + randHex(3)
+	}
+	if tc.pause {
+		pod.Linux.SecurityContext = &runtime.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD}}
+	}
+	b.life = &podLife{c: b.c, pod: pod}
+	for _, s := range lifeSteps {
+		if s == tc.prepAt {
+			b.rt.arm(t, tc.prepRules)
+		}
+		if s != tc.step {
+			if err := b.step(s, time.Minute); err != nil {
+				t.Fatalf("%s before the fault: %v\n%s", s, err, b.c.logTail())
+			}
+			continue
+		}
+		b.faultedStep(t)
+	}
+	checkNothingLeft(t, b.c, before)
+}
+
+func (b *boundaryRun) step(op string, deadline time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	return b.life.step(ctx, op)
+}
+
+// faultedStep arms the fault, runs the step, checks its answer, what hung
+// and crid's service meanwhile, and retries as kubelet would.
+func (b *boundaryRun) faultedStep(t *testing.T) {
+	tc := b.tc
+	b.rt.arm(t, tc.runtime)
+	b.mon.arm(t, tc.monitor)
+	if tc.hung == "init" {
+		b.stopInit(t)
+	}
+	deadline := tc.deadline
+	if deadline == 0 {
+		deadline = time.Minute
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- b.step(tc.step, deadline) }()
+	if tc.hung != "" {
+		b.checkServing(t, done)
+	}
+	err := <-done
+	took := time.Since(start)
+	t.Logf("%s answered after %v: %v", tc.step, took.Round(time.Millisecond), err)
+	checkAnswer(t, tc, err, b.c)
+	if tc.hung != "" {
+		// Answered at the caller's deadline or crid's bound, not later.
+		if limit := min(deadline, boundTimeout) + 2*time.Second; took > limit {
+			t.Errorf("%s hung for %v, want an answer within %v", tc.step, took, limit)
+		}
+		b.checkHungGone(t)
+	}
+	if err != nil {
+		b.life.retry(t, tc.step)
+	}
+}
+
+// checkAnswer checks the RPC's code and message.
+func checkAnswer(t *testing.T, tc boundaryCase, err error, c *harness) {
+	t.Helper()
+	if tc.code == codes.OK {
+		if err != nil {
+			t.Fatalf("%s through %s: %v, want success\n%s", tc.step, tc.name, err, c.logTail())
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("%s succeeded through %s", tc.step, tc.name)
+	}
+	if status.Code(err) != tc.code {
+		t.Errorf("%s through %s = %v, want %v", tc.step, tc.name, err, tc.code)
+	}
+	if !strings.Contains(status.Convert(err).Message(), tc.msg) {
+		t.Errorf("%s through %s = %q, want it to say %q", tc.step, tc.name, status.Convert(err).Message(), tc.msg)
+	}
+}
+
+// checkServing checks, while the step waits on what hangs, that crid
+// answers other calls.
+func (b *boundaryRun) checkServing(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("%s answered before anything hung: %v", b.tc.step, err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := b.c.rt.Version(ctx, &runtime.VersionRequest{}); err != nil {
+		t.Errorf("Version while %s hangs: %v", b.tc.step, err)
+	}
+	if _, err := b.c.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err != nil {
+		t.Errorf("ListPodSandbox while %s hangs: %v", b.tc.step, err)
+	}
+	if _, err := b.c.rt.ListContainers(ctx, &runtime.ListContainersRequest{}); err != nil {
+		t.Errorf("ListContainers while %s hangs: %v", b.tc.step, err)
+	}
+}
+
+// hungPID is the process the case's step waited on.
+func (b *boundaryRun) hungPID(t *testing.T) int {
+	t.Helper()
+	kind, arg, _ := strings.Cut(b.tc.hung, ":")
+	switch kind {
+	case "runtime":
+		return b.rt.hitPID(arg)
+	case "monitor":
+		return b.mon.hitPID("")
+	case "cni":
+		f := filepath.Join(h.base, "cnibin", b.life.pod.Metadata.Name+"."+arg+".pids")
+		lines := readLines(t, f)
+		if len(lines) == 0 {
+			return 0
+		}
+		pid, _ := strconv.Atoi(lines[0])
+		return pid
+	case "init":
+		return b.initPID
+	}
+	t.Fatalf("unknown hung process %q", b.tc.hung)
+	return 0
+}
+
+// checkHungGone waits for the hung process to be killed and reaped: no
+// process, no zombie with its pid.
+func (b *boundaryRun) checkHungGone(t *testing.T) {
+	t.Helper()
+	pid := b.hungPID(t)
+	if pid <= 0 {
+		t.Fatalf("%s: the hung %s left no pid", b.tc.name, b.tc.hung)
+	}
+	deadline := time.Now().Add(boundTimeout + 5*time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			t.Fatalf("the hung %s (pid %d) is still there: %s", b.tc.hung, pid, st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stopInit stops the created container's init (SIGSTOP) before it is
+// released: StartContainer then waits on an init that never takes its
+// release, as with one stuck in the kernel.
+func (b *boundaryRun) stopInit(t *testing.T) {
+	t.Helper()
+	pid := containerFilePID(t, b.c, b.life.ctrID, "pid")
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("stop init %d: %v", pid, err)
+	}
+	b.initPID = pid
+}
+
+// containerFilePID reads a pid file of a container's bundle: "pid" (its
+// init), "monitor.pid".
+func containerFilePID(t *testing.T, c *harness, id, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.base, "state", "containers", id, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		t.Fatalf("%s of container %s: %q", name, id, b)
+	}
+	return pid
+}
+
+// TestPullHang: a registry that stops answering in the middle of a pull
+// (a blob request that never gets a byte). With kubelet's deadline first,
+// PullImage answers DeadlineExceeded, crid serves other calls meanwhile
+// and drops the hung request; with crid's images.pull_progress_timeout
+// first, crid answers itself, naming the stall. Each time a repeated pull
+// succeeds, and once the image is removed nothing of it is left.
+func TestPullHang(t *testing.T) {
+	var requests atomic.Int32
+	released := make(chan struct{}, 4)
+	target, err := url.Parse("http://" + h.registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/blobs/") && requests.Add(1) == 1 {
+			<-r.Context().Done() // never a byte, until crid gives up on it
+			released <- struct{}{}
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Close()
+	c := faultCridWith(t, faultOpts{registry: lis.Addr().String(), imagesTOML: fmt.Sprintf("pull_progress_timeout = %q\n", boundTimeout)})
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := leakcheck.Take(ctxT(t), c.leakTarget())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration
+		msg      string
+	}{
+		{"kubelet-deadline", kubeletDeadline, "context deadline exceeded"},
+		{"pull-progress-timeout", time.Minute, "pull made no progress"},
+	} {
+		requests.Store(0)
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), tc.deadline)
+			defer cancel()
+			_, err := c.img.PullImage(ctx, req)
+			done <- err
+		}()
+		time.Sleep(500 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if _, err := c.rt.Version(ctx, &runtime.VersionRequest{}); err != nil {
+			t.Errorf("%s: Version during the hung pull: %v", tc.name, err)
+		}
+		if _, err := c.img.ListImages(ctx, &runtime.ListImagesRequest{}); err != nil {
+			t.Errorf("%s: ListImages during the hung pull: %v", tc.name, err)
+		}
+		cancel()
+		err := <-done
+		took := time.Since(start)
+		t.Logf("%s: PullImage answered after %v: %v", tc.name, took.Round(time.Millisecond), err)
+		if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(status.Convert(err).Message(), tc.msg) {
+			t.Errorf("%s: PullImage through a hung registry = %v, want DeadlineExceeded saying %q", tc.name, err, tc.msg)
+		}
+		if limit := min(tc.deadline, boundTimeout) + 2*time.Second; took > limit {
+			t.Errorf("%s: PullImage answered after %v, want within %v", tc.name, took, limit)
+		}
+		select {
+		case <-released:
+		case <-time.After(boundTimeout + 5*time.Second):
+			t.Fatalf("%s: crid still holds the hung blob request", tc.name)
+		}
+		resp, err := c.img.PullImage(ctxT(t), req)
+		if err != nil {
+			t.Fatalf("%s: repeated pull: %v\n%s", tc.name, err, c.logTail())
+		}
+		if _, err := c.img.RemoveImage(ctxT(t), &runtime.RemoveImageRequest{Image: &runtime.ImageSpec{Image: resp.ImageRef}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkNothingLeft(t, c, before)
+}
+
+// TestMonitorFaults: a container's crid-monitor dies (SIGKILL) while the
+// container runs, and another's stops answering on its socket (SIGSTOP).
+// The dead monitor's container is reported exited with the reason, its
+// process is killed, and the pod's removal leaves nothing; a call that
+// waits on the stopped monitor answers at the caller's deadline while crid
+// serves others, and succeeds once the monitor answers again.
+func TestMonitorFaults(t *testing.T) {
+	c := faultCrid(t)
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.img.PullImage(ctxT(t), &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
+		t.Fatalf("PullImage: %v", err)
+	}
+	before, err := leakcheck.Take(ctxT(t), c.leakTarget())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &podLife{c: c, pod: leakPodConfig(t)}
+	l.pod.LogDirectory = filepath.Join(c.base, "logs")
+	for _, s := range []string{"RunPodSandbox", "CreateContainer", "StartContainer"} {
+		if err := l.step(ctxT(t), s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	t.Run("dies", func(t *testing.T) { monitorDies(t, c, l) })
+	t.Run("hangs", func(t *testing.T) { monitorHangs(t, c, l) })
+	for _, s := range []string{"StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"} {
+		if err := l.step(ctxT(t), s); err != nil {
+			t.Fatalf("%s: %v\n%s", s, err, c.logTail())
+		}
+	}
+	checkNothingLeft(t, c, before)
+}
+
+func monitorDies(t *testing.T, c *harness, l *podLife) {
+	initPID := containerFilePID(t, c, l.ctrID, "pid")
+	monPID := containerFilePID(t, c, l.ctrID, "monitor.pid")
+	if err := syscall.Kill(monPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var st *runtime.ContainerStatus
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := c.rt.ContainerStatus(ctxT(t), &runtime.ContainerStatusRequest{ContainerId: l.ctrID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st = r.Status; st.State == runtime.ContainerState_CONTAINER_EXITED {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container still %v 10s after its monitor died", st.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("after the monitor's death: exit %d, reason %q, message %q", st.ExitCode, st.Reason, st.Message)
+	if st.Reason == "" || st.Message == "" || st.ExitCode == 0 {
+		t.Errorf("exit after the monitor's death: code %d reason %q message %q, want an unknown exit explained", st.ExitCode, st.Reason, st.Message)
+	}
+	// Its process must not run on unmonitored: crid kills it.
+	for syscall.Kill(initPID, 0) == nil {
+		if time.Now().After(deadline) {
+			stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", initPID))
+			t.Fatalf("the container's process (pid %d) outlived its monitor: %s", initPID, stat)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// kubelet replaces the container.
+	if err := l.step(ctxT(t), "RemoveContainer"); err != nil {
+		t.Fatalf("RemoveContainer after the monitor's death: %v", err)
+	}
+	for _, s := range []string{"CreateContainer", "StartContainer"} {
+		if err := l.step(ctxT(t), s); err != nil {
+			t.Fatalf("%s after the monitor's death: %v", s, err)
+		}
+	}
+}
+
+func monitorHangs(t *testing.T, c *harness, l *podLife) {
+	monPID := containerFilePID(t, c, l.ctrID, "monitor.pid")
+	if err := syscall.Kill(monPID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = syscall.Kill(monPID, syscall.SIGCONT)
+		}
+	}()
+	req := &runtime.ReopenContainerLogRequest{ContainerId: l.ctrID}
+	ctx, cancel := context.WithTimeout(context.Background(), kubeletDeadline)
+	start := time.Now()
+	_, err := c.rt.ReopenContainerLog(ctx, req)
+	cancel()
+	took := time.Since(start)
+	t.Logf("ReopenContainerLog on a stopped monitor answered after %v: %v", took.Round(time.Millisecond), err)
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("ReopenContainerLog on a stopped monitor = %v, want DeadlineExceeded", err)
+	}
+	if took > kubeletDeadline+2*time.Second {
+		t.Errorf("ReopenContainerLog answered after %v", took)
+	}
+	vctx, vcancel := context.WithTimeout(context.Background(), time.Second)
+	if _, err := c.rt.Version(vctx, &runtime.VersionRequest{}); err != nil {
+		t.Errorf("Version while a monitor hangs: %v", err)
+	}
+	if _, err := c.rt.ContainerStatus(vctx, &runtime.ContainerStatusRequest{ContainerId: l.ctrID}); err != nil {
+		t.Errorf("ContainerStatus while its monitor hangs: %v", err)
+	}
+	vcancel()
+	if err := syscall.Kill(monPID, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	if _, err := c.rt.ReopenContainerLog(ctxT(t), req); err != nil {
+		t.Errorf("ReopenContainerLog once the monitor answers again: %v", err)
+	}
+}
+
