@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -418,6 +419,13 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 	if err := s.saveContainer(c); err != nil {
 		s.log.Error("persist container exit", "container", snap.ID, "error", err)
 	}
+	// A monitor that died before its container left the init to crid
+	// (the nearest subreaper): pinned now, reaped once the delete below
+	// has killed it.
+	var adopted *os.File
+	if waitErr != nil {
+		adopted = adoptedInit(snap)
+	}
 	// Delete from the runtime before waking waiters: a RemoveContainer
 	// racing this delete makes runc 1.1 see a half-deleted container
 	// ("invalid state transition from stopped to paused").
@@ -432,6 +440,9 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 		}
 		cancel()
 	}
+	if adopted != nil {
+		s.reapAdoptedInit(snap.ID, adopted)
+	}
 	_ = cgroups.Remove(snap.CgroupsPath)
 	// NRI plugins hear of every stop, also of a container that exited on
 	// its own, and before waiters wake: a RemoveContainer waiting for the
@@ -442,6 +453,53 @@ func (s *Service) recordExit(c *container, ex *monitor.Exit, waitErr error) {
 	close(c.exited)
 	s.events.publish(c, runtime.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	s.log.Info("container exited", "container", snap.ID, "exitCode", snap.ExitCode, "reason", snap.Reason)
+}
+
+// adoptedInit is a pidfd of the container's init if crid adopted it: its
+// monitor, its parent, died first. Left a zombie, the init would also
+// keep a pod's pause (the init of a shared PID namespace) from finishing
+// its exit until reapStrays' second sweep. nil when the init is gone,
+// is not crid's child, or is not the container's (a reused pid outside its
+// cgroup).
+func adoptedInit(rec containerRecord) *os.File {
+	if rec.PID <= 0 {
+		return nil
+	}
+	f, err := pidfd.Open(rec.PID)
+	if err != nil {
+		return nil
+	}
+	// After the pidfd pins the process: a reused pid fails these checks.
+	_, cgErr := cgroups.ProcessDirs(rec.PID, rec.CgroupsPath)
+	if ppid, err := parentPID(rec.PID); cgErr != nil || err != nil || ppid != os.Getpid() {
+		f.Close()
+		return nil
+	}
+	return f
+}
+
+// reapAdoptedInit waits (bounded) for the adopted init f, which the
+// runtime's delete has killed, and reaps it.
+func (s *Service) reapAdoptedInit(id string, f *os.File) {
+	ctx, cancel := context.WithTimeout(context.Background(), killedPauseReapTimeout)
+	defer cancel()
+	if err := waitPidfd(ctx, f); err != nil {
+		s.log.Warn("reap the init of a container whose monitor died", "container", id, "error", err)
+	}
+}
+
+// parentPID is the parent of pid, from /proc/<pid>/stat.
+func parentPID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 2 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return strconv.Atoi(f[1])
 }
 
 // signalDirect sends sig to a running container's init through a pidfd,

@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -559,8 +560,8 @@ func monitorDies(t *testing.T, c *harness, l *podLife) {
 	// Its process must not run on unmonitored: crid kills it.
 	for syscall.Kill(initPID, 0) == nil {
 		if time.Now().After(deadline) {
-			stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", initPID))
-			t.Fatalf("the container's process (pid %d) outlived its monitor: %s", initPID, stat)
+			out, _ := exec.Command("ps", "-e", "-o", "pid,ppid,stat,args").Output()
+			t.Fatalf("the container's process (pid %d) outlived its monitor (crid is %d):\n%s", initPID, c.crid.Process.Pid, out)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -579,6 +580,9 @@ func monitorHangs(t *testing.T, c *harness, l *podLife) {
 	monPID := containerFilePID(t, c, l.ctrID, "monitor.pid")
 	if err := syscall.Kill(monPID, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
+	}
+	for !processStopped(monPID) {
+		time.Sleep(10 * time.Millisecond) // the stop is delivered asynchronously
 	}
 	resumed := false
 	defer func() {
@@ -616,3 +620,14 @@ func monitorHangs(t *testing.T, c *harness, l *podLife) {
 	}
 }
 
+
+// processStopped is whether pid is in the stopped state (T).
+func processStopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] == "T"
+}

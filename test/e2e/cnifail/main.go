@@ -9,7 +9,7 @@
 // check; action error, hang or slow) meets the action at its first
 // invocation of that command only, so that kubelet's retry converges: error
 // fails with a CNI error, hang blocks until the plugin is killed, slow
-// takes 3 seconds. Each such invocation leaves its pid in
+// takes a second. Each such invocation leaves its pid in
 // <pod>.<command>.pids beside the plugin.
 package main
 
@@ -105,6 +105,6 @@ func injectFault() {
 			time.Sleep(time.Hour)
 		}
 	case "slow":
-		time.Sleep(3 * time.Second)
+		time.Sleep(time.Second)
 	}
 }
