@@ -51,9 +51,11 @@ type boundaryCase struct {
 	// RemoveContainer has to delete.
 	prepAt, prepRules string
 	step              string        // the RPC that meets the fault
-	deadline         time.Duration // its caller's deadline (0: a minute)
+	deadline          time.Duration // its caller's deadline (0: a minute)
 	// code and msg are what step answers (codes.OK: crid absorbs the
-	// fault, e.g. by its own retry or fallback).
+	// fault, e.g. by its own retry or fallback). With deadline set the
+	// caller gives up first and sees gRPC's own words: msg is then what
+	// crid's handler answered, from crid's log.
 	code codes.Code
 	msg  string
 	// hung names the process the step waits on, for hang cases:
@@ -92,20 +94,20 @@ func boundaryCases() []boundaryCase {
 		{name: "hang/StartContainer/init-stopped", ci: true, step: "StartContainer",
 			code: dl, msg: "runtime.command_timeout", hung: "init"},
 		{name: "hang/StopContainer/runtime-delete", ci: true, runtime: "delete hang 1", step: "StopContainer",
-			deadline: kubeletDeadline, code: dl, hung: "runtime:delete"},
+			deadline: kubeletDeadline, code: dl, msg: "stop container", hung: "runtime:delete"},
 		{name: "hang/RemoveContainer/runtime-delete", ci: true, prepAt: "StopContainer", prepRules: "delete error 2",
 			runtime: "delete hang 1", step: "RemoveContainer",
-			deadline: kubeletDeadline, code: dl, hung: "runtime:delete"},
+			deadline: kubeletDeadline, code: dl, msg: "remove container", hung: "runtime:delete"},
 		{name: "hang/StopPodSandbox/cni-del", ci: true, pod: "cnifault-del-hang", step: "StopPodSandbox",
-			deadline: kubeletDeadline, code: dl, hung: "cni:del"},
+			deadline: kubeletDeadline, code: dl, msg: "teardown network for sandbox", hung: "cni:del"},
 		{name: "hang/RemovePodSandbox/runtime-delete", ci: true, pause: true, runtime: "delete hang 1", step: "RemovePodSandbox",
-			deadline: kubeletDeadline, code: dl, hung: "runtime:delete"},
+			deadline: kubeletDeadline, code: dl, msg: "remove pod sandbox", hung: "runtime:delete"},
 		{name: "hang/RunPodSandbox/runtime-run", pause: true, runtime: "run hang 1", step: "RunPodSandbox",
 			code: dl, msg: "runtime.command_timeout", hung: "runtime:run"},
 		{name: "hang/CreateContainer/monitor", monitor: "main hang 1", step: "CreateContainer",
 			code: dl, msg: "runtime.command_timeout", hung: "monitor"},
 		{name: "hang/RunPodSandbox/cni-add-kubelet-deadline", pod: "cnifault-add-hang", step: "RunPodSandbox",
-			deadline: kubeletDeadline, code: dl, hung: "cni:add"},
+			deadline: kubeletDeadline, code: dl, msg: "still in progress after the caller's deadline", hung: "cni:add"},
 		// error: the runtime's or plugin's own words reach the caller.
 		{name: "error/RunPodSandbox/runtime-run", pause: true, runtime: "run error 1", step: "RunPodSandbox",
 			code: codes.Unknown, msg: "faultwrap: injected failure of run"},
@@ -133,7 +135,7 @@ func boundaryCases() []boundaryCase {
 		{name: "error/RemovePodSandbox/store-delete", env: "Store/delete-sandboxes=error:1", step: "RemovePodSandbox",
 			code: codes.Unavailable, msg: "fault injected at Store/delete-sandboxes"},
 		{name: "slow/CreateContainer/store-put", env: "Store/put-containers=sleep:3s", step: "CreateContainer",
-			deadline: kubeletDeadline, code: dl},
+			deadline: kubeletDeadline, code: dl, msg: "still in progress after the caller's deadline"},
 	}
 }
 
@@ -286,6 +288,7 @@ func (b *boundaryRun) faultedStep(t *testing.T) {
 	took := time.Since(start)
 	t.Logf("%s answered after %v: %v", tc.step, took.Round(time.Millisecond), err)
 	checkAnswer(t, tc, err, b.c)
+	b.checkFaultMet(t)
 	if tc.hung != "" {
 		// Answered at the caller's deadline or crid's bound, not later.
 		if limit := min(deadline, boundTimeout) + 2*time.Second; took > limit {
@@ -313,8 +316,68 @@ func checkAnswer(t *testing.T, tc boundaryCase, err error, c *harness) {
 	if status.Code(err) != tc.code {
 		t.Errorf("%s through %s = %v, want %v", tc.step, tc.name, err, tc.code)
 	}
+	if tc.msg == "" {
+		t.Fatalf("case %s names no message to expect", tc.name)
+	}
+	if tc.deadline != 0 {
+		checkLoggedAnswer(t, c, tc.step, tc.msg)
+		return
+	}
 	if !strings.Contains(status.Convert(err).Message(), tc.msg) {
 		t.Errorf("%s through %s = %q, want it to say %q", tc.step, tc.name, status.Convert(err).Message(), tc.msg)
+	}
+}
+
+// checkFaultMet checks that the step met the armed fault, so that a step
+// that succeeded did so through it, not around it.
+func (b *boundaryRun) checkFaultMet(t *testing.T) {
+	t.Helper()
+	tc := b.tc
+	if tc.runtime != "" && b.rt.hitPID(strings.Fields(tc.runtime)[0]) <= 0 {
+		t.Errorf("%s: the runtime never met %q", tc.name, tc.runtime)
+	}
+	if tc.monitor != "" && b.mon.hitPID("") <= 0 {
+		t.Errorf("%s: crid-monitor never met %q", tc.name, tc.monitor)
+	}
+	if strings.HasPrefix(tc.pod, "cnifault-") {
+		cmd := strings.Split(tc.pod, "-")[1]
+		runs := readLines(t, filepath.Join(h.base, "cnibin", b.life.pod.Metadata.Name+"."+cmd+".pids"))
+		if len(runs) == 0 {
+			t.Errorf("%s: the plugin never met its %s fault", tc.name, cmd)
+		}
+		if tc.code == codes.OK && strings.Contains(tc.pod, "-error") && len(runs) < 2 {
+			t.Errorf("%s: the step succeeded after a failed %s without running it again", tc.name, cmd)
+		}
+	}
+	if point, _, ok := strings.Cut(tc.env, "="); ok {
+		b, err := os.ReadFile(b.c.logPath)
+		if err != nil || !strings.Contains(string(b), `msg="fault injected" point=`+point) {
+			t.Errorf("%s: crid never reached %s (%v)", tc.name, point, err)
+		}
+	}
+}
+
+// checkLoggedAnswer waits for crid's log to show method's handler
+// returning an error that says msg: the handler, not only its caller,
+// gave up on what hung.
+func checkLoggedAnswer(t *testing.T, c *harness, method, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(boundTimeout + 2*time.Second)
+	for {
+		b, err := os.ReadFile(c.logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, `msg="cri call failed" method=/runtime.v1.RuntimeService/`+method+" ") && strings.Contains(line, msg) {
+				t.Logf("crid answered: %s", line[strings.Index(line, "error="):])
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("crid's log shows no %s answered with %q:\n%s", method, msg, c.logTail())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -619,7 +682,6 @@ func monitorHangs(t *testing.T, c *harness, l *podLife) {
 		t.Errorf("ReopenContainerLog once the monitor answers again: %v", err)
 	}
 }
-
 
 // processStopped is whether pid is in the stopped state (T).
 func processStopped(pid int) bool {

@@ -186,4 +186,3 @@ func record(self, sub string) {
 	fmt.Fprintf(f, "%s %d\n", sub, os.Getpid())
 	f.Close()
 }
-
