@@ -494,10 +494,14 @@ func parentPID(pid int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
 	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: no command name", pid)
+	}
 	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 2 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	if len(f) < 2 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: no parent", pid)
 	}
 	return strconv.Atoi(f[1])
 }

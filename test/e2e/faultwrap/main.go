@@ -24,6 +24,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -74,10 +75,10 @@ func act(r rule, sub, logPath string) {
 	case r.action == "error":
 		msg := "faultwrap: injected failure of " + sub
 		if logPath != "" {
-			if f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
-				b, _ := json.Marshal(map[string]string{"level": "error", "msg": msg, "time": time.Now().Format(time.RFC3339)})
-				f.Write(append(b, '\n'))
-				f.Close()
+			// As runc logs its errors; the message is on stderr as well.
+			b, _ := json.Marshal(map[string]string{"level": "error", "msg": msg, "time": time.Now().Format(time.RFC3339)})
+			if err := appendFile(logPath, append(b, '\n')); err != nil {
+				fail("%s (and writing %s: %v)", msg, logPath, err)
 			}
 		}
 		fail("%s", msg)
@@ -89,6 +90,18 @@ func act(r rule, sub, logPath string) {
 		d, _ := time.ParseDuration(strings.TrimPrefix(r.action, "sleep:"))
 		time.Sleep(d)
 	}
+}
+
+func appendFile(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func fail(format string, args ...any) {
@@ -168,12 +181,18 @@ func take(self string, i, count int) bool {
 		fail("faultwrap: lock: %v", err)
 	}
 	var n int
-	fmt.Fscan(f, &n)
+	if _, err := fmt.Fscan(f, &n); err != nil && err != io.EOF {
+		fail("faultwrap: read count: %v", err)
+	}
 	if n >= count {
 		return false
 	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(n+1)), 0)
+	if err := f.Truncate(0); err != nil {
+		fail("faultwrap: %v", err)
+	}
+	if _, err := f.WriteAt([]byte(strconv.Itoa(n+1)), 0); err != nil {
+		fail("faultwrap: %v", err)
+	}
 	return true
 }
 
@@ -183,6 +202,11 @@ func record(self, sub string) {
 	if err != nil {
 		fail("faultwrap: %v", err)
 	}
-	fmt.Fprintf(f, "%s %d\n", sub, os.Getpid())
-	f.Close()
+	_, err = fmt.Fprintf(f, "%s %d\n", sub, os.Getpid())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fail("faultwrap: record: %v", err)
+	}
 }
