@@ -38,8 +38,8 @@ type Action struct {
 	Kind string
 	// Delay is Sleep's duration.
 	Delay time.Duration
-	// Times limits Error to the first Times arrivals (0: every one), so
-	// that a retry can succeed.
+	// Times limits Error and Hang to the first Times arrivals (0: every
+	// one), so that a retry can succeed.
 	Times int
 }
 
@@ -57,7 +57,7 @@ type rule struct {
 
 // Parse reads rules of the form "point=action[;point=action...]", where
 // action is kill, error, error:N (the first N arrivals only), sleep:DUR
-// (a Go duration) or hang.
+// (a Go duration), hang or hang:N.
 func Parse(spec string, log *slog.Logger) (*Injector, error) {
 	in := &Injector{log: log, rules: map[string]*rule{}}
 	for _, item := range strings.Split(spec, ";") {
@@ -90,12 +90,12 @@ func parseAction(s string) (Action, error) {
 		return Action{Kind: kind}, nil
 	case kind == Error && !hasArg:
 		return Action{Kind: Error}, nil
-	case kind == Error:
+	case kind == Error || kind == Hang:
 		n, err := strconv.Atoi(arg)
 		if err != nil || n < 1 {
-			return Action{}, fmt.Errorf("error:%s: want a count of 1 or more", arg)
+			return Action{}, fmt.Errorf("%s:%s: want a count of 1 or more", kind, arg)
 		}
-		return Action{Kind: Error, Times: n}, nil
+		return Action{Kind: kind, Times: n}, nil
 	case kind == Sleep && hasArg:
 		d, err := time.ParseDuration(arg)
 		if err != nil || d <= 0 {
@@ -103,7 +103,7 @@ func parseAction(s string) (Action, error) {
 		}
 		return Action{Kind: Sleep, Delay: d}, nil
 	}
-	return Action{}, fmt.Errorf("action %q: want kill, error, error:N, sleep:DUR or hang", s)
+	return Action{}, fmt.Errorf("action %q: want kill, error, error:N, sleep:DUR, hang or hang:N", s)
 }
 
 // ErrInjected is wrapped by the errors Error actions return.
@@ -118,7 +118,7 @@ func (in *Injector) At(ctx context.Context, point string) error {
 	in.mu.Lock()
 	r := in.rules[point]
 	var act Action
-	fire := r != nil && (r.Kind != Error || r.Times == 0 || r.hits < r.Times)
+	fire := r != nil && (r.Times == 0 || r.hits < r.Times)
 	if fire {
 		r.hits++
 		act = r.Action

@@ -21,9 +21,9 @@ func TestParse(t *testing.T) {
 	}{
 		{spec: "", want: map[string]Action{}},
 		{spec: "RunPodSandbox/netns=kill", want: map[string]Action{"RunPodSandbox/netns": {Kind: Kill}}},
-		{spec: " A/b=error ; C/d=error:2;E/f=sleep:1.5s;G/h=hang", want: map[string]Action{
+		{spec: " A/b=error ; C/d=error:2;E/f=sleep:1.5s;G/h=hang;I/j=hang:1", want: map[string]Action{
 			"A/b": {Kind: Error}, "C/d": {Kind: Error, Times: 2},
-			"E/f": {Kind: Sleep, Delay: 1500 * time.Millisecond}, "G/h": {Kind: Hang},
+			"E/f": {Kind: Sleep, Delay: 1500 * time.Millisecond}, "G/h": {Kind: Hang}, "I/j": {Kind: Hang, Times: 1},
 		}},
 		{spec: "nostep=kill", wantErr: true},
 		{spec: "A/=kill", wantErr: true},
@@ -34,6 +34,7 @@ func TestParse(t *testing.T) {
 		{spec: "A/b=sleep", wantErr: true},
 		{spec: "A/b=sleep:-1s", wantErr: true},
 		{spec: "A/b=kill:3", wantErr: true},
+		{spec: "A/b=hang:0", wantErr: true},
 		{spec: "A b/c=kill", wantErr: true},
 	} {
 		in, err := Parse(tc.spec, quiet)
@@ -63,7 +64,7 @@ func TestAt(t *testing.T) {
 	if err := none.At(context.Background(), "A/b"); err != nil {
 		t.Fatalf("nil injector: %v", err)
 	}
-	in, err := Parse("A/once=error:1;A/always=error;A/slow=sleep:50ms;A/hang=hang", quiet)
+	in, err := Parse("A/once=error:1;A/always=error;A/slow=sleep:50ms;A/hang=hang;A/hang1=hang:1", quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,5 +92,13 @@ func TestAt(t *testing.T) {
 	defer cancel()
 	if err := in.At(hctx, "A/hang"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("hang = %v, want the caller's deadline", err)
+	}
+	hctx, cancel = context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := in.At(hctx, "A/hang1"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("first arrival at hang:1 = %v, want the caller's deadline", err)
+	}
+	if err := in.At(ctx, "A/hang1"); err != nil {
+		t.Errorf("second arrival at hang:1 = %v, want nil (a retry goes through)", err)
 	}
 }
