@@ -108,6 +108,12 @@ func boundaryCases() []boundaryCase {
 			code: dl, msg: "runtime.command_timeout", hung: "monitor"},
 		{name: "hang/RunPodSandbox/cni-add-kubelet-deadline", pod: "cnifault-add-hang", step: "RunPodSandbox",
 			deadline: kubeletDeadline, code: dl, msg: "still in progress after the caller's deadline", hung: "cni:add"},
+		// The pods here share a PID namespace (nil NamespaceOptions), so
+		// StopContainer's SIGKILL goes through `runc kill --all`.
+		{name: "hang/StopContainer/runtime-kill", runtime: "kill hang 1", step: "StopContainer",
+			deadline: kubeletDeadline, code: dl, msg: "stop container", hung: "runtime:kill"},
+		{name: "error/StopContainer/runtime-kill", runtime: "kill error 1", step: "StopContainer",
+			code: codes.Unknown, msg: "faultwrap: injected failure of kill"},
 		// error: the runtime's or plugin's own words reach the caller.
 		{name: "error/RunPodSandbox/runtime-run", pause: true, runtime: "run error 1", step: "RunPodSandbox",
 			code: codes.Unknown, msg: "faultwrap: injected failure of run"},
