@@ -281,7 +281,8 @@ bench() { # runtime scenario round
 		[ -n "$CONTAINERD_METRICS" ] && args+=(--metrics-url "http://$CONTAINERD_METRICS/v1/metrics") ;;
 	crid) sock=$W/crid/crid.sock; args=(--daemon-pid "$CRID_PID" --monitor-name crid-monitor --monitor-match "$W/crid/")
 		args+=(--store-dir "$W/crid/root/content" --store-dir "$W/crid/root/snapshots")
-		[ -n "$CRID_METRICS" ] && args+=(--metrics-url "http://$CRID_METRICS/metrics") ;;
+		[ -n "$CRID_METRICS" ] && args+=(--metrics-url "http://$CRID_METRICS/metrics")
+		args+=(--leakcheck-root "$W/crid/root" --leakcheck-state "$W/crid/state" --leakcheck-network crid-bench --leakcheck-bridge "$BRIDGE") ;;
 	esac
 	[ "$s" = pull ] && args+=(--pull-image "$PULL_IMAGES")
 	[ "$s" = pull-size ] && args+=(--registry "$REG")

@@ -65,6 +65,9 @@ type Options struct {
 	ChurnCycles      int    `json:"churn_cycles"`
 	ChurnSampleEvery int    `json:"churn_sample_every"`
 	MetricsURL       string `json:"metrics_url"`
+	// Leak is a crid's host objects (test/e2e/leakcheck) for the churn
+	// scenario to check at the end; zero for another runtime.
+	Leak LeakTarget `json:"leak"`
 	// ReplayExe, when set, is run with ReplayCommand to measure the list
 	// scenario's floor (see replay.go); crid-bench passes itself.
 	ReplayExe string `json:"replay_exe,omitempty"`

@@ -44,6 +44,10 @@ func (b *Bench) churn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	leak, err := b.leakBaseline(ctx, sel.daemonPID)
+	if err != nil {
+		return err
+	}
 	var samples []churnSample
 	sample := func(n int) error {
 		s, err := b.churnSample(ctx, sel.daemonPID, n)
@@ -75,7 +79,10 @@ func (b *Bench) churn(ctx context.Context) error {
 		}
 	}
 	b.add(churnMetrics(o.ChurnCycles, samples, cycles)...)
-	return b.churnLeftovers(ctx, sel, monitors0)
+	if err := b.churnLeftovers(ctx, sel, monitors0); err != nil {
+		return err
+	}
+	return b.leakCheck(ctx, leak)
 }
 
 // churnSample reads the daemon's footprint and goroutines.
