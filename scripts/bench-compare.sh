@@ -22,6 +22,8 @@
 #   --containerd-only     measure containerd alone (no crid)
 #   --out FILE            default docs/performance.md
 #   --work DIR            scratch dir (default: mktemp)
+#   --results DIR         also keep every run's JSON report in DIR (the
+#                         scratch dir is removed at the end)
 #   (env CRID_CONFIG_EXTRA: TOML appended to crid's config)
 #   --serve               start both runtimes, print their sockets and wait
 #                         (for profiling by hand); Ctrl-C cleans up
@@ -36,6 +38,7 @@ ONLY_CONTAINERD=0
 OUT=docs/performance.md
 W=""
 SERVE=0
+RESULTS=""
 EXTRA=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -45,6 +48,7 @@ while [ $# -gt 0 ]; do
 	--containerd-only) ONLY_CONTAINERD=1; shift ;;
 	--out) OUT=$2; shift 2 ;;
 	--work) W=$2; shift 2 ;;
+	--results) RESULTS=$2; shift 2 ;;
 	--serve) SERVE=1; shift ;;
 	--) shift; EXTRA=("$@"); break ;;
 	*) echo "unknown option $1" >&2; exit 2 ;;
@@ -417,4 +421,5 @@ join() { local IFS=,; echo "$*"; }
 MD
 } >"$W/performance.md"
 cp "$W/performance.md" "$OUT"
+if [ -n "$RESULTS" ]; then mkdir -p "$RESULTS" && cp "$W"/results/*.json "$RESULTS"/; fi
 log "wrote $OUT"
