@@ -63,11 +63,11 @@ func parseSizes(flag, s string) ([]int, error) {
 
 func newRunCmd() *cobra.Command {
 	var (
-		endpoint, jsonOut, sizes, command, pullSizes string
-		opts                              bench.Options
-		settle, densityIdle               time.Duration
-		timeout                           time.Duration
-		replay                            bool
+		endpoint, jsonOut, sizes, command, pullSizes, pullLayers string
+		opts                                                     bench.Options
+		settle, densityIdle                                      time.Duration
+		timeout                                                  time.Duration
+		replay                                                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO...",
@@ -83,6 +83,9 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 				return err
 			}
 			if opts.PullSizes, err = parseSizes("pull-sizes", pullSizes); err != nil {
+				return err
+			}
+			if opts.PullLayers, err = parseSizes("pull-layers", pullLayers); err != nil {
 				return err
 			}
 			if command != "" {
@@ -134,7 +137,7 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 	f.IntVar(&opts.DensityBurst, "density-burst", 50, "density: pods started at once on top of the full node")
 	f.IntVar(&opts.DensityChurn, "density-churn", 200, "density: pod cycles with the node full, the daemon's RSS, fds and threads compared before and after (0: none)")
 	f.StringVar(&pullSizes, "pull-sizes", "64,256,1024", "pull-size: uncompressed image sizes in MiB")
-	f.IntVar(&opts.PullLayers, "pull-layers", 20, "pull-size: layers per image")
+	f.StringVar(&pullLayers, "pull-layers", "20", "pull-size: layers per image; several (with one size) draw the curve over the layer count")
 	f.StringSliceVar(&opts.PullCompressions, "pull-compressions", []string{"gzip", "zstd"}, "pull-size: layer compressions (gzip, zstd), one image each per size")
 	f.IntVar(&opts.PullFloorConcurrency, "pull-floor-concurrency", 3, "pull-size: layers the floor fetches at once (crid's and containerd's default max_concurrent_downloads)")
 	f.StringVar(&opts.Registry, "registry", "", "pull-size: the test registry (host:port, plain HTTP) to push the generated images to; the runtime must pull registry.k8s.io through it")

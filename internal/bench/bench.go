@@ -51,11 +51,11 @@ type Options struct {
 	DensityBurst int      `json:"density_burst"`
 	DensityChurn int      `json:"density_churn"`
 	// Pull-size scenario (pullsize.go): generated images of PullSizes MiB
-	// in PullLayers layers, each compression of PullCompressions, pushed
+	// in each of PullLayers layer counts, each compression of PullCompressions, pushed
 	// to the test registry at Registry; StoreDirs hold the runtime's
 	// blobs and layers (to wait until a removed image is gone).
 	PullSizes            []int    `json:"pull_sizes"`
-	PullLayers           int      `json:"pull_layers"`
+	PullLayers           []int    `json:"pull_layers"`
 	PullCompressions     []string `json:"pull_compressions"`
 	PullFloorConcurrency int      `json:"pull_floor_concurrency"`
 	Registry             string   `json:"registry"`
@@ -147,8 +147,8 @@ func (o *Options) defaults() {
 	if len(o.PullSizes) == 0 {
 		o.PullSizes = []int{64, 256, 1024}
 	}
-	if o.PullLayers <= 0 {
-		o.PullLayers = 20
+	if len(o.PullLayers) == 0 {
+		o.PullLayers = []int{20}
 	}
 	if len(o.PullCompressions) == 0 {
 		o.PullCompressions = []string{"gzip", "zstd"}

@@ -112,3 +112,29 @@ func TestDiskUsageCountsLinksOnce(t *testing.T) {
 		t.Fatalf("usage %d, with a hard link %d; want >= %d and equal", one, two, len(data))
 	}
 }
+
+func TestPullSizeMetrics(t *testing.T) {
+	g := bigImage{SizeMiB: 256, Layers: 20, Compression: "zstd"}
+	// The ratio is taken repetition by repetition, then the median.
+	pulls, write := []float64{200, 300, 900}, []float64{100, 100, 300}
+	get := func(ms []Metric, name string) Metric {
+		for _, m := range ms {
+			if m.Name == name {
+				return m
+			}
+		}
+		t.Fatalf("no metric %q in %v", name, ms)
+		return Metric{}
+	}
+	ms := pullSizeMetrics(g, false, pulls, []float64{30, 40, 35}, write, write, write)
+	if m := get(ms, "zstd 20 layers: pull / floor fetch+decompress+write"); m.Value != 3 || m.Group != "size_mib=256" {
+		t.Errorf("ratio %v in %s, want 3 in size_mib=256", m.Value, m.Group)
+	}
+	if m := get(ms, "zstd 20 layers: daemon peak RSS"); m.Value != 40 {
+		t.Errorf("peak RSS %v, want the highest, 40", m.Value)
+	}
+	ms = pullSizeMetrics(g, true, pulls, []float64{30, 40, 35}, write, write, write)
+	if m := get(ms, "zstd 256 MiB: pull p50"); m.Value != 300 || m.Group != "layers=20" {
+		t.Errorf("pull p50 %v in %s, want 300 in layers=20", m.Value, m.Group)
+	}
+}

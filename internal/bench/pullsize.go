@@ -27,8 +27,10 @@ import (
 func (o *Options) pullSizeImages() []bigImage {
 	var out []bigImage
 	for _, c := range o.PullCompressions {
-		for _, s := range o.PullSizes {
-			out = append(out, bigImage{SizeMiB: s, Layers: o.PullLayers, Compression: c})
+		for _, l := range o.PullLayers {
+			for _, s := range o.PullSizes {
+				out = append(out, bigImage{SizeMiB: s, Layers: l, Compression: c})
+			}
 		}
 	}
 	return out
@@ -103,16 +105,21 @@ func (b *Bench) pullSizeOne(ctx context.Context, g bigImage, daemon int) error {
 		b.progressf("pull-size: %s pull %s (peak RSS %.0f MiB); floor fetch %s, +decompress %s, +write %s",
 			ref, d.Round(time.Millisecond), float64(peak)/1024, fl.fetch.Round(time.Millisecond), fl.decompress.Round(time.Millisecond), fl.write.Round(time.Millisecond))
 	}
-	b.add(pullSizeMetrics(g, pulls, peaks, floorFetch, floorDecomp, floorWrite)...)
+	b.add(pullSizeMetrics(g, len(o.PullLayers) > 1 && len(o.PullSizes) == 1, pulls, peaks, floorFetch, floorDecomp, floorWrite)...)
 	return b.removeImageIfPresent(ctx, ref)
 }
 
 // pullSizeMetrics: medians over the repetitions, and the pull's ratio to
 // each floor taken repetition by repetition (the pull and its floors ran
-// back to back, under the same load) before the median.
-func pullSizeMetrics(g bigImage, pulls, peaks, fetch, decomp, write []float64) []Metric {
+// back to back, under the same load) before the median. The groups are
+// the sizes (size_mib=N), or the layer counts (layers=N) when byLayers.
+func pullSizeMetrics(g bigImage, byLayers bool, pulls, peaks, fetch, decomp, write []float64) []Metric {
 	group := fmt.Sprintf("size_mib=%d", g.SizeMiB)
-	c := g.Compression
+	what := fmt.Sprintf("%s %d layers", g.Compression, g.Layers)
+	if byLayers {
+		group = fmt.Sprintf("layers=%d", g.Layers)
+		what = fmt.Sprintf("%s %d MiB", g.Compression, g.SizeMiB)
+	}
 	ratio := func(floor []float64) float64 {
 		rs := make([]float64, len(pulls))
 		for i := range pulls {
@@ -123,13 +130,13 @@ func pullSizeMetrics(g bigImage, pulls, peaks, fetch, decomp, write []float64) [
 		return Median(rs)
 	}
 	return []Metric{
-		{"pull-size", group, fmt.Sprintf("%s %d layers: pull p50", c, g.Layers), "ms", Median(pulls)},
-		{"pull-size", group, fmt.Sprintf("%s %d layers: daemon peak RSS", c, g.Layers), "MiB", maxOf(peaks)},
-		{"pull-size", group, fmt.Sprintf("%s %d layers: floor fetch p50", c, g.Layers), "ms", Median(fetch)},
-		{"pull-size", group, fmt.Sprintf("%s %d layers: floor fetch+decompress p50", c, g.Layers), "ms", Median(decomp)},
-		{"pull-size", group, fmt.Sprintf("%s %d layers: floor fetch+decompress+write p50", c, g.Layers), "ms", Median(write)},
-		{"pull-size", group, fmt.Sprintf("%s %d layers: pull / floor fetch+decompress", c, g.Layers), "x", ratio(decomp)},
-		{"pull-size", group, fmt.Sprintf("%s %d layers: pull / floor fetch+decompress+write", c, g.Layers), "x", ratio(write)},
+		{"pull-size", group, what + ": pull p50", "ms", Median(pulls)},
+		{"pull-size", group, what + ": daemon peak RSS", "MiB", maxOf(peaks)},
+		{"pull-size", group, what + ": floor fetch p50", "ms", Median(fetch)},
+		{"pull-size", group, what + ": floor fetch+decompress p50", "ms", Median(decomp)},
+		{"pull-size", group, what + ": floor fetch+decompress+write p50", "ms", Median(write)},
+		{"pull-size", group, what + ": pull / floor fetch+decompress", "x", ratio(decomp)},
+		{"pull-size", group, what + ": pull / floor fetch+decompress+write", "x", ratio(write)},
 	}
 }
 
