@@ -417,7 +417,7 @@ join() { local IFS=,; echo "$*"; }
 - **memory**: RSS and PSS from /proc/PID/smaps_rollup over the runtime's process tree: the daemon, its descendants, and every monitor/shim process (containerd-shim-runc-v2, crid-monitor) with their descendants; pause processes counted apart; per-pod overhead = (daemon growth + monitors + pause) / pods; the containers' own workload is excluded.
 - **floor**: see above.
 - **pull-size**: cold PullImage of generated images (20 layers of 1 MiB files, half random bytes and half text, gzip and zstd) of each size, pushed to the test registry; after each RemoveImage the runtime's blob and layer dirs are back to their size before the first pull. Beside each pull, the floor measured by crid-bench: the same blobs fetched from the same registry, 3 layers at a time, to /dev/null, decompressed, and written out as files. Peak RSS is the daemon's VmHWM, reset before the pull.
-- **churn**: 2000 pod cycles, the daemon's RSS, fds, threads and goroutines (go_goroutines) sampled every 100; slope by least squares; at the end no pod, container or monitor/shim process of the run may be left.
+- **churn**: 2000 pod cycles, the daemon's RSS, fds, threads and goroutines (go_goroutines) sampled every 100; slope by least squares; at the end no pod, container or monitor/shim process of the run may be left, and for crid test/e2e/leakcheck finds nothing new on the host.
 MD
 } >"$W/performance.md"
 cp "$W/performance.md" "$OUT"

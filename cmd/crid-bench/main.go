@@ -1,5 +1,7 @@
 // Command crid-bench measures a CRI runtime over its gRPC socket: pod
-// lifecycle latency, ExecSync, list calls, image pulls, memory per pod and
+// lifecycle latency, ExecSync, list calls, image pulls (also of generated
+// images up to gigabytes, against a download-and-unpack floor), memory per
+// pod, a node full of pods, the daemon's footprint over a long churn, and
 // the bare runc+CNI floor, and compares runs of two runtimes.
 package main
 
