@@ -198,10 +198,15 @@ func churnMetrics(n int, samples []churnSample, cycles []time.Duration) []Metric
 		if unit != "" {
 			unit += " "
 		}
+		// The second half's slope leaves out what the first cycles grow
+		// once (code paths paged in, caches, the Go heap's first growth):
+		// a leak keeps its slope there.
+		h := len(xs) / 2
 		ms = append(ms,
 			Metric{"churn", g, f.name + ", first sample", f.unit, ys[0]},
 			Metric{"churn", g, f.name + ", last sample", f.unit, ys[len(ys)-1]},
-			Metric{"churn", g, f.name + " slope", unit + "per 1000 cycles", slopePer1000(xs, ys)})
+			Metric{"churn", g, f.name + " slope", unit + "per 1000 cycles", slopePer1000(xs, ys)},
+			Metric{"churn", g, f.name + " slope, second half", unit + "per 1000 cycles", slopePer1000(xs[h:], ys[h:])})
 	}
 	return ms
 }

@@ -54,13 +54,14 @@ func TestChurnMetrics(t *testing.T) {
 		got[m.Group+"|"+m.Name] = m.Value
 	}
 	for k, want := range map[string]float64{
-		"churn=400|daemon RSS, first sample": 40,
-		"churn=400|daemon RSS, last sample":  44,
-		"churn=400|daemon RSS slope":         10,
-		"churn=400|daemon fds slope":         0,
-		"churn=400|daemon goroutines slope":  0,
-		"cycles=300|daemon RSS":              43,
-		"churn=400|cycle, second half p50":   3,
+		"churn=400|daemon RSS, first sample":      40,
+		"churn=400|daemon RSS, last sample":       44,
+		"churn=400|daemon RSS slope":              10,
+		"churn=400|daemon RSS slope, second half": 10,
+		"churn=400|daemon fds slope":              0,
+		"churn=400|daemon goroutines slope":       0,
+		"cycles=300|daemon RSS":                   43,
+		"churn=400|cycle, second half p50":        3,
 	} {
 		if v, ok := got[k]; !ok || math.Abs(v-want) > 1e-9 {
 			t.Errorf("%s = %v (present %v), want %v", k, v, ok, want)
