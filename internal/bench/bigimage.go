@@ -21,8 +21,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-
-	"github.com/crid-dev/crid/test/images"
 )
 
 // The pull-size scenario's images are generated, not downloaded: N layers
@@ -199,10 +197,17 @@ func (m *mixedReader) fill() {
 	m.text = !m.text
 }
 
-// registryRef is where ref lives on the test registry at addr (a mirror
-// repository named after the upstream host).
+// registryRef is where ref lives on the test registry at addr: a mirror
+// repository named after the upstream host, as test/images pushes its
+// catalog (registry.k8s.io/x:t -> <addr>/registry.k8s.io/x:t). Not
+// test/images' own MirrorReference: importing that package would link
+// its whole image catalog into crid-bench for one string.
 func registryRef(addr, ref string) (name.Tag, error) {
-	return images.MirrorReference(addr, ref)
+	t, err := name.NewTag(addr+"/"+ref, name.Insecure, name.StrictValidation)
+	if err != nil {
+		return name.Tag{}, fmt.Errorf("mirror reference of %s on %s: %w", ref, addr, err)
+	}
+	return t, nil
 }
 
 // pushBigImage builds g and pushes it to the registry at addr, unless the

@@ -106,3 +106,18 @@ func TestWriteTarRefusesEscapes(t *testing.T) {
 		t.Fatalf("wrote %d bytes, want at least %d", usage, bigImageFile)
 	}
 }
+
+// The generated images live where the runtimes' registry.k8s.io mirror
+// looks for them on the test registry.
+func TestRegistryRef(t *testing.T) {
+	r, err := registryRef("127.0.0.1:5000", bigImage{SizeMiB: 64, Layers: 20, Compression: "zstd"}.ref())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.String(); got != "127.0.0.1:5000/registry.k8s.io/crid-bench/big-zstd:64m-20l" {
+		t.Fatalf("mirror reference %s", got)
+	}
+	if r.Scheme() != "http" {
+		t.Fatalf("scheme %s, want plain http for the loopback registry", r.Scheme())
+	}
+}
