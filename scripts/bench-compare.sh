@@ -386,7 +386,7 @@ join() { local IFS=,; echo "$*"; }
 		done
 	fi
 	# The pull-size and churn curves: every figure of the scenario that
-	# grows along its groups (size_mib=N, cycles=N), crid and containerd on
+	# grows along its groups (size_mib=N or layers=N, cycles=N), crid and containerd on
 	# the same axes.
 	for s in pull-size churn; do
 		SCD=("$W"/results/containerd-$s-*.json) SCR=("$W"/results/crid-$s-*.json)
