@@ -13,10 +13,17 @@
 #   --runs R              rounds (default 3)
 #   --registry ADDR       test registry address (default 127.0.0.1:5000);
 #                         started from cmd/crid-testregistry if not answering
-#   --scenarios "A B"     default: "floor pod-lifecycle exec-sync list pull memory"
+#   --scenarios "A B"     default: "floor pod-lifecycle exec-sync list pull memory";
+#                         also: density, pull-size (generated images of
+#                         --pull-sizes MiB, gzip and zstd, pushed to the test
+#                         registry), churn (2000 pod cycles, the daemon's
+#                         footprint sampled; turns both runtimes' metrics
+#                         endpoints on, for go_goroutines)
 #   --containerd-only     measure containerd alone (no crid)
 #   --out FILE            default docs/performance.md
 #   --work DIR            scratch dir (default: mktemp)
+#   --results DIR         also keep every run's JSON report in DIR (the
+#                         scratch dir is removed at the end)
 #   (env CRID_CONFIG_EXTRA: TOML appended to crid's config)
 #   --serve               start both runtimes, print their sockets and wait
 #                         (for profiling by hand); Ctrl-C cleans up
@@ -31,6 +38,7 @@ ONLY_CONTAINERD=0
 OUT=docs/performance.md
 W=""
 SERVE=0
+RESULTS=""
 EXTRA=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -40,6 +48,7 @@ while [ $# -gt 0 ]; do
 	--containerd-only) ONLY_CONTAINERD=1; shift ;;
 	--out) OUT=$2; shift 2 ;;
 	--work) W=$2; shift 2 ;;
+	--results) RESULTS=$2; shift 2 ;;
 	--serve) SERVE=1; shift ;;
 	--) shift; EXTRA=("$@"); break ;;
 	*) echo "unknown option $1" >&2; exit 2 ;;
@@ -190,6 +199,14 @@ state = "$C/state"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "$C/certs.d"
 TOML
+# The churn scenario reads go_goroutines from each daemon's metrics
+# endpoint; other scenarios run without it, as before.
+CONTAINERD_METRICS="" CRID_METRICS=""
+if [[ " $SCENARIOS " == *" churn "* ]]; then
+	CONTAINERD_METRICS=127.0.0.1:$((20000 + $$ % 20000))
+	CRID_METRICS=127.0.0.1:$((40000 + $$ % 20000))
+	printf '[metrics]\n  address = "%s"\n' "$CONTAINERD_METRICS" >>"$C/config.toml"
+fi
 log "starting containerd $(containerd --version | awk '{print $3}')"
 containerd --config "$C/config.toml" >"$C/containerd.log" 2>&1 &
 CONTAINERD_PID=$!
@@ -228,6 +245,7 @@ TOML
 	# CRID_CONFIG_EXTRA: TOML appended to crid's config, e.g. to measure
 	# crid with [metrics] and [tracing] on.
 	if [ -n "${CRID_CONFIG_EXTRA:-}" ]; then printf '\n%s\n' "$CRID_CONFIG_EXTRA" >>"$R/config.toml"; fi
+	if [ -n "$CRID_METRICS" ]; then printf '\n[metrics]\naddress = "%s"\n' "$CRID_METRICS" >>"$R/config.toml"; fi
 	log "starting crid"
 	bin/crid --config "$R/config.toml" >"$R/crid.log" 2>&1 &
 	CRID_PID=$!
@@ -262,10 +280,16 @@ fi
 bench() { # runtime scenario round
 	local rt=$1 s=$2 r=$3 sock args=()
 	case $rt in
-	containerd) sock=$C/containerd.sock; args=(--daemon-pid "$CONTAINERD_PID" --monitor-name containerd-shim-runc-v2 --monitor-match "$C/containerd.sock") ;;
-	crid) sock=$W/crid/crid.sock; args=(--daemon-pid "$CRID_PID" --monitor-name crid-monitor --monitor-match "$W/crid/") ;;
+	containerd) sock=$C/containerd.sock; args=(--daemon-pid "$CONTAINERD_PID" --monitor-name containerd-shim-runc-v2 --monitor-match "$C/containerd.sock")
+		args+=(--store-dir "$C/root/io.containerd.content.v1.content" --store-dir "$C/root/io.containerd.snapshotter.v1.overlayfs")
+		[ -n "$CONTAINERD_METRICS" ] && args+=(--metrics-url "http://$CONTAINERD_METRICS/v1/metrics") ;;
+	crid) sock=$W/crid/crid.sock; args=(--daemon-pid "$CRID_PID" --monitor-name crid-monitor --monitor-match "$W/crid/")
+		args+=(--store-dir "$W/crid/root/content" --store-dir "$W/crid/root/snapshots")
+		[ -n "$CRID_METRICS" ] && args+=(--metrics-url "http://$CRID_METRICS/metrics")
+		args+=(--leakcheck-root "$W/crid/root" --leakcheck-state "$W/crid/state" --leakcheck-network crid-bench --leakcheck-bridge "$BRIDGE") ;;
 	esac
 	[ "$s" = pull ] && args+=(--pull-image "$PULL_IMAGES")
+	[ "$s" = pull-size ] && args+=(--registry "$REG")
 	log "round $r: $s on $rt"
 	# A failing scenario is recorded and reported, not fatal: the other
 	# figures still get measured.
@@ -361,6 +385,26 @@ join() { local IFS=,; echo "$*"; }
 			fi
 		done
 	fi
+	# The pull-size and churn curves: every figure of the scenario that
+	# grows along its groups (size_mib=N or layers=N, cycles=N), crid and containerd on
+	# the same axes.
+	for s in pull-size churn; do
+		SCD=("$W"/results/containerd-$s-*.json) SCR=("$W"/results/crid-$s-*.json)
+		[ ${#SCD[@]} -gt 0 ] && [ ${#SCR[@]} -gt 0 ] || continue
+		plotdir=$(dirname "$OUT")/perf
+		mkdir -p "$plotdir"
+		echo "### $s curves"
+		echo
+		grep -ho '"name": "[^"]*\(pull p50\|peak RSS\|daemon RSS\|daemon fds\|daemon threads\|daemon goroutines\)"' "${SCR[0]}" | sort -u | cut -d'"' -f4 |
+			while read -r m; do
+				slug=$(echo "$s-$m" | tr 'A-Z :' 'a-z--' | tr -s '-')
+				if "$W/crid-bench" plot --baseline "$(join "${SCD[@]}")" --target "$(join "${SCR[@]}")" \
+					--scenario "$s" --metric "$m" --out "$plotdir/$slug.svg" >&2; then
+					echo "![$s: $m](perf/$slug.svg)"
+					echo
+				fi
+			done
+	done
 	cat <<'MD'
 ## Method
 
@@ -372,7 +416,10 @@ join() { local IFS=,; echo "$*"; }
 - **pull**: PullImage after RemoveImage (cold), and the second image while the first (same base layer) is present.
 - **memory**: RSS and PSS from /proc/PID/smaps_rollup over the runtime's process tree: the daemon, its descendants, and every monitor/shim process (containerd-shim-runc-v2, crid-monitor) with their descendants; pause processes counted apart; per-pod overhead = (daemon growth + monitors + pause) / pods; the containers' own workload is excluded.
 - **floor**: see above.
+- **pull-size**: cold PullImage of generated images (20 layers of 1 MiB files, half random bytes and half text, gzip and zstd) of each size, pushed to the test registry; after each RemoveImage the runtime's blob and layer dirs are back to their size before the first pull. Beside each pull, the floor measured by crid-bench: the same blobs fetched from the same registry, 3 layers at a time, to /dev/null, decompressed, and written out as files. Peak RSS is the daemon's VmHWM, reset before the pull.
+- **churn**: 2000 pod cycles, the daemon's RSS, fds, threads and goroutines (go_goroutines) sampled every 100; slope by least squares; at the end no pod, container or monitor/shim process of the run may be left, and for crid test/e2e/leakcheck finds nothing new on the host.
 MD
 } >"$W/performance.md"
 cp "$W/performance.md" "$OUT"
+if [ -n "$RESULTS" ]; then mkdir -p "$RESULTS" && cp "$W"/results/*.json "$RESULTS"/; fi
 log "wrote $OUT"

@@ -1,5 +1,7 @@
 // Command crid-bench measures a CRI runtime over its gRPC socket: pod
-// lifecycle latency, ExecSync, list calls, image pulls, memory per pod and
+// lifecycle latency, ExecSync, list calls, image pulls (also of generated
+// images up to gigabytes, against a download-and-unpack floor), memory per
+// pod, a node full of pods, the daemon's footprint over a long churn, and
 // the bare runc+CNI floor, and compares runs of two runtimes.
 package main
 
@@ -45,7 +47,7 @@ func newRoot() *cobra.Command {
 	return root
 }
 
-func parseSizes(s string) ([]int, error) {
+func parseSizes(flag, s string) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
@@ -54,7 +56,7 @@ func parseSizes(s string) ([]int, error) {
 		}
 		n, err := strconv.Atoi(f)
 		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("--sizes: %q is not a positive number", f)
+			return nil, fmt.Errorf("--%s: %q is not a positive number", flag, f)
 		}
 		out = append(out, n)
 	}
@@ -63,11 +65,11 @@ func parseSizes(s string) ([]int, error) {
 
 func newRunCmd() *cobra.Command {
 	var (
-		endpoint, jsonOut, sizes, command string
-		opts                              bench.Options
-		settle, densityIdle               time.Duration
-		timeout                           time.Duration
-		replay                            bool
+		endpoint, jsonOut, sizes, command, pullSizes, pullLayers string
+		opts                                                     bench.Options
+		settle, densityIdle                                      time.Duration
+		timeout                                                  time.Duration
+		replay                                                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO...",
@@ -79,7 +81,13 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
-			if opts.Sizes, err = parseSizes(sizes); err != nil {
+			if opts.Sizes, err = parseSizes("sizes", sizes); err != nil {
+				return err
+			}
+			if opts.PullSizes, err = parseSizes("pull-sizes", pullSizes); err != nil {
+				return err
+			}
+			if opts.PullLayers, err = parseSizes("pull-layers", pullLayers); err != nil {
 				return err
 			}
 			if command != "" {
@@ -130,6 +138,19 @@ all are removed at the end, also after Ctrl-C (a second Ctrl-C aborts the cleanu
 	f.DurationVar(&densityIdle, "density-idle", time.Minute, "density: how long to measure the runtime's CPU with the node full and idle")
 	f.IntVar(&opts.DensityBurst, "density-burst", 50, "density: pods started at once on top of the full node")
 	f.IntVar(&opts.DensityChurn, "density-churn", 200, "density: pod cycles with the node full, the daemon's RSS, fds and threads compared before and after (0: none)")
+	f.StringVar(&pullSizes, "pull-sizes", "64,256,1024", "pull-size: uncompressed image sizes in MiB")
+	f.StringVar(&pullLayers, "pull-layers", "20", "pull-size: layers per image; several (with one size) draw the curve over the layer count")
+	f.StringSliceVar(&opts.PullCompressions, "pull-compressions", []string{"gzip", "zstd"}, "pull-size: layer compressions (gzip, zstd), one image each per size")
+	f.IntVar(&opts.PullFloorConcurrency, "pull-floor-concurrency", 3, "pull-size: layers the floor fetches at once (crid's and containerd's default max_concurrent_downloads)")
+	f.StringVar(&opts.Registry, "registry", "", "pull-size: the test registry (host:port, plain HTTP) to push the generated images to; the runtime must pull registry.k8s.io through it")
+	f.StringSliceVar(&opts.StoreDirs, "store-dir", nil, "pull-size: the runtime's blob and layer dirs; a removed image counts as gone once they are back to their size before its first pull")
+	f.IntVar(&opts.ChurnCycles, "churn-cycles", 2000, "churn: pod cycles")
+	f.IntVar(&opts.ChurnSampleEvery, "churn-sample-every", 100, "churn: cycles between two samples of the daemon's RSS, fds, threads and goroutines")
+	f.StringVar(&opts.MetricsURL, "metrics-url", "", "churn: the daemon's Prometheus endpoint (go_goroutines); empty: goroutines not measured")
+	f.StringVar(&opts.Leak.Root, "leakcheck-root", "", "churn: crid's root dir, to check with test/e2e/leakcheck at the end (crid only)")
+	f.StringVar(&opts.Leak.State, "leakcheck-state", "", "churn: crid's state dir (with --leakcheck-root)")
+	f.StringVar(&opts.Leak.Network, "leakcheck-network", "", "churn: the CNI network name of the pods (host-local IP allocations)")
+	f.StringVar(&opts.Leak.Bridge, "leakcheck-bridge", "", "churn: the CNI bridge of the pods (veths)")
 	f.StringVar(&opts.RuncPath, "runc", "/usr/sbin/runc", "floor: runc binary")
 	f.StringVar(&opts.PauseRootfs, "floor-pause-rootfs", "", "floor: unpacked pause image root filesystem")
 	f.StringSliceVar(&opts.PauseArgs, "floor-pause-args", []string{"/pause"}, "floor: pause command")

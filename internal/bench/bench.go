@@ -50,6 +50,24 @@ type Options struct {
 	DensityIdle  Duration `json:"density_idle"`
 	DensityBurst int      `json:"density_burst"`
 	DensityChurn int      `json:"density_churn"`
+	// Pull-size scenario (pullsize.go): generated images of PullSizes MiB
+	// in each of PullLayers layer counts, each compression of PullCompressions, pushed
+	// to the test registry at Registry; StoreDirs hold the runtime's
+	// blobs and layers (to wait until a removed image is gone).
+	PullSizes            []int    `json:"pull_sizes"`
+	PullLayers           []int    `json:"pull_layers"`
+	PullCompressions     []string `json:"pull_compressions"`
+	PullFloorConcurrency int      `json:"pull_floor_concurrency"`
+	Registry             string   `json:"registry"`
+	StoreDirs            []string `json:"store_dirs"`
+	// Churn scenario (churn.go). MetricsURL is the daemon's Prometheus
+	// endpoint, for go_goroutines; empty leaves goroutines unmeasured.
+	ChurnCycles      int    `json:"churn_cycles"`
+	ChurnSampleEvery int    `json:"churn_sample_every"`
+	MetricsURL       string `json:"metrics_url"`
+	// Leak is a crid's host objects (test/e2e/leakcheck) for the churn
+	// scenario to check at the end; zero for another runtime.
+	Leak LeakTarget `json:"leak"`
 	// ReplayExe, when set, is run with ReplayCommand to measure the list
 	// scenario's floor (see replay.go); crid-bench passes itself.
 	ReplayExe string `json:"replay_exe,omitempty"`
@@ -126,10 +144,28 @@ func (o *Options) defaults() {
 	if o.DensityChurn < 0 {
 		o.DensityChurn = 0
 	}
+	if len(o.PullSizes) == 0 {
+		o.PullSizes = []int{64, 256, 1024}
+	}
+	if len(o.PullLayers) == 0 {
+		o.PullLayers = []int{20}
+	}
+	if len(o.PullCompressions) == 0 {
+		o.PullCompressions = []string{"gzip", "zstd"}
+	}
+	if o.PullFloorConcurrency <= 0 {
+		o.PullFloorConcurrency = 3
+	}
+	if o.ChurnCycles <= 0 {
+		o.ChurnCycles = 2000
+	}
+	if o.ChurnSampleEvery <= 0 {
+		o.ChurnSampleEvery = 100
+	}
 }
 
 // Scenarios lists the scenario names in the order they run.
-var scenarioOrder = []string{"floor", "pod-lifecycle", "exec-sync", "list", "pull", "memory", "density"}
+var scenarioOrder = []string{"floor", "pod-lifecycle", "exec-sync", "list", "pull", "pull-size", "memory", "density", "churn"}
 
 // ScenarioNames returns every scenario name.
 func ScenarioNames() []string { return append([]string(nil), scenarioOrder...) }
@@ -212,7 +248,7 @@ func (b *Bench) Run(ctx context.Context, names []string) error {
 		}
 		want[n] = true
 	}
-	needsImage := want["pod-lifecycle"] || want["exec-sync"] || want["list"] || want["memory"] || want["density"]
+	needsImage := want["pod-lifecycle"] || want["exec-sync"] || want["list"] || want["memory"] || want["density"] || want["churn"]
 	if needsImage {
 		if err := b.ensureImage(ctx, b.opts.Image); err != nil {
 			return err
@@ -239,6 +275,10 @@ func (b *Bench) Run(ctx context.Context, names []string) error {
 			err = b.memory(ctx)
 		case "density":
 			err = b.density(ctx)
+		case "pull-size":
+			err = b.pullSize(ctx)
+		case "churn":
+			err = b.churn(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", s, err)
