@@ -3,6 +3,8 @@ module github.com/crid-dev/crid
 go 1.26.6
 
 require (
+	github.com/checkpoint-restore/checkpointctl v1.6.0
+	github.com/checkpoint-restore/go-criu/v8 v8.4.0
 	github.com/containerd/containerd/v2 v2.4.2
 	github.com/containerd/errdefs v1.0.0
 	github.com/containerd/nri v0.12.3
@@ -37,6 +39,7 @@ require (
 
 require (
 	cyphar.com/go-pathrs v0.2.5 // indirect
+	github.com/aperturerobotics/protobuf-go-lite v0.15.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/containerd/cgroups/v3 v3.1.3 // indirect

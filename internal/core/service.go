@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/checkpoint"
 	"github.com/crid-dev/crid/internal/config"
 	"github.com/crid-dev/crid/internal/fault"
 	"github.com/crid-dev/crid/internal/image"
@@ -74,7 +75,9 @@ type Service struct {
 	// idmapProbe caches whether idmapped overlays work here; the kernel
 	// does not change under a running crid, and Status is polled.
 	idmapProbe func() error
-	faults     *fault.Injector
+	// criu answers whether checkpointing can work here, asked once.
+	criu   *checkpoint.Probe
+	faults *fault.Injector
 
 	// ctx lives as long as the service; watchers run under it.
 	ctx    context.Context
@@ -129,6 +132,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	s.idmapProbe = sync.OnceValue(func() error { return probeIdmappedOverlay(cfg.Root) })
+	s.criu = checkpoint.NewProbe("")
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	mon, err := findMonitor(cfg.Runtime.MonitorPath)
 	if err != nil {
@@ -178,6 +182,9 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	// and listens only after it, so that a plugin is synchronized with
 	// every recovered pod and container.
 	if s.nri, err = nri.New(cfg.NRI, "crid", s.version, nriDomain{s}, s.nriInjectCDI, s.log); err != nil {
+		return nil, err
+	}
+	if err := s.removeStaleCheckpoints(); err != nil {
 		return nil, err
 	}
 	if err := s.recover(ctx, o.RecoveryProgress); err != nil {

@@ -73,6 +73,10 @@ func (s *RuntimeServer) ReopenContainerLog(ctx context.Context, req *runtime.Reo
 	return s.core.ReopenContainerLog(ctx, req)
 }
 
+func (s *RuntimeServer) CheckpointContainer(ctx context.Context, req *runtime.CheckpointContainerRequest) (*runtime.CheckpointContainerResponse, error) {
+	return s.core.CheckpointContainer(ctx, req)
+}
+
 func (s *RuntimeServer) ExecSync(ctx context.Context, req *runtime.ExecSyncRequest) (*runtime.ExecSyncResponse, error) {
 	return s.core.ExecSync(ctx, req)
 }
