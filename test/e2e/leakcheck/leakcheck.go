@@ -440,8 +440,10 @@ func objectDirs(t Target) ([]string, error) {
 	)
 }
 
+// tempFiles are removed containers' layers being deleted and the work
+// dirs of checkpoints being assembled.
 func tempFiles(t Target) ([]string, error) {
-	return entries(filepath.Join(t.Root, "trash"))
+	return entriesOf(filepath.Join(t.Root, "trash"), filepath.Join(t.State, "checkpoints"))
 }
 
 // imageTemp is what the image store holds only while a pull or a
