@@ -47,7 +47,7 @@ func (s *Service) CheckpointContainer(ctx context.Context, req *runtime.Checkpoi
 	if rec.State != containerRunning {
 		return nil, fmt.Errorf("checkpoint container %s: it is %s, only a running container can be checkpointed: %w", rec.ID, rec.State, errdefs.ErrFailedPrecondition)
 	}
-	rt, err := s.checkpointRuntime(ctx, rec)
+	rt, runtimeName, err := s.checkpointRuntime(ctx, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ func (s *Service) CheckpointContainer(ctx context.Context, req *runtime.Checkpoi
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	if err := s.checkpoint(ctx, c, rt, req.GetLocation()); err != nil {
+	if err := s.checkpoint(ctx, c, rt, runtimeName, req.GetLocation()); err != nil {
 		return nil, fmt.Errorf("checkpoint container %s: %w", rec.ID, err)
 	}
 	s.log.Info("container checkpointed", "container", rec.ID, "location", req.GetLocation(), "duration", time.Since(start))
@@ -70,26 +70,27 @@ func (s *Service) CheckpointContainer(ctx context.Context, req *runtime.Checkpoi
 
 // checkpointRuntime is the container's runtime if it can checkpoint:
 // runc and crun do it with criu; another runtime (gVisor's runsc has a
-// checkpoint of its own, in another format) is refused.
-func (s *Service) checkpointRuntime(ctx context.Context, rec containerRecord) (*runc.Runtime, error) {
+// checkpoint of its own, in another format) is refused. It returns the
+// runtime and the name it gives itself ("runc"), which config.dump records.
+func (s *Service) checkpointRuntime(ctx context.Context, rec containerRecord) (*runc.Runtime, string, error) {
 	rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID))
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint container %s: %w", rec.ID, err)
+		return nil, "", fmt.Errorf("checkpoint container %s: %w", rec.ID, err)
 	}
 	vi, err := rt.VersionInfo(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint container %s: handler %s cannot checkpoint: its runtime does not say what it is: %w: %w", rec.ID, rt.Name, err, errdefs.ErrFailedPrecondition)
+		return nil, "", fmt.Errorf("checkpoint container %s: handler %s cannot checkpoint: its runtime does not say what it is: %w: %w", rec.ID, rt.Name, err, errdefs.ErrFailedPrecondition)
 	}
 	if vi.Runtime != "runc" && vi.Runtime != "crun" {
-		return nil, fmt.Errorf("checkpoint container %s: handler %s runs %q, and crid checkpoints only with runc or crun (through criu): %w", rec.ID, rt.Name, vi.Line, errdefs.ErrFailedPrecondition)
+		return nil, "", fmt.Errorf("checkpoint container %s: handler %s runs %q, and crid checkpoints only with runc or crun (through criu): %w", rec.ID, rt.Name, vi.Line, errdefs.ErrFailedPrecondition)
 	}
-	return rt, nil
+	return rt, vi.Runtime, nil
 }
 
 // checkpoint dumps c into a work dir under the state dir, adds the
 // metadata and writable layer, and writes the archive; the work dir is
 // removed whatever happens.
-func (s *Service) checkpoint(ctx context.Context, c *container, rt *runc.Runtime, location string) error {
+func (s *Service) checkpoint(ctx context.Context, c *container, rt *runc.Runtime, runtimeName, location string) error {
 	rec := c.snapshot()
 	if err := ensureDir(s.checkpointDir(), modePrivate); err != nil {
 		return err
@@ -111,7 +112,7 @@ func (s *Service) checkpoint(ctx context.Context, c *container, rt *runc.Runtime
 	if err := rt.Checkpoint(ctx, rec.ID, runc.CheckpointOptions{ImagePath: images, WorkPath: work}); err != nil {
 		return err
 	}
-	contents, err := s.checkpointContents(c, rt, dumped)
+	contents, err := s.checkpointContents(c, runtimeName, dumped)
 	if err != nil {
 		return err
 	}
@@ -122,7 +123,7 @@ func (s *Service) checkpoint(ctx context.Context, c *container, rt *runc.Runtime
 }
 
 // checkpointContents gathers what the archive says about the container.
-func (s *Service) checkpointContents(c *container, rt *runc.Runtime, at time.Time) (checkpoint.Contents, error) {
+func (s *Service) checkpointContents(c *container, runtimeName string, at time.Time) (checkpoint.Contents, error) {
 	rec := c.snapshot()
 	spec, err := s.containerSpec(c)
 	if err != nil {
@@ -132,7 +133,6 @@ func (s *Service) checkpointContents(c *container, rt *runc.Runtime, at time.Tim
 	for _, m := range spec.Mounts {
 		dests = append(dests, m.Destination)
 	}
-	vi, _ := rt.VersionInfo(context.Background()) // cached by checkpointRuntime
 	img := c.config.GetImage()
 	imageName := img.GetUserSpecifiedImage()
 	if imageName == "" {
@@ -142,7 +142,7 @@ func (s *Service) checkpointContents(c *container, rt *runc.Runtime, at time.Tim
 		Config: metadata.ContainerConfig{
 			ID: rec.ID, Name: rec.Name,
 			RootfsImage: img.GetImage(), RootfsImageRef: rec.ImageRef, RootfsImageName: imageName,
-			OCIRuntime:  vi.Runtime,
+			OCIRuntime:  runtimeName,
 			CreatedTime: time.Unix(0, rec.CreatedAt), CheckpointedAt: at,
 		},
 		Spec:   spec,

@@ -27,6 +27,11 @@ import (
 const counterScript = `echo hello > /written.txt; rm /etc/group; i=0
 while true; do i=$((i+1)); echo $i > /counter; sleep 0.1; done`
 
+// hogScript holds 192 MiB and writes /counter once it does.
+const hogScript = `dd if=/dev/zero bs=192M count=1 2>/dev/null | sleep 1000000 &
+until [ "$(grep VmRSS /proc/$(pidof dd)/status | tr -dc 0-9)" -ge 190000 ] 2>/dev/null; do sleep 0.2; done
+echo 1 > /counter; wait`
+
 // criuWorks is whether `criu check` passes on this node (the development
 // host's kernel fails it, the VM's passes).
 func criuWorks() (bool, string) {
@@ -133,6 +138,7 @@ func checkpointArchive(t *testing.T, id, location string) {
 		t.Errorf("archive mode %v, want 0600", fi.Mode().Perm())
 	}
 	files := readArchive(t, location)
+	t.Logf("archive: %d bytes, %v", fi.Size(), keys(files))
 	checkArchive(t, id, files)
 
 	// A second checkpoint to the same location replaces the archive.
@@ -203,9 +209,11 @@ func checkArchive(t *testing.T, id string, files map[string][]byte) {
 // checkpointTimeout: a checkpoint that cannot finish in its timeout
 // fails DeadlineExceeded and leaves nothing, the container running.
 func checkpointTimeout(t *testing.T, podID string, pod *runtime.PodSandboxConfig, out string) {
-	// 128 MiB of memory to dump: more than a second's work for criu here.
-	hog := createStart(t, podID, pod, containerConfig("hog", "sh", "-c",
-		`x=$(head -c 134217728 /dev/zero | tr '\000' a); echo 1 > /counter; while true; do sleep 1; done`))
+	// 192 MiB of memory to dump (dd's buffer, filled from /dev/zero, held
+	// while dd blocks writing to a pipe nobody reads): more than a
+	// second's work for criu. Under the VM's emulation even the counter
+	// takes 3 s.
+	hog := createStart(t, podID, pod, containerConfig("hog", "sh", "-c", hogScript))
 	waitCounter(t, hog, 1)
 	location := filepath.Join(out, "hog.tar")
 	start := time.Now()
