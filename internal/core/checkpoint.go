@@ -156,6 +156,20 @@ func (s *Service) checkpointContents(c *container, runtimeName string, at time.T
 	}, nil
 }
 
+// refuseRestore answers a CreateContainer whose image is a file: CRI-O
+// and containerd restore a checkpoint archive given that way, crid does
+// not (yet). No image reference is an absolute path, so the answer cannot
+// shadow an image.
+func refuseRestore(image string) error {
+	if !filepath.IsAbs(image) {
+		return nil
+	}
+	if fi, err := os.Stat(image); err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	return fmt.Errorf("image %q is a file: restoring a container from a checkpoint archive is not supported by crid: %w", image, errdefs.ErrNotImplemented)
+}
+
 // removeStaleCheckpoints removes the work dirs of checkpoints a killed
 // crid was assembling.
 func (s *Service) removeStaleCheckpoints() error {

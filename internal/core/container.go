@@ -124,6 +124,9 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtime.CreateContai
 	if cfg.GetImage().GetImage() == "" {
 		return nil, fmt.Errorf("create container %s: image is required: %w", cfg.Metadata.Name, errdefs.ErrInvalidArgument)
 	}
+	if err := refuseRestore(cfg.GetImage().GetImage()); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
 	sb, err := s.getSandbox(req.GetPodSandboxId())
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)

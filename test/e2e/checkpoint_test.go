@@ -100,6 +100,19 @@ func checkpointValidation(t *testing.T, podID string, pod *runtime.PodSandboxCon
 		}
 	}
 	assertNothingAt(t, location)
+
+	// Restore from an archive (CRI-O's and containerd's CreateContainer
+	// with the archive as the image) is not done: said so, not NotFound.
+	archive := filepath.Join(t.TempDir(), "archive.tar")
+	if err := os.WriteFile(archive, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rcfg := containerConfig("restored", "true")
+	rcfg.Image.Image = archive
+	_, err = h.rt.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: podID, Config: rcfg, SandboxConfig: pod})
+	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "checkpoint archive") {
+		t.Errorf("CreateContainer from an archive: %v, want Unimplemented", err)
+	}
 }
 
 // checkpointRefused: where criu does not work, the answer says so.
