@@ -10,6 +10,7 @@ import (
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"github.com/containerd/errdefs"
 	"github.com/crid-dev/crid/internal/checkpoint"
+	"github.com/crid-dev/crid/internal/diskfull"
 	"github.com/crid-dev/crid/internal/runc"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -62,7 +63,9 @@ func (s *Service) CheckpointContainer(ctx context.Context, req *runtime.Checkpoi
 	defer cancel()
 	start := time.Now()
 	if err := s.checkpoint(ctx, c, rt, runtimeName, req.GetLocation()); err != nil {
-		return nil, fmt.Errorf("checkpoint container %s: %w", rec.ID, err)
+		// A full disk (criu's images in the state dir, the archive at its
+		// location) is ResourceExhausted naming the filesystem.
+		return nil, fmt.Errorf("checkpoint container %s: %w", rec.ID, diskfull.Wrap(err, s.checkpointDir()))
 	}
 	s.log.Info("container checkpointed", "container", rec.ID, "location", req.GetLocation(), "duration", time.Since(start))
 	return &runtime.CheckpointContainerResponse{}, nil
@@ -93,11 +96,11 @@ func (s *Service) checkpointRuntime(ctx context.Context, rec containerRecord) (*
 func (s *Service) checkpoint(ctx context.Context, c *container, rt *runc.Runtime, runtimeName, location string) error {
 	rec := c.snapshot()
 	if err := ensureDir(s.checkpointDir(), modePrivate); err != nil {
-		return err
+		return fmt.Errorf("work dir: %w", err)
 	}
 	work, err := os.MkdirTemp(s.checkpointDir(), rec.ID[:12]+"-")
 	if err != nil {
-		return err
+		return fmt.Errorf("work dir: %w", err)
 	}
 	defer func() {
 		if err := os.RemoveAll(work); err != nil {
@@ -106,7 +109,7 @@ func (s *Service) checkpoint(ctx context.Context, c *container, rt *runc.Runtime
 	}()
 	images := filepath.Join(work, metadata.CheckpointDirectory)
 	if err := os.Mkdir(images, modePrivate); err != nil {
-		return err
+		return fmt.Errorf("work dir: %w", err)
 	}
 	dumped := time.Now()
 	if err := rt.Checkpoint(ctx, rec.ID, runc.CheckpointOptions{ImagePath: images, WorkPath: work}); err != nil {

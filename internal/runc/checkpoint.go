@@ -33,7 +33,8 @@ const reapWait = 10 * time.Second
 // dumping, orphaned, with the container frozen. So runc runs in a process
 // group of its own: when ctx ends the whole group (runc and criu) is
 // killed and reaped, and a container left frozen is thawed with `resume`.
-// The error then wraps ctx.Err().
+// The error then wraps ctx.Err(). Errors do not repeat the container's
+// id: the caller's message names it.
 func (r *Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions) (err error) {
 	args := []string{"checkpoint", "--leave-running", "--image-path", o.ImagePath, "--work-path", o.WorkPath, id}
 	ctx, done := r.observe(ctx, "checkpoint", args[1:])
@@ -44,14 +45,14 @@ func (r *Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("checkpoint container %s: %w", id, err)
+		return fmt.Errorf("dump with criu: %w", err)
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	select {
 	case werr := <-waited:
 		if werr != nil {
-			return fmt.Errorf("checkpoint container %s: %w", id,
+			return fmt.Errorf("dump with criu: %w",
 				&Error{Args: append([]string{r.Path}, args...), Message: ErrorMessage(stderr.Bytes()), Err: werr})
 		}
 		return nil
@@ -65,9 +66,9 @@ func (r *Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	if terr := r.thawIfFrozen(tctx, id); terr != nil {
-		return fmt.Errorf("checkpoint container %s: %w (and after killing it: %w)", id, ctx.Err(), terr)
+		return fmt.Errorf("dump with criu: %w (and after killing it: %w)", ctx.Err(), terr)
 	}
-	return fmt.Errorf("checkpoint container %s: %w", id, ctx.Err())
+	return fmt.Errorf("dump with criu: %w", ctx.Err())
 }
 
 // reapGroup waits until no process of the killed group pgid is left. crid
