@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/apparmor"
 	"github.com/crid-dev/crid/internal/config"
 	"github.com/crid-dev/crid/internal/fault"
 	"github.com/crid-dev/crid/internal/image"
@@ -94,6 +95,8 @@ type Service struct {
 	metrics *metrics.Metrics
 	// nri relays lifecycle events to NRI plugins (nri.go); nil: NRI is off.
 	nri *nri.NRI
+	// apparmor loads crid's default AppArmor profile (apparmor.go).
+	apparmor *apparmor.Loader
 }
 
 // pinDir holds the IPC and UTS pins of pods without a pause (podns.go):
@@ -120,6 +123,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		pending:    newPendingOps(),
 		events:     newEventHub(),
 		metrics:    o.Metrics,
+		apparmor:   apparmor.NewLoader(cfg.State, o.Log),
 	}
 	s.trash = newTrash(o.Log, cfg.Root)
 	if err := network.SharedPinDir(s.pinDir()); err != nil {
@@ -180,6 +184,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if s.nri, err = nri.New(cfg.NRI, "crid", s.version, nriDomain{s}, s.nriInjectCDI, s.log); err != nil {
 		return nil, err
 	}
+	s.loadAppArmorAtStart(ctx)
 	if err := s.recover(ctx, o.RecoveryProgress); err != nil {
 		return nil, fmt.Errorf("recover state: %w", err)
 	}
