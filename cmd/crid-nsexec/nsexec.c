@@ -828,6 +828,8 @@ int main(void)
 	}
 	close(alive[0]);
 	close(STATUS_FD);
+	if (r.apparmor)
+		close(r.procfd); // the child's now; the helper keeps no handle on the host
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		sigaction(sigs[i], &sa, NULL);
 	sigprocmask(SIG_SETMASK, &old, NULL);

@@ -32,6 +32,8 @@ const ParserName = "apparmor_parser"
 // started. A failure at start is not fatal: privileged containers and
 // those with an explicit Unconfined or Localhost profile do not need the
 // profile, and kubelet reports the error on every pod that does.
+// containerd and CRI-O take a missing parser for AppArmor being off and
+// run those containers unconfined; crid refuses them instead.
 type Loader struct {
 	dir string // <state>/apparmor
 	log *slog.Logger

@@ -70,6 +70,14 @@ func wantLabel(t *testing.T, what, got, want string) {
 	}
 }
 
+// ownPIDConfig is a container in a pid namespace of its own, so that
+// /proc/1 is its init (a pod's default is one shared namespace).
+func ownPIDConfig(name string, cmd ...string) *runtime.ContainerConfig {
+	cfg := containerConfig(name, cmd...)
+	secCtx(cfg).NamespaceOptions = &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER}
+	return cfg
+}
+
 // logSince is crid's log from byte offset on.
 func logSince(offset int64) string {
 	b, _ := os.ReadFile(h.logPath)
@@ -113,7 +121,7 @@ func TestAppArmor(t *testing.T) {
 		// runc-b has direct_exec off: ExecSync goes through `runc exec`.
 		pod := podConfig(t)
 		podID := runPod(t, pod, "runc-b")
-		id := createStart(t, podID, pod, containerConfig("sleeper", "sleep", "100000"))
+		id := createStart(t, podID, pod, ownPIDConfig("sleeper", "sleep", "100000"))
 		before := scrapeMetrics(t)
 		wantLabel(t, "runc-b init", label(t, id, "1"), defaultProfileLabel)
 		wantLabel(t, "runc-b ExecSync", label(t, id, "self"), defaultProfileLabel)
@@ -139,20 +147,20 @@ func TestAppArmor(t *testing.T) {
 		pod := podConfig(t)
 		podSecCtx(pod).Privileged = true
 		podID := runPod(t, pod, "")
-		cfg := containerConfig("privileged", "sleep", "100000")
+		cfg := ownPIDConfig("privileged", "sleep", "100000")
 		secCtx(cfg).Privileged = true
 		id := createStart(t, podID, pod, cfg)
 		wantLabel(t, "privileged init", label(t, id, "1"), "unconfined")
 		wantLabel(t, "privileged ExecSync", label(t, id, "self"), "unconfined")
 		// A profile named explicitly applies even so (containerd's rule).
-		cfg = containerConfig("privileged-local", "sleep", "100000")
+		cfg = ownPIDConfig("privileged-local", "sleep", "100000")
 		secCtx(cfg).Privileged = true
 		secCtx(cfg).Apparmor = &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Localhost, LocalhostRef: local}
 		id = createStart(t, podID, pod, cfg)
 		wantLabel(t, "privileged with a Localhost profile", label(t, id, "1"), local+" (enforce)")
 	})
 	t.Run("localhost", func(t *testing.T) {
-		cfg := containerConfig("localhost", "sleep", "100000")
+		cfg := ownPIDConfig("localhost", "sleep", "100000")
 		secCtx(cfg).Apparmor = &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Localhost, LocalhostRef: local}
 		id := createStart(t, podID, pod, cfg)
 		wantLabel(t, "Localhost init", label(t, id, "1"), local+" (enforce)")
@@ -160,7 +168,7 @@ func TestAppArmor(t *testing.T) {
 		fails(t, id, "touch /tmp/denied-by-profile")
 		must(t, id, "touch /tmp/allowed-by-profile")
 
-		cfg = containerConfig("not-loaded", "sleep", "100000")
+		cfg = ownPIDConfig("not-loaded", "sleep", "100000")
 		secCtx(cfg).Apparmor = &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Localhost, LocalhostRef: "crid-e2e-not-loaded-" + runTag}
 		wantCode(t, "Localhost profile not loaded", tryCreate(t, podID, pod, cfg), codes.InvalidArgument)
 	})
@@ -173,11 +181,11 @@ func TestAppArmor(t *testing.T) {
 // each path: ExecSync and non-tty streaming exec through crid-nsexec, tty
 // exec through runc exec.
 func appArmorDefault(t *testing.T, podID string, pod *runtime.PodSandboxConfig) {
-	unset := createStart(t, podID, pod, containerConfig("unset", "sleep", "100000"))
-	cfg := containerConfig("runtime-default", "sleep", "100000")
+	unset := createStart(t, podID, pod, ownPIDConfig("unset", "sleep", "100000"))
+	cfg := ownPIDConfig("runtime-default", "sleep", "100000")
 	secCtx(cfg).Apparmor = &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}
 	rtDefault := createStart(t, podID, pod, cfg)
-	cfg = containerConfig("unconfined", "sleep", "100000")
+	cfg = ownPIDConfig("unconfined", "sleep", "100000")
 	secCtx(cfg).Apparmor = &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Unconfined}
 	unconfined := createStart(t, podID, pod, cfg)
 
@@ -214,7 +222,7 @@ func appArmorDefault(t *testing.T, podID string, pod *runtime.PodSandboxConfig) 
 func appArmorDenied(t *testing.T, podID string, pod *runtime.PodSandboxConfig) {
 	// The init tries a mount first thing and leaves the result.
 	start := func(name string, sp *runtime.SecurityProfile) string {
-		cfg := containerConfig(name, "sh", "-c", "mount -t tmpfs init-try /mnt 2>/tmp/init-mount.err; echo $? >/tmp/init-mount.rc; exec sleep 100000")
+		cfg := ownPIDConfig(name, "sh", "-c", "mkdir -p /tmp/m && mount -t tmpfs init-try /tmp/m 2>/tmp/init-mount.err; echo $? >/tmp/init-mount.rc; exec sleep 100000")
 		secCtx(cfg).Capabilities = &runtime.Capability{AddCapabilities: []string{"SYS_ADMIN"}}
 		secCtx(cfg).Apparmor = sp
 		return createStart(t, podID, pod, cfg)
@@ -232,7 +240,7 @@ func appArmorDenied(t *testing.T, podID string, pod *runtime.PodSandboxConfig) {
 	} else {
 		t.Logf("crid-default init's mount: exit %s: %s", rc, must(t, confined, "cat /tmp/init-mount.err"))
 	}
-	fails(t, confined, "mount -t tmpfs exec-try /mnt")
+	fails(t, confined, "mount -t tmpfs exec-try /tmp/m")
 	fails(t, confined, "printf h > /proc/sysrq-trigger")
 	if m := must(t, confined, "grep -c try /proc/self/mountinfo || true"); m != "0" {
 		t.Errorf("crid-default: %s tmpfs mounts made it", m)
@@ -245,14 +253,15 @@ func appArmorDenied(t *testing.T, podID string, pod *runtime.PodSandboxConfig) {
 	if rc := must(t, unconfined, "cat /tmp/init-mount.rc"); rc != "0" {
 		t.Errorf("unconfined: the init's mount failed (exit %s): %s; the comparison proves nothing", rc, must(t, unconfined, "cat /tmp/init-mount.err"))
 	}
-	must(t, unconfined, "mount -t tmpfs exec-try /mnt && umount /mnt")
+	must(t, unconfined, "mount -t tmpfs exec-try /tmp/m && umount /tmp/m")
 	must(t, unconfined, "printf h > /proc/sysrq-trigger")
 }
 
 // appArmorRestart: a restarted crid keeps a loaded crid-default whose text
 // is the one it would load, and replaces one whose text differs. To see
 // which happened, the test loads crid's own text in complain mode: kept,
-// new containers show "(complain)"; replaced, "(enforce)".
+// a new container shows "(complain)"; replaced, "(enforce)" (a label
+// names the kernel's current version of the profile).
 func appArmorRestart(t *testing.T, parser, podID string, pod *runtime.PodSandboxConfig) {
 	record := filepath.Join(h.base, "state", "apparmor", "crid-default")
 	text, err := os.ReadFile(record)
@@ -284,7 +293,7 @@ func appArmorRestart(t *testing.T, parser, podID string, pod *runtime.PodSandbox
 	if !strings.Contains(log, "already loaded") {
 		t.Errorf("restart with the same text: no log line about reusing the loaded profile:\n%s", log)
 	}
-	id := createStart(t, podID, pod, containerConfig("after-restart", "sleep", "100000"))
+	id := createStart(t, podID, pod, ownPIDConfig("after-restart", "sleep", "100000"))
 	wantLabel(t, "after a restart with the same text", label(t, id, "1"), "crid-default (complain)")
 
 	// An older crid's record: the text differs, crid replaces the profile.
@@ -296,7 +305,7 @@ func appArmorRestart(t *testing.T, parser, podID string, pod *runtime.PodSandbox
 	if !strings.Contains(log, "loaded AppArmor profile") || !strings.Contains(log, "text changed") {
 		t.Errorf("restart with a changed text: no log line about reloading:\n%s", log)
 	}
-	id = createStart(t, podID, pod, containerConfig("after-upgrade", "sleep", "100000"))
+	id = createStart(t, podID, pod, ownPIDConfig("after-upgrade", "sleep", "100000"))
 	wantLabel(t, "after a restart with a changed text", label(t, id, "1"), defaultProfileLabel)
 	if b, err := os.ReadFile(record); err != nil || !bytes.Equal(b, text) {
 		t.Errorf("record after the reload: %v; equal to crid's text: %v", err, bytes.Equal(b, text))
