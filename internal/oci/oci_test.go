@@ -843,6 +843,13 @@ func TestAppArmorInSpecs(t *testing.T) {
 	if s.Process.ApparmorProfile != "crid-default" {
 		t.Errorf("pause: profile %q, want crid-default", s.Process.ApparmorProfile)
 	}
+	sp.Config.Linux.SecurityContext.Privileged = true
+	if s, err = sandboxSpec(sp, h); err != nil {
+		t.Fatal(err)
+	}
+	if s.Process.ApparmorProfile != "" {
+		t.Errorf("privileged pod's pause: profile %q, want none", s.Process.ApparmorProfile)
+	}
 }
 
 func TestMaskedPaths(t *testing.T) {
