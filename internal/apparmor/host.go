@@ -56,7 +56,7 @@ var plainLabel = regexp.MustCompile(`^[A-Za-z0-9_./:+-]+$`)
 // rule where the parser knows it, and crid's own label among the signal
 // peers when crid runs confined (its monitors and runc inherit it).
 func HostParams() Params {
-	p := Params{Name: DefaultProfile, SignalPeers: slices.Clone(DefaultSignalPeers)}
+	p := Params{Name: DefaultProfile, SignalPeers: DefaultSignalPeers()}
 	if _, err := os.Stat(abiFile); err == nil {
 		p.ABI = true
 	}

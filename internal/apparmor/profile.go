@@ -35,7 +35,9 @@ type Params struct {
 	// Name is the profile's name (DefaultProfile outside tests).
 	Name string
 	// ABI declares `abi <abi/3.0>`: set where the parser ships that ABI
-	// file (AppArmor 3+). An older parser does not know the rule.
+	// file (AppArmor 3+; an older parser does not know the rule). Without
+	// it Debian's parser compiles for the older feature set it pins and
+	// drops the signal, ptrace and mount rules.
 	ABI bool
 	// SignalPeers are the labels, besides the profile itself, whose
 	// processes may signal the container's: crid, its monitors and the
@@ -43,11 +45,11 @@ type Params struct {
 	SignalPeers []string
 }
 
-// DefaultSignalPeers are the labels the node's side of a container runs
+// DefaultSignalPeers returns the labels the node's side of a container runs
 // under: unconfined, and the profiles that newer AppArmor releases ship
 // for runc and crun (attached to those binaries, in unconfined mode but
 // named: a signal from them names their profile, not "unconfined").
-var DefaultSignalPeers = []string{"unconfined", "runc", "crun"}
+func DefaultSignalPeers() []string { return []string{"unconfined", "runc", "crun"} }
 
 // writeProtected are the trees whose writes the profile limits, with the
 // one subtree below each that stays writable: a process's own /proc/<pid>

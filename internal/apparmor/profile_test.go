@@ -12,7 +12,7 @@ import (
 )
 
 func defaultParams() Params {
-	return Params{Name: DefaultProfile, ABI: true, SignalPeers: DefaultSignalPeers}
+	return Params{Name: DefaultProfile, ABI: true, SignalPeers: DefaultSignalPeers()}
 }
 
 func render(t *testing.T, p Params) string {
@@ -208,7 +208,7 @@ func TestRenderParses(t *testing.T) {
 		t.Skipf("apparmor_parser is not installed (Debian: the apparmor package): %v", err)
 	}
 	confined := defaultParams()
-	confined.SignalPeers = append(append([]string{}, DefaultSignalPeers...), "crid")
+	confined.SignalPeers = append(DefaultSignalPeers(), "crid")
 	noABI := defaultParams()
 	noABI.ABI = false
 	for name, p := range map[string]Params{"default": defaultParams(), "crid confined": confined, "no abi rule": noABI} {
