@@ -1,5 +1,6 @@
 // crid-nsexec runs one process inside a running container: its cgroups,
-// namespaces, user, capabilities, rlimits and seccomp filter. crid uses it
+// namespaces, user, capabilities, rlimits, seccomp filter and AppArmor
+// profile. crid uses it
 // for exec and ExecSync instead of `runc exec`, which costs 60-70 ms here
 // (two Go runtimes starting, the binary cloned into a memfd, state loaded)
 // where joining a container takes about one.
@@ -39,6 +40,7 @@
 //   caps "BND EFF PRM INH AMB" (hex masks; without it every capability
 //                          is dropped: crid always sends the ones it wants)
 //   nnp 1                  no_new_privs
+//   apparmor NAME          AppArmor profile the process execs into
 //   seccomp-default "ACTION ERRNO"
 //   seccomp-arch NAME      libseccomp arch name (repeatable)
 //   seccomp-rule "ACTION ERRNO SYSCALL NCOND [IDX OP VALUE VALUE2]..."
@@ -54,6 +56,7 @@
 #include <linux/capability.h>
 #include <linux/close_range.h>
 #include <linux/filter.h>
+#include <linux/magic.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <poll.h>
@@ -71,6 +74,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -101,6 +105,8 @@ struct req {
 	char *cwd;
 	uint64_t caps[5]; /* bounding, effective, permitted, inheritable, ambient; none unless sent */
 	int nnp;
+	char *apparmor;
+	int procfd; /* the host's /proc, held for apparmor */
 	char *sc_default;
 	char *sc_arches[16];
 	int nsc_arches;
@@ -233,6 +239,10 @@ static void parse(struct req *r, char *buf, size_t len)
 				r->caps[i] = c[i];
 		} else if (!strcmp(key, "nnp")) {
 			r->nnp = !strcmp(val, "1");
+		} else if (!strcmp(key, "apparmor")) {
+			if (!*val || strpbrk(val, " \t\n"))
+				fail("request: bad apparmor profile \"%s\"", val);
+			r->apparmor = val;
 		} else if (!strcmp(key, "seccomp-default")) {
 			r->sc_default = val;
 		} else if (!strcmp(key, "seccomp-arch")) {
@@ -598,6 +608,44 @@ static void apply_caps(struct req *r)
 	}
 }
 
+// open_host_proc holds the host's /proc for apply_apparmor. It runs before
+// the container's mount namespace is joined: the container's own /proc may
+// be a mount it controls (CVE-2025-52881 redirected runc's writes to such
+// attr files), the host's is not.
+static int open_host_proc(void)
+{
+	int fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		fail("open /proc: %s", strerror(errno));
+	struct statfs st;
+	if (fstatfs(fd, &st) < 0)
+		fail("statfs /proc: %s", strerror(errno));
+	if (st.f_type != PROC_SUPER_MAGIC)
+		fail("/proc is not procfs (type %#lx)", (unsigned long)st.f_type);
+	return fd;
+}
+
+// apply_apparmor makes the next execve enter the profile, as runc (and
+// libapparmor's aa_change_onexec) do: "exec NAME" written to the calling
+// thread's attr file. A task may only write its own, and the host's /proc
+// resolves thread-self for a task of any pid namespace below it.
+static void apply_apparmor(int procfd, const char *profile)
+{
+	char buf[1024];
+	int n = snprintf(buf, sizeof(buf), "exec %s", profile);
+	if (n < 0 || n >= (int)sizeof(buf))
+		fail("apparmor: profile name too long");
+	int fd = openat(procfd, "thread-self/attr/apparmor/exec", O_WRONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 && errno == ENOENT) // kernels before 5.8: the LSM-neutral file
+		fd = openat(procfd, "thread-self/attr/exec", O_WRONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		fail("apparmor: open the exec attribute: %s", strerror(errno));
+	if (write(fd, buf, n) != n)
+		fail("apparmor: set profile %s for exec: %s", profile, strerror(errno));
+	close(fd);
+	close(procfd);
+}
+
 static const char *getenv_in(char **env, int n, const char *name)
 {
 	size_t l = strlen(name);
@@ -702,6 +750,11 @@ static void child(struct req *r, int alive_fd, struct sock_fprog *filter)
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || !parent_alive(alive_fd))
 		_exit(255);
 	close(alive_fd);
+	// The profile after the credentials, before the last filter: runc's
+	// order. The helper is unconfined, which may enter any profile, with
+	// no_new_privs too.
+	if (r->apparmor)
+		apply_apparmor(r->procfd, r->apparmor);
 	// With no_new_privs the filter comes last, as in runc: after it only
 	// execve runs, the one syscall every profile must allow anyway.
 	if (filter && r->nnp)
@@ -737,6 +790,8 @@ int main(void)
 	}
 
 	// Host paths: before the mount namespace changes.
+	if (r.apparmor)
+		r.procfd = open_host_proc();
 	char pid[32];
 	snprintf(pid, sizeof(pid), "%d", getpid());
 	for (int i = 0; i < r.ncgroups; i++) {
@@ -773,6 +828,8 @@ int main(void)
 	}
 	close(alive[0]);
 	close(STATUS_FD);
+	if (r.apparmor)
+		close(r.procfd); // the child's now; the helper keeps no handle on the host
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		sigaction(sigs[i], &sa, NULL);
 	sigprocmask(SIG_SETMASK, &old, NULL);

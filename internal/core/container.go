@@ -316,6 +316,9 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
+	if err := s.ensureAppArmor(ctx, spec); err != nil {
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
 	spec.Version = s.specVersion(specCtx, rt)
 	if err := writeSpec(bundle, spec); err != nil {
 		return "", fmt.Errorf("create container: %w", err)

@@ -471,6 +471,10 @@ func (s *Service) startPause(ctx context.Context, sb *sandbox, rt *runc.Runtime,
 		return pauseID{}, fmt.Errorf("run pod sandbox: %w", err)
 	}
 	s.restrictSandboxAnnotations(s.log.With("pod", id), spec, rt.Name, cfg)
+	if err := s.ensureAppArmor(ctx, spec); err != nil {
+		endSpec(err)
+		return pauseID{}, fmt.Errorf("run pod sandbox: %w", err)
+	}
 	spec.Version = s.specVersion(specCtx, rt)
 	if err := writeSpec(bundle, spec); err != nil {
 		endSpec(err)

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/apparmor"
 	"github.com/crid-dev/crid/internal/checkpoint"
 	"github.com/crid-dev/crid/internal/config"
 	"github.com/crid-dev/crid/internal/fault"
@@ -97,6 +98,8 @@ type Service struct {
 	metrics *metrics.Metrics
 	// nri relays lifecycle events to NRI plugins (nri.go); nil: NRI is off.
 	nri *nri.NRI
+	// apparmor loads crid's default AppArmor profile (apparmor.go).
+	apparmor *apparmor.Loader
 }
 
 // pinDir holds the IPC and UTS pins of pods without a pause (podns.go):
@@ -123,6 +126,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		pending:    newPendingOps(),
 		events:     newEventHub(),
 		metrics:    o.Metrics,
+		apparmor:   apparmor.NewLoader(cfg.State, o.Log),
 	}
 	s.trash = newTrash(o.Log, cfg.Root)
 	if err := network.SharedPinDir(s.pinDir()); err != nil {
@@ -187,6 +191,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if err := s.removeStaleCheckpoints(); err != nil {
 		return nil, err
 	}
+	s.loadAppArmorAtStart(ctx)
 	if err := s.recover(ctx, o.RecoveryProgress); err != nil {
 		return nil, fmt.Errorf("recover state: %w", err)
 	}

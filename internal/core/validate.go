@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/errdefs"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crid-dev/crid/internal/apparmor"
 	"github.com/crid-dev/crid/internal/oci"
 )
 
@@ -74,7 +75,7 @@ func ignoredAppArmorProfile(sp *runtime.SecurityProfile, legacy string, hostHasA
 // profile is ignored on a host without AppArmor (the contract:
 // ignored with a log line, not an error).
 func logIgnoredAppArmor(log *slog.Logger, sp *runtime.SecurityProfile, legacy string) {
-	if p := ignoredAppArmorProfile(sp, legacy, oci.AppArmorEnabled()); p != "" {
+	if p := ignoredAppArmorProfile(sp, legacy, apparmor.Enabled()); p != "" {
 		log.Info("AppArmor is not enabled on this host: ignoring the requested AppArmor profile", "profile", p)
 	}
 }

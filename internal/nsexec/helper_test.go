@@ -266,3 +266,35 @@ func TestHelperWarnsUnknownSyscalls(t *testing.T) {
 		t.Errorf("log %q: want the two unknown names in one warning, logged once", log)
 	}
 }
+
+// TestHelperAppArmorFailsClosed: a process whose AppArmor profile cannot
+// be entered (none is loaded under that name, or the kernel has no
+// AppArmor, as on the development machine) is not started at all, and the
+// error says why. That it enters a loaded one is TestAppArmor's (e2e, on
+// the VM).
+func TestHelperAppArmorFailsClosed(t *testing.T) {
+	h := buildHelper(t, nil)
+	marker := filepath.Join(t.TempDir(), "ran")
+	req, err := encodeRequest(&specs.Process{
+		Args: []string{"/bin/touch", marker}, ApparmorProfile: "crid-test-not-loaded-" + strconv.Itoa(os.Getpid()),
+	}, nil, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidf := os.NewFile(uintptr(fd), "pidfd")
+	defer pidf.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	code, err := h.run(ctx, pidf, req, IO{}, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "apparmor") {
+		t.Errorf("exec with a profile that cannot be entered: code %d, error %v; want an apparmor error", code, err)
+	}
+	if _, serr := os.Stat(marker); serr == nil {
+		t.Errorf("the process ran although its AppArmor profile was not entered")
+	}
+	t.Logf("error: %v", err)
+}

@@ -7,10 +7,11 @@
 //
 // The helper does exactly what runc exec does for a runc container: join
 // the init process's cgroups and namespaces, then set rlimits, umask, cwd,
-// seccomp, capabilities, user, no_new_privs, in runc's order, and exec.
+// seccomp, capabilities, user, no_new_privs, the AppArmor profile to exec
+// into, in runc's order, and exec.
 // Supported says which process specs it covers; the others (a terminal,
-// AppArmor/SELinux labels, seccomp notification, Intel RDT) still go
-// through the runtime.
+// SELinux labels, seccomp notification, Intel RDT) still go through the
+// runtime. An AppArmor profile is entered as runc enters it.
 //
 // The helper binary is copied once into a memfd and always executed from
 // there, so a container process can never reach the host's binary through
@@ -200,8 +201,6 @@ func Supported(spec *specs.Spec, proc *specs.Process) error {
 	switch {
 	case proc.Terminal:
 		return errors.New("terminal")
-	case proc.ApparmorProfile != "":
-		return errors.New("apparmor profile")
 	case proc.SelinuxLabel != "":
 		return errors.New("selinux label")
 	case proc.Scheduler != nil || proc.IOPriority != nil || proc.ExecCPUAffinity != nil:
@@ -478,6 +477,12 @@ func encodeRequest(proc *specs.Process, sc *specs.LinuxSeccomp, ns int, cgroupDi
 	put("caps", fmt.Sprintf("%x %x %x %x %x", masks[0], masks[1], masks[2], masks[3], masks[4]))
 	if proc.NoNewPrivileges {
 		put("nnp", "1")
+	}
+	if p := proc.ApparmorProfile; p != "" {
+		if strings.ContainsAny(p, " \t\n\x00") {
+			return nil, fmt.Errorf("bad AppArmor profile name %q", p)
+		}
+		put("apparmor", p)
 	}
 	if sc != nil {
 		put("seccomp-default", fmt.Sprintf("%s %d", sc.DefaultAction, errnoOr(sc.DefaultErrnoRet)))

@@ -51,6 +51,7 @@ func TestEncodeRequest(t *testing.T) {
 		Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 4096}},
 		NoNewPrivileges: true,
 		OOMScoreAdj:     &oom,
+		ApparmorProfile: "crid-default",
 	}
 	sc := &specs.LinuxSeccomp{
 		DefaultAction:   specs.ActErrno,
@@ -85,6 +86,7 @@ func TestEncodeRequest(t *testing.T) {
 		{"cwd", "/work"},
 		{"caps", "401 400 400 0 0"},
 		{"nnp", "1"},
+		{"apparmor", "crid-default"},
 		{"seccomp-default", "SCMP_ACT_ERRNO 1"},
 		{"seccomp-arch", "x86_64"},
 		{"seccomp-arch", "x86"},
@@ -124,6 +126,9 @@ func TestEncodeRequestErrors(t *testing.T) {
 			p.Capabilities = &specs.LinuxCapabilities{Bounding: []string{"CAP_NOPE"}}
 		}, nil},
 		{"unknown rlimit", func(p *specs.Process) { p.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOPE"}} }, nil},
+		// The helper writes "exec NAME" to the kernel: one word.
+		{"AppArmor profile with a space", func(p *specs.Process) { p.ApparmorProfile = "a b" }, nil},
+		{"AppArmor profile with a newline", func(p *specs.Process) { p.ApparmorProfile = "a\nchangeprofile b" }, nil},
 		{"syscall name with a space", nil, &specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
 			Syscalls: []specs.LinuxSyscall{{Names: []string{"read write"}, Action: specs.ActErrno}}}},
 	}
@@ -163,7 +168,8 @@ func TestSupported(t *testing.T) {
 		{"empty capabilities", linux(nil), proc(func(p *specs.Process) { p.Capabilities = &specs.LinuxCapabilities{} }), true},
 		{"seccomp", linux(&specs.LinuxSeccomp{DefaultAction: specs.ActErrno}), proc(nil), true},
 		{"terminal", linux(nil), proc(func(p *specs.Process) { p.Terminal = true }), false},
-		{"apparmor", linux(nil), proc(func(p *specs.Process) { p.ApparmorProfile = "p" }), false},
+		// Entered by the helper itself, as runc does.
+		{"apparmor", linux(nil), proc(func(p *specs.Process) { p.ApparmorProfile = "p" }), true},
 		{"selinux", linux(nil), proc(func(p *specs.Process) { p.SelinuxLabel = "l" }), false},
 		{"no linux", &specs.Spec{}, proc(nil), false},
 		{"seccomp listener", linux(&specs.LinuxSeccomp{ListenerPath: "/run/agent.sock"}), proc(nil), false},

@@ -8,6 +8,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/crid-dev/crid/internal/apparmor"
 	"github.com/crid-dev/crid/internal/cgroups"
 )
 
@@ -98,8 +99,8 @@ func probeHost() hostFacts {
 		unified:         cgroups.Unified(),
 		hugetlb:         cgroups.HugetlbAvailable(),
 		swap:            cgroups.SwapAvailable(),
-		apparmor:        AppArmorEnabled(),
-		apparmorLoaded:  appArmorProfileLoaded,
+		apparmor:        apparmor.Enabled(),
+		apparmorLoaded:  apparmor.Loaded,
 		hostname:        os.Hostname,
 		hostDevices:     hostDevices,
 		ensurePropagate: checkPropagation,

@@ -757,26 +757,98 @@ func allowsSyscall(s *specs.LinuxSeccomp, name string) bool {
 	return false
 }
 
+// TestAppArmor: the profile a process gets, as containerd 2.x chooses it
+// (see apparmorProfile).
 func TestAppArmor(t *testing.T) {
-	sp := &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Localhost, LocalhostRef: "my-profile"}
+	local := func(ref string) *runtime.SecurityProfile {
+		return &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Localhost, LocalhostRef: ref}
+	}
+	rtDefault := &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}
+	unconfined := &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Unconfined}
+	tests := []struct {
+		name       string
+		sp         *runtime.SecurityProfile
+		legacy     string
+		privileged bool
+		enabled    bool
+		want       string
+		invalid    bool
+	}{
+		{name: "host without AppArmor: unset", enabled: false, want: ""},
+		{name: "host without AppArmor: RuntimeDefault", sp: rtDefault, want: ""},
+		{name: "host without AppArmor: Localhost not loaded is ignored", sp: local("nope"), want: ""},
+		{name: "unset", enabled: true, want: "crid-default"},
+		{name: "RuntimeDefault", sp: rtDefault, enabled: true, want: "crid-default"},
+		{name: "legacy runtime/default", legacy: "runtime/default", enabled: true, want: "crid-default"},
+		{name: "legacy docker/default", legacy: "docker/default", enabled: true, want: "crid-default"},
+		{name: "Unconfined", sp: unconfined, enabled: true, want: ""},
+		{name: "legacy unconfined", legacy: "unconfined", enabled: true, want: ""},
+		{name: "Localhost", sp: local("my-profile"), enabled: true, want: "my-profile"},
+		{name: "Localhost with prefix", sp: local("localhost/my-profile"), enabled: true, want: "my-profile"},
+		{name: "legacy localhost/", legacy: "localhost/my-profile", enabled: true, want: "my-profile"},
+		{name: "structured field wins over legacy", sp: unconfined, legacy: "localhost/my-profile", enabled: true, want: ""},
+		{name: "Localhost not loaded", sp: local("nope"), enabled: true, invalid: true},
+		{name: "privileged: unset", privileged: true, enabled: true, want: ""},
+		{name: "privileged: RuntimeDefault", sp: rtDefault, privileged: true, enabled: true, want: ""},
+		{name: "privileged: Localhost applies", sp: local("my-profile"), privileged: true, enabled: true, want: "my-profile"},
+		{name: "privileged: Localhost not loaded", sp: local("nope"), privileged: true, enabled: true, invalid: true},
+		{name: "localhost_ref with RuntimeDefault", sp: &runtime.SecurityProfile{LocalhostRef: "x"}, enabled: true, invalid: true},
+		{name: "Localhost without ref", sp: local(""), enabled: true, invalid: true},
+		{name: "unknown type", sp: &runtime.SecurityProfile{ProfileType: 9}, enabled: true, invalid: true},
+		{name: "bad legacy", legacy: "my-profile", enabled: true, invalid: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := testHost()
+			h.apparmor = tt.enabled
+			h.apparmorLoaded = func(n string) (bool, error) { return n == "my-profile", nil }
+			got, err := apparmorProfile(tt.sp, tt.legacy, tt.privileged, h)
+			if tt.invalid {
+				if !errors.Is(err, errdefs.ErrInvalidArgument) {
+					t.Fatalf("got %q, %v; want an invalid-argument error", got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestAppArmorInSpecs: the choice reaches both specs, privileged or not.
+func TestAppArmorInSpecs(t *testing.T) {
 	h := testHost()
-	// No AppArmor on the host: ignored.
-	if got, err := apparmorProfile(sp, "", h); got != "" || err != nil {
-		t.Fatalf("no apparmor: %q %v", got, err)
-	}
 	h.apparmor = true
-	if _, err := apparmorProfile(sp, "", h); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Fatalf("missing profile: %v", err)
+	p := baseContainer(t)
+	s, err := containerSpec(p, h)
+	if err != nil {
+		t.Fatal(err)
 	}
-	h.apparmorLoaded = func(n string) (bool, error) { return n == "my-profile", nil }
-	if got, err := apparmorProfile(sp, "", h); got != "my-profile" || err != nil {
-		t.Fatalf("loaded profile: %q %v", got, err)
+	if s.Process.ApparmorProfile != "crid-default" {
+		t.Errorf("container: profile %q, want crid-default", s.Process.ApparmorProfile)
 	}
-	if got, err := apparmorProfile(nil, "localhost/my-profile", h); got != "my-profile" || err != nil {
-		t.Fatalf("legacy: %q %v", got, err)
+	p.Config.Linux.SecurityContext.Privileged = true
+	p.SandboxConfig.Linux.SecurityContext.Privileged = true
+	if s, err = containerSpec(p, h); err != nil {
+		t.Fatal(err)
 	}
-	if got, err := apparmorProfile(&runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}, "", h); got != "" || err != nil {
-		t.Fatalf("runtime default: %q %v", got, err)
+	if s.Process.ApparmorProfile != "" {
+		t.Errorf("privileged container: profile %q, want none", s.Process.ApparmorProfile)
+	}
+	sp := SandboxParams{ID: "s1", Config: baseSandboxConfig(), RootfsPath: writeRootfs(t), Image: ocispec.ImageConfig{Entrypoint: []string{"/pause"}}}
+	if s, err = sandboxSpec(sp, h); err != nil {
+		t.Fatal(err)
+	}
+	if s.Process.ApparmorProfile != "crid-default" {
+		t.Errorf("pause: profile %q, want crid-default", s.Process.ApparmorProfile)
+	}
+	sp.Config.Linux.SecurityContext.Privileged = true
+	if s, err = sandboxSpec(sp, h); err != nil {
+		t.Fatal(err)
+	}
+	if s.Process.ApparmorProfile != "" {
+		t.Errorf("privileged pod's pause: profile %q, want none", s.Process.ApparmorProfile)
 	}
 }
 

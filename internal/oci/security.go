@@ -1,8 +1,6 @@
 package oci
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/apparmor"
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -186,37 +185,30 @@ func seccompProfile(sp *runtime.SecurityProfile, legacy string, privileged bool,
 	}
 }
 
-// AppArmorEnabled reports whether the kernel enforces AppArmor. Where it
-// does not, AppArmor profiles in requests are ignored (the caller should
-// log that); where it does, named profiles must be loaded.
-func AppArmorEnabled() bool {
-	b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
-	return err == nil && strings.HasPrefix(string(b), "Y")
-}
-
-func appArmorProfileLoaded(name string) (bool, error) {
-	b, err := os.ReadFile("/sys/kernel/security/apparmor/profiles")
-	if err != nil {
-		return false, fmt.Errorf("list apparmor profiles: %w", err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), name+" (") {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// apparmorProfile returns the process's AppArmor profile. crid ships no
-// default profile, so RuntimeDefault leaves the process unconfined by
-// AppArmor (seccomp, capabilities and masked paths still apply).
-func apparmorProfile(sp *runtime.SecurityProfile, legacy string, h hostFacts) (string, error) {
+// apparmorProfile returns the process's AppArmor profile, as containerd
+// 2.x chooses it: where the kernel enforces AppArmor, RuntimeDefault and
+// no profile at all mean crid's default profile (apparmor.DefaultProfile,
+// which the core loads before the runtime needs it), except for a
+// privileged process, which stays unconfined unless a Localhost profile is
+// asked for by name (CRI-O leaves privileged containers unconfined even
+// then); Unconfined means none; Localhost names a profile that must be
+// loaded already. Where AppArmor is not enforced there is no profile (the
+// core logs an ignored request).
+func apparmorProfile(sp *runtime.SecurityProfile, legacy string, privileged bool, h hostFacts) (string, error) {
 	prof, err := securityProfile(sp, legacy, "apparmor")
 	if err != nil {
 		return "", err
 	}
-	if !h.apparmor || prof == nil || prof.GetProfileType() != runtime.SecurityProfile_Localhost {
+	if !h.apparmor {
+		return "", nil
+	}
+	switch {
+	case prof == nil || prof.GetProfileType() == runtime.SecurityProfile_RuntimeDefault:
+		if privileged {
+			return "", nil
+		}
+		return apparmor.DefaultProfile, nil
+	case prof.GetProfileType() == runtime.SecurityProfile_Unconfined:
 		return "", nil
 	}
 	name := strings.TrimPrefix(prof.GetLocalhostRef(), localhostPrefix)

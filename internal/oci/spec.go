@@ -203,7 +203,7 @@ func sandboxSpec(p SandboxParams, h hostFacts) (*specs.Spec, error) {
 	if s.Linux.Seccomp, err = seccompProfile(sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged, s); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", p.ID, err)
 	}
-	if s.Process.ApparmorProfile, err = apparmorProfile(sc.GetApparmor(), "", h); err != nil {
+	if s.Process.ApparmorProfile, err = apparmorProfile(sc.GetApparmor(), "", privileged, h); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", p.ID, err)
 	}
 
@@ -442,7 +442,7 @@ func containerSpec(p ContainerParams, h hostFacts) (*specs.Spec, error) {
 		return nil, wrap(err)
 	}
 	//lint:ignore SA1019 older kubelets still send the deprecated apparmor_profile field
-	if s.Process.ApparmorProfile, err = apparmorProfile(sc.GetApparmor(), sc.GetApparmorProfile(), h); err != nil {
+	if s.Process.ApparmorProfile, err = apparmorProfile(sc.GetApparmor(), sc.GetApparmorProfile(), privileged, h); err != nil {
 		return nil, wrap(err)
 	}
 

@@ -10,8 +10,8 @@ import (
 // TestExecMatchesInit checks that a process started by ExecSync (through
 // crid-nsexec, not runc exec) runs with exactly the container's own
 // context: the same namespaces, cgroups, user and groups, capability sets,
-// no_new_privs and seccomp mode as the container's pid 1, for a spread of
-// security contexts.
+// no_new_privs, seccomp mode and LSM label as the container's pid 1, for a
+// spread of security contexts.
 func TestExecMatchesInit(t *testing.T) {
 	podID, pod := isoPod(t, nil)
 	tests := []struct {
@@ -58,6 +58,14 @@ func TestExecMatchesInit(t *testing.T) {
 				if a != b {
 					t.Errorf("namespace %s: exec'd process in %s, the container's init in %s", ns, b, a)
 				}
+			}
+			// The LSM label (AppArmor's crid-default where the kernel
+			// enforces it, entered by crid-nsexec; none elsewhere).
+			label := func(pid string) string {
+				return must(t, id, "cat /proc/"+pid+"/attr/current 2>/dev/null || echo none")
+			}
+			if a, b := label(initPid), label("self"); a != b {
+				t.Errorf("LSM label: exec'd process %q, the container's init %q", b, a)
 			}
 			if a, b := must(t, id, "cat /proc/"+initPid+"/cgroup"), must(t, id, "cat /proc/self/cgroup"); a != b {
 				t.Errorf("cgroups differ:\nexec'd:\n%s\ninit:\n%s", b, a)
