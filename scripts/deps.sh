@@ -2,9 +2,10 @@
 # Installs the Debian packages crid and its tests need (idempotent).
 # Debian's runc stays installed for comparison; crid's default handler runs
 # the runc scripts/build-runc.sh builds (gcc, libseccomp-dev and pkg-config
-# are what its cgo build needs).
+# are what its cgo build needs). apparmor: its parser checks crid's default
+# profile in the unit tests (this host's kernel does not enforce AppArmor).
 set -euo pipefail
-pkgs="runc crun containernetworking-plugins iptables iproute2 busybox nginx-light util-linux procps gcc libc6-dev libseccomp-dev pkg-config make git ca-certificates"
+pkgs="runc crun apparmor containernetworking-plugins iptables iproute2 busybox nginx-light util-linux procps gcc libc6-dev libseccomp-dev pkg-config make git ca-certificates"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
