@@ -66,8 +66,9 @@ RUNC=${RUNC:-/usr/local/sbin/runc}
 # delete each other's bridge and addresses.
 BRIDGE=${BRIDGE:-cb$$}
 # 10.150-199: clear of the subnets of crid's default network (10.88), the
-# node-e2e (10.98) and e2e (10.99) runs and critest's (10.234), which may
-# run on the same machine (a bench on 10.234 once took critest's pod routes).
+# node-e2e (10.98) and e2e (10.99) runs and critest's (10.123), which may
+# run on the same machine (a bench on 10.234, critest's old subnet, once took
+# its pod routes).
 SUBNET=${SUBNET:-10.$((150 + $$ % 50)).0.0/16}
 
 [ "$(id -u)" = 0 ] || { echo "must run as root" >&2; exit 1; }

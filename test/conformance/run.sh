@@ -201,6 +201,13 @@ if [[ -n $endpoint ]]; then
 else
 	sed -e "s|@WORK@|$WORK|g" -e "s|@REGISTRY@|$REGISTRY_ADDR|g" "$here/crid-config.toml.tmpl" >"$WORK/crid.toml"
 	sed -e "s|@WORK@|$WORK|g" "$here/cni.conflist.tmpl" >"$WORK/cni/net.d/10-crid-conformance.conflist"
+	# Another bridge routing the pods' subnet (another tool on this machine)
+	# would take the traffic to the pods, and every networking spec would
+	# time out: say so now instead.
+	subnet=$(sed -n 's/.*"subnet": "\([0-9./]*\)".*/\1/p' "$here/cni.conflist.tmpl")
+	if other=$(ip -o route show to "$subnet" | grep -v " dev $BRIDGE " | head -n1) && [[ -n $other ]]; then
+		die "another interface routes the pods' subnet $subnet: $other"
+	fi
 	cp "$WORK/crid.toml" "$out/crid.toml"
 	log "starting crid ($crid)"
 	"$crid" --config "$WORK/crid.toml" --log-level info >"$out/crid.log" 2>&1 &
