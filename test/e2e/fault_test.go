@@ -42,9 +42,8 @@ func faultBin(t *testing.T) string {
 	t.Helper()
 	faultBinOnce.Do(func() {
 		dir := filepath.Join(h.base, "faultbin")
-		cmd := exec.Command("go", "build", "-tags", "faultinject", "-o", filepath.Join(dir, "crid"), "../../cmd/crid")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			faultBinErr = fmt.Errorf("build crid with faultinject: %v\n%s", err, out)
+		if err := buildFaultCrid(filepath.Join(dir, "crid")); err != nil {
+			faultBinErr = err
 			return
 		}
 		for _, b := range []string{"crid-monitor", "crid-nsexec"} {
@@ -62,6 +61,27 @@ func faultBin(t *testing.T) string {
 		t.Fatal(faultBinErr)
 	}
 	return faultBinDir
+}
+
+// buildFaultCrid builds crid with the faultinject tag at out, or copies
+// the one in $CRID_E2E_PREBUILT (crid-e2e-crid-faultinject) on a node
+// without Go (test/vm/e2e.sh builds it).
+func buildFaultCrid(out string) error {
+	if pre := os.Getenv("CRID_E2E_PREBUILT"); pre != "" {
+		b, err := os.ReadFile(filepath.Join(pre, "crid-e2e-crid-faultinject"))
+		if err != nil {
+			return fmt.Errorf("prebuilt crid with faultinject: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(out, b, 0o755)
+	}
+	cmd := exec.Command("go", "build", "-tags", "faultinject", "-o", out, "../../cmd/crid")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build crid with faultinject: %v\n%s", err, b)
+	}
+	return nil
 }
 
 // faultCrid is a crid of its own, built with fault injection, on the

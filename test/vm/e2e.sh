@@ -29,6 +29,7 @@ go test -c -o bin/e2e.test ./test/e2e/
 CGO_ENABLED=0 go build -o bin/crid-e2e-cnifail ./test/e2e/cnifail
 CGO_ENABLED=0 go build -o bin/crid-e2e-nriplugin ./test/e2e/nriplugin
 CGO_ENABLED=0 go build -o bin/crid-e2e-faultwrap ./test/e2e/faultwrap
+CGO_ENABLED=0 go build -tags faultinject -o bin/crid-e2e-crid-faultinject ./cmd/crid
 
 # The tests find their helper packages relative to test/e2e, as go test
 # runs them.
