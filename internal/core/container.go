@@ -239,6 +239,15 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 			return "", fmt.Errorf("create container: log dir: %w", err)
 		}
 	}
+	// The monitor starts now and waits for its options: its exec and Go
+	// runtime start-up overlap the rootfs mount and the spec below. Until
+	// Create takes it, a return ends it (Abort: a no-op after Create); a
+	// crash ends it too (its options pipe's EOF), having done nothing.
+	mon, err := monitor.Start(s.monitor, bundle)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	defer mon.Abort()
 	rootfs := filepath.Join(bundle, "rootfs")
 	rwDir := filepath.Join(dir, "rw")
 	if err := s.images.PrepareRootfs(ctx, img, rwDir, rootfs); err != nil {
@@ -330,8 +339,8 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	monCtx, monSpan := tracing.Start(ctx, "monitor.start", tracing.ContainerID.String(id), tracing.Handler.String(rt.Name))
 	// The monitor aborts its runtime's create when monCtx ends.
 	monCtx, monCancel := rt.Bounded(monCtx, "create")
-	proc, err := monitor.Spawn(monCtx, s.monitor, monitor.Options{
-		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
+	proc, err := mon.Create(monCtx, monitor.Options{
+		ID: id, Bundle: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
 		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
 		SeccompNotify: notify,
 		SystemdCgroup: rt.SystemdCgroup,
