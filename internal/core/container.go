@@ -586,10 +586,20 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 		return nil, err
 	}
 	s.nriContainerEvent(ctx, c, (*nri.NRI).StartContainer)
-	start := func() error { return rt.StartFifo(ctx, rec.ID, rec.PID) }
+	// The record follows the init's release, not its exec: StartFifoThen
+	// runs it while the init execs the container's process.
+	var recErr error
+	record := func() { recErr = s.recordStarted(ctx, c) }
+	start := func() error { return rt.StartFifoThen(ctx, rec.ID, rec.PID, record) }
 	if spec, err := s.containerSpec(c); err != nil || (spec.Hooks != nil && len(spec.Hooks.Poststart) > 0) {
 		// Poststart hooks are run by the runtime's start command.
-		start = func() error { return rt.Start(ctx, rec.ID) }
+		start = func() error {
+			if err := rt.Start(ctx, rec.ID); err != nil {
+				return err
+			}
+			record()
+			return nil
+		}
 	}
 	if err := s.fault(ctx, "StartContainer", "before-start"); err != nil {
 		return nil, fmt.Errorf("start container: %w", err)
@@ -608,8 +618,19 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 		cancel()
 		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
 	}
+	if recErr != nil {
+		return nil, fmt.Errorf("start container %s: %w", rec.ID, recErr)
+	}
+	s.events.publish(c, runtime.ContainerEventType_CONTAINER_STARTED_EVENT)
+	s.nriContainerEvent(ctx, c, (*nri.NRI).PostStartContainer)
+	s.log.Info("container started", "container", rec.ID, "pod", rec.SandboxID)
+	return &runtime.StartContainerResponse{}, nil
+}
+
+// recordStarted records a started container as running.
+func (s *Service) recordStarted(ctx context.Context, c *container) error {
 	if err := s.fault(ctx, "StartContainer", "started"); err != nil {
-		return nil, fmt.Errorf("start container: %w", err)
+		return err
 	}
 	c.mu.Lock()
 	if c.rec.State == containerCreated {
@@ -617,13 +638,7 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 	}
 	c.rec.StartedAt = time.Now().UnixNano()
 	c.mu.Unlock()
-	if err := s.saveContainer(c); err != nil {
-		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
-	}
-	s.events.publish(c, runtime.ContainerEventType_CONTAINER_STARTED_EVENT)
-	s.nriContainerEvent(ctx, c, (*nri.NRI).PostStartContainer)
-	s.log.Info("container started", "container", rec.ID, "pod", rec.SandboxID)
-	return &runtime.StartContainerResponse{}, nil
+	return s.saveContainer(c)
 }
 
 // stopSignal is the CRI's stop signal, else the image's, else SIGTERM.
