@@ -242,6 +242,15 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 			return "", fmt.Errorf("create container: log dir: %w", err)
 		}
 	}
+	// The monitor starts now and waits for its options: its exec and Go
+	// runtime start-up overlap the rootfs mount and the spec below. Until
+	// Create takes it, a return ends it (Abort: a no-op after Create); a
+	// crash ends it too (its options pipe's EOF), having done nothing.
+	mon, err := monitor.Start(s.monitor, bundle)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	defer mon.Abort()
 	rootfs := filepath.Join(bundle, "rootfs")
 	rwDir := filepath.Join(dir, "rw")
 	if err := s.images.PrepareRootfs(ctx, img, rwDir, rootfs); err != nil {
@@ -336,8 +345,8 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	monCtx, monSpan := tracing.Start(ctx, "monitor.start", tracing.ContainerID.String(id), tracing.Handler.String(rt.Name))
 	// The monitor aborts its runtime's create when monCtx ends.
 	monCtx, monCancel := rt.Bounded(monCtx, "create")
-	proc, err := monitor.Spawn(monCtx, s.monitor, monitor.Options{
-		ID: id, Bundle: bundle, StateDir: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
+	proc, err := mon.Create(monCtx, monitor.Options{
+		ID: id, Bundle: bundle, RuntimePath: rt.Path, RuntimeRoot: rt.Root,
 		LogPath: logPath, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Terminal: cfg.Tty,
 		SeccompNotify: notify,
 		SystemdCgroup: rt.SystemdCgroup,
@@ -583,10 +592,20 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 		return nil, err
 	}
 	s.nriContainerEvent(ctx, c, (*nri.NRI).StartContainer)
-	start := func() error { return rt.StartFifo(ctx, rec.ID, rec.PID) }
+	// The record follows the init's release, not its exec: StartFifoThen
+	// runs it while the init execs the container's process.
+	var recErr error
+	record := func() { recErr = s.recordStarted(ctx, c) }
+	start := func() error { return rt.StartFifoThen(ctx, rec.ID, rec.PID, record) }
 	if spec, err := s.containerSpec(c); err != nil || (spec.Hooks != nil && len(spec.Hooks.Poststart) > 0) {
 		// Poststart hooks are run by the runtime's start command.
-		start = func() error { return rt.Start(ctx, rec.ID) }
+		start = func() error {
+			if err := rt.Start(ctx, rec.ID); err != nil {
+				return err
+			}
+			record()
+			return nil
+		}
 	}
 	if err := s.fault(ctx, "StartContainer", "before-start"); err != nil {
 		return nil, fmt.Errorf("start container: %w", err)
@@ -605,8 +624,19 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 		cancel()
 		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
 	}
+	if recErr != nil {
+		return nil, fmt.Errorf("start container %s: %w", rec.ID, recErr)
+	}
+	s.events.publish(c, runtime.ContainerEventType_CONTAINER_STARTED_EVENT)
+	s.nriContainerEvent(ctx, c, (*nri.NRI).PostStartContainer)
+	s.log.Info("container started", "container", rec.ID, "pod", rec.SandboxID)
+	return &runtime.StartContainerResponse{}, nil
+}
+
+// recordStarted records a started container as running.
+func (s *Service) recordStarted(ctx context.Context, c *container) error {
 	if err := s.fault(ctx, "StartContainer", "started"); err != nil {
-		return nil, fmt.Errorf("start container: %w", err)
+		return err
 	}
 	c.mu.Lock()
 	if c.rec.State == containerCreated {
@@ -614,13 +644,7 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 	}
 	c.rec.StartedAt = time.Now().UnixNano()
 	c.mu.Unlock()
-	if err := s.saveContainer(c); err != nil {
-		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
-	}
-	s.events.publish(c, runtime.ContainerEventType_CONTAINER_STARTED_EVENT)
-	s.nriContainerEvent(ctx, c, (*nri.NRI).PostStartContainer)
-	s.log.Info("container started", "container", rec.ID, "pod", rec.SandboxID)
-	return &runtime.StartContainerResponse{}, nil
+	return s.saveContainer(c)
 }
 
 // stopSignal is the CRI's stop signal, else the image's, else SIGTERM.

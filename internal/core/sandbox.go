@@ -226,11 +226,25 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	if err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
+	// The netns pin's path is fixed by the id, and with NetworkSetUp it
+	// is in the first record, so the netns step writes none of its own (a
+	// fsync fewer on the startup path): a crash before the pin or the CNI
+	// ADD exists has recovery run a DEL with no netns, which the plugins
+	// take for a pod never added, and remove a pin that is not there,
+	// which is no error (cleanupSandbox).
+	var nsPath string
+	if !hostNetwork(cfg) {
+		if err := s.net.Ready(); err != nil {
+			return "", fmt.Errorf("run pod sandbox: network not ready: %w: %w", err, errdefs.ErrFailedPrecondition)
+		}
+		nsPath = s.net.NetNSPath(id)
+	}
 	sb := newSandbox(sandboxRecord{}, cfg)
 	sb.rec = sandboxRecord{
 		ID: id, Name: name, Config: cfgBytes, Handler: rt.Name, State: sandboxInit,
 		CreatedAt: time.Now().UnixNano(), ImageID: img.ID,
 		CgroupsPath: oci.CgroupsPath(s.cfg.CgroupDriver, cfg.GetLinux().GetCgroupParent(), id),
+		NetNSPath:   nsPath, NetworkSetUp: nsPath != "",
 	}
 	// Record first: a crash from here on is found and cleaned up at recovery.
 	if err := s.saveSandbox(sb); err != nil {
@@ -308,29 +322,18 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	if hostNetwork(cfg) {
 		close(netDone)
 	} else {
-		if err := s.net.Ready(); err != nil {
-			return "", fmt.Errorf("run pod sandbox: network not ready: %w: %w", err, errdefs.ErrFailedPrecondition)
-		}
-		var nsPath string
+		// The init record already names nsPath with NetworkSetUp (above):
+		// should crid die during ADD, recovery runs DEL, which tolerates
+		// a pod never added.
 		if usernsHelper != nil {
-			nsPath = filepath.Join(s.cfg.State, "netns", id)
 			err = pinNS(usernsHelper.nsPath("net"), nsPath)
 		} else {
-			nsPath, err = s.net.CreateNetNS(id)
+			_, err = s.net.CreateNetNS(id)
 		}
 		if err != nil {
 			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}
 		u.add(func(context.Context) error { return s.net.RemoveNetNS(nsPath) })
-		// NetworkSetUp is recorded before ADD starts: should crid die
-		// during ADD, recovery runs DEL, which tolerates a pod never added.
-		sb.mu.Lock()
-		sb.rec.NetNSPath = nsPath
-		sb.rec.NetworkSetUp = true
-		sb.mu.Unlock()
-		if err := s.saveSandbox(sb); err != nil {
-			return "", fmt.Errorf("run pod sandbox: %w", err)
-		}
 		tm.mark("netns")
 		if err := s.fault(ctx, "RunPodSandbox", "netns"); err != nil {
 			return "", fmt.Errorf("run pod sandbox: %w", err)

@@ -76,50 +76,78 @@ const spawnAbortTimeout = 15 * time.Second
 // Spawn starts a monitor (binary monitorBin) that creates the container with
 // `runtime create`. It returns once the container is created (or creation
 // failed, with the runtime's error text; nothing is left behind then).
+// It is Start and Create in one.
+func Spawn(ctx context.Context, monitorBin string, o Options) (*Process, error) {
+	if err := checkOptions(&o); err != nil {
+		return nil, err
+	}
+	p, err := Start(monitorBin, o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	return p.Create(ctx, o)
+}
+
+// checkOptions checks that o names what a monitor cannot do without.
+func checkOptions(o *Options) error {
+	if o.ID == "" || o.Bundle == "" || o.StateDir == "" || o.RuntimePath == "" {
+		return fmt.Errorf("spawn monitor: ID, Bundle, StateDir and RuntimePath are required: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Pending is a monitor started ahead of its container: it waits for its
+// options on a pipe, so that its exec and Go runtime start-up (1.5-3 ms)
+// overlap crid's rootfs mount and spec. Create hands it the options;
+// Abort, or crid's death (the pipe's EOF), makes it exit having done
+// nothing.
+type Pending struct {
+	dir    string
+	cmd    *exec.Cmd
+	optsW  *os.File // nil once Create or Abort closed it
+	exited chan struct{}
+	msgc   chan syncMsg
+}
+
+// Start starts a monitor for the state dir stateDir, waiting for Create.
 //
-// The monitor runs in its own session and is not killed with crid. Spawn
+// The monitor runs in its own session and is not killed with crid. Start
 // starts a goroutine that waits for it, so while this crid process lives an
 // exited monitor does not linger as a zombie; after a crid restart the
 // orphaned monitors belong to init (or crid's subreaper), which reaps them.
-func Spawn(ctx context.Context, monitorBin string, o Options) (*Process, error) {
-	if o.ID == "" || o.Bundle == "" || o.StateDir == "" || o.RuntimePath == "" {
-		return nil, fmt.Errorf("spawn monitor: ID, Bundle, StateDir and RuntimePath are required: %w", errdefs.ErrInvalidArgument)
-	}
-	dir, err := cleanStateDir(o.StateDir)
+func Start(monitorBin, stateDir string) (*Pending, error) {
+	dir, err := cleanStateDir(stateDir)
 	if err != nil {
-		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
+		return nil, fmt.Errorf("spawn monitor: %w", err)
 	}
-	o.StateDir = dir
 	if Alive(dir) {
-		return nil, fmt.Errorf("spawn monitor for %s: a monitor already runs in %s: %w", o.ID, dir, errdefs.ErrAlreadyExists)
+		return nil, fmt.Errorf("spawn monitor: a monitor already runs in %s: %w", dir, errdefs.ErrAlreadyExists)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
+		return nil, fmt.Errorf("spawn monitor: %w", err)
 	}
 	removeStateFiles(dir)
-	opts, err := json.Marshal(&o)
-	if err != nil {
-		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
-	}
-	// Read once by the monitor right away; it need not survive a crash.
-	if err := wire.WriteFileAtomic(filepath.Join(dir, optionsName), opts, false); err != nil {
-		return nil, fmt.Errorf("spawn monitor for %s: write options: %w", o.ID, err)
-	}
 	logf, err := os.OpenFile(filepath.Join(dir, logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
+		return nil, fmt.Errorf("spawn monitor: %w", err)
 	}
 	defer logf.Close()
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
+		return nil, fmt.Errorf("spawn monitor: %w", err)
 	}
-	defer syncR.Close()
+	defer syncW.Close()
+	optsR, optsW, err := os.Pipe()
+	if err != nil {
+		syncR.Close()
+		return nil, fmt.Errorf("spawn monitor: %w", err)
+	}
+	defer optsR.Close()
 
 	cmd := exec.Command(monitorBin, "-state-dir", dir)
 	cmd.Dir = "/"
-	cmd.Stderr = logf // the monitor's own diagnostics; never crid's stdio, which dies with crid
-	cmd.ExtraFiles = []*os.File{syncW}
+	cmd.Stderr = logf                         // the monitor's own diagnostics; never crid's stdio, which dies with crid
+	cmd.ExtraFiles = []*os.File{syncW, optsR} // fds 3 and 4
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// Only PATH: crid's environment may hold NOTIFY_SOCKET or LISTEN_FDS,
 	// which the runtime would act upon.
@@ -131,70 +159,116 @@ func Spawn(ctx context.Context, monitorBin string, o Options) (*Process, error) 
 	// the environment at exec (one P, a tight heap; see shim.RuntimeEnv).
 	cmd.Env = append([]string{"PATH=" + path}, shim.RuntimeEnv...)
 	if err := cmd.Start(); err != nil {
-		syncW.Close()
+		syncR.Close()
+		optsW.Close()
+		return nil, fmt.Errorf("spawn monitor: %w", err)
+	}
+	p := &Pending{dir: dir, cmd: cmd, optsW: optsW, exited: make(chan struct{}), msgc: make(chan syncMsg, 1)}
+	go p.reap()
+	go p.readReport(syncR)
+	return p, nil
+}
+
+// reap waits for the monitor's exit.
+func (p *Pending) reap() {
+	// On the poller, not in a blocking wait: that would hold an OS
+	// thread for the monitor's whole life (see package pidfd).
+	if f, err := pidfd.Open(p.cmd.Process.Pid); err == nil {
+		_ = pidfd.WaitExit(context.Background(), f)
+		f.Close()
+	}
+	p.cmd.Wait() // exited by now, or no pidfd: reaps it
+	close(p.exited)
+}
+
+// readReport reads the monitor's one report from the sync pipe r.
+func (p *Pending) readReport(r *os.File) {
+	defer r.Close()
+	var m syncMsg
+	b, err := io.ReadAll(r)
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
+		m.Error = "monitor exited before reporting"
+	} else if err := json.Unmarshal(b, &m); err != nil {
+		m.Error = fmt.Sprintf("bad report from monitor %q: %v", b, err)
+	}
+	p.msgc <- m
+}
+
+// Abort ends a monitor Create was not called for (a no-op after Create):
+// it exits at the options pipe's EOF; Abort waits for that.
+func (p *Pending) Abort() {
+	if p.optsW == nil {
+		return
+	}
+	p.optsW.Close()
+	p.optsW = nil
+	if !waitExited(p.exited, spawnAbortTimeout) {
+		p.cmd.Process.Kill()
+		waitExited(p.exited, time.Second)
+	}
+	removeStateFiles(p.dir)
+}
+
+// Create hands the monitor its options (o.StateDir is Start's) and waits
+// until it has created the container with `runtime create`. It returns
+// once the container is created (or creation failed, with the runtime's
+// error text; nothing is left behind then).
+func (p *Pending) Create(ctx context.Context, o Options) (*Process, error) {
+	o.StateDir = p.dir
+	if err := checkOptions(&o); err != nil {
+		p.Abort()
+		return nil, err
+	}
+	opts, err := json.Marshal(&o)
+	if err != nil {
+		p.Abort()
 		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, err)
 	}
-	syncW.Close()
-	monPid := cmd.Process.Pid
-	exited := make(chan struct{})
-	go func() {
-		// On the poller, not in a blocking wait: that would hold an OS
-		// thread for the monitor's whole life (see package pidfd).
-		if f, err := pidfd.Open(monPid); err == nil {
-			_ = pidfd.WaitExit(context.Background(), f)
-			f.Close()
-		}
-		cmd.Wait() // exited by now, or no pidfd: reaps it
-		close(exited)
-	}()
-
-	msgc := make(chan syncMsg, 1)
-	go func() {
-		var m syncMsg
-		b, err := io.ReadAll(syncR)
-		if err != nil || len(bytes.TrimSpace(b)) == 0 {
-			m.Error = "monitor exited before reporting"
-		} else if err := json.Unmarshal(b, &m); err != nil {
-			m.Error = fmt.Sprintf("bad report from monitor %q: %v", b, err)
-		}
-		msgc <- m
-	}()
+	// A monitor that died already (EPIPE) reports nothing; the wait
+	// below says so, with its log's tail.
+	_, _ = p.optsW.Write(opts)
+	p.optsW.Close()
+	p.optsW = nil
 
 	var m syncMsg
 	select {
-	case m = <-msgc:
+	case m = <-p.msgc:
 	case <-ctx.Done():
 		// The monitor aborts the create on SIGTERM and cleans up.
-		cmd.Process.Signal(syscall.SIGTERM)
+		p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-msgc:
+		case <-p.msgc:
 		case <-time.After(spawnAbortTimeout):
-			cmd.Process.Kill()
+			p.cmd.Process.Kill()
 		}
-		waitExited(exited, spawnAbortTimeout)
-		removeStateFiles(dir)
+		waitExited(p.exited, spawnAbortTimeout)
+		removeStateFiles(p.dir)
 		return nil, fmt.Errorf("spawn monitor for %s: %w", o.ID, context.Cause(ctx))
 	}
 	if m.Error != "" || m.ContainerPID <= 0 {
-		// The monitor has already deleted the runtime's container; let it
-		// finish exiting so nothing of it remains when we return.
-		if !waitExited(exited, spawnAbortTimeout) {
-			cmd.Process.Kill()
-			waitExited(exited, time.Second)
-		}
-		msg := m.Error
-		if msg == "" {
-			msg = "monitor reported no container pid"
-		}
-		if strings.HasPrefix(msg, "monitor exited") {
-			if tail := logTail(filepath.Join(dir, logName)); tail != "" {
-				msg += ": " + tail
-			}
-		}
-		removeStateFiles(dir)
-		return nil, fmt.Errorf("create container %s: %s", o.ID, msg)
+		return nil, p.failed(o.ID, m.Error)
 	}
-	return &Process{MonitorPID: monPid, ContainerPID: m.ContainerPID}, nil
+	return &Process{MonitorPID: p.cmd.Process.Pid, ContainerPID: m.ContainerPID}, nil
+}
+
+// failed waits for a monitor that reported a failed create (it has
+// already deleted the runtime's container) to finish exiting, so nothing
+// of it remains, and returns the error.
+func (p *Pending) failed(id, msg string) error {
+	if !waitExited(p.exited, spawnAbortTimeout) {
+		p.cmd.Process.Kill()
+		waitExited(p.exited, time.Second)
+	}
+	if msg == "" {
+		msg = "monitor reported no container pid"
+	}
+	if strings.HasPrefix(msg, "monitor exited") {
+		if tail := logTail(filepath.Join(p.dir, logName)); tail != "" {
+			msg += ": " + tail
+		}
+	}
+	removeStateFiles(p.dir)
+	return fmt.Errorf("create container %s: %s", id, msg)
 }
 
 func waitExited(exited <-chan struct{}, d time.Duration) bool {

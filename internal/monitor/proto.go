@@ -36,7 +36,6 @@ const (
 
 	socketName  = wire.SocketName
 	consoleName = wire.ConsoleName
-	optionsName = wire.OptionsName
 	pidName     = wire.PidName
 	monPidName  = wire.MonPidName
 	exitName    = wire.ExitName

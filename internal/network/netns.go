@@ -43,12 +43,17 @@ func SharedPinDir(dir string) error {
 	return nil
 }
 
-// CreateNetNS creates a network namespace for sandbox id and pins it by bind mount.
+// NetNSPath is where CreateNetNS pins sandbox id's network namespace: a
+// caller can record it before the pin exists.
+func (m *Manager) NetNSPath(id string) string { return filepath.Join(m.netnsDir, id) }
+
+// CreateNetNS creates a network namespace for sandbox id and pins it by
+// bind mount at NetNSPath(id).
 func (m *Manager) CreateNetNS(id string) (string, error) {
 	if id == "" || filepath.Base(id) != id || id == "." || id == ".." {
 		return "", fmt.Errorf("create netns: invalid sandbox id %q: %w", id, errdefs.ErrInvalidArgument)
 	}
-	path := filepath.Join(m.netnsDir, id)
+	path := m.NetNSPath(id)
 	if IsNSMount(path) {
 		return "", fmt.Errorf("create netns %s: %w", path, errdefs.ErrAlreadyExists)
 	}

@@ -68,10 +68,14 @@ func TestStartFifo(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := r.StartFifo(ctx, "c1", tt.pid(t))
+			calls := 0
+			err := r.StartFifoThen(ctx, "c1", tt.pid(t), func() { calls++ })
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("StartFifo = %v, want %v", err, tt.wantErr)
+				}
+				if calls != 0 {
+					t.Errorf("a failed start called started %d times", calls)
 				}
 				return
 			}
@@ -114,8 +118,19 @@ func TestStartFifoWaitsForExec(t *testing.T) {
 			defer func() { _ = init.Process.Kill(); _ = init.Wait() }()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := r.StartFifo(ctx, "c1", init.Process.Pid); err != nil {
+			// started runs once, after the release: the FIFO is gone.
+			calls := 0
+			started := func() {
+				calls++
+				if _, err := os.Stat(path); !os.IsNotExist(err) {
+					t.Errorf("started called before the release: fifo %v", err)
+				}
+			}
+			if err := r.StartFifoThen(ctx, "c1", init.Process.Pid, started); err != nil {
 				t.Fatal(err)
+			}
+			if calls != 1 {
+				t.Errorf("started called %d times, want 1", calls)
 			}
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", init.Process.Pid))
 			if err != nil || string(b) != "sleep\x0030\x00" {

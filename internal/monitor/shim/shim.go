@@ -4,7 +4,7 @@
 //
 // One runs per container for the container's whole life, so it is built to
 // be small: no package net (no cgo, no libc: a static binary), no log/slog,
-// one P (GOMAXPROCS=1, set by Spawn before the runtime starts), no heap
+// one P (GOMAXPROCS=1, set by monitor.Start before the runtime starts), no heap
 // profiling, no long-lived copy buffers and no thread parked in a blocking
 // wait.
 package shim
@@ -50,7 +50,7 @@ const (
 	probeBuf = 512
 )
 
-// RuntimeEnv is the Go runtime configuration Spawn gives the monitor: it
+// RuntimeEnv is the Go runtime configuration monitor.Start gives the monitor: it
 // must be in the environment at exec, since the runtime sizes itself
 // before main runs. One P; a tight heap; and no heap profiling, whose
 // first sampled allocation sets up a bucket hash table that costs a
@@ -60,8 +60,10 @@ var RuntimeEnv = []string{"GOMAXPROCS=1", "GOGC=50", "GODEBUG=memprofilerate=0"}
 
 // Main is the crid-monitor program; it returns the process exit status.
 //
-// Usage: crid-monitor -state-dir DIR, with DIR/options.json (wire.Options)
-// and the sync pipe as fd 3, as monitor.Spawn sets it up. `crid-monitor
+// Usage: crid-monitor -state-dir DIR, with the sync pipe as fd 3 and the
+// options pipe (wire.Options as JSON, then EOF) as fd 4, as monitor.Start
+// sets them up; an EOF before any options (crid gave the container up, or
+// died) ends the monitor quietly. `crid-monitor
 // runtime-exec ...` is the exec helper of runc.Runtime.ExecHelper instead.
 func Main(args []string) int {
 	// Without RuntimeEnv (started by hand, or as the exec helper) get as
@@ -95,7 +97,10 @@ func Main(args []string) int {
 		report(wire.SyncMsg{Error: "crid-monitor: -state-dir is required"})
 		return 2
 	}
-	o, err := readOptions(*stateDir)
+	o, err := readOptions()
+	if errors.Is(err, errNoOptions) {
+		return 0
+	}
 	if err != nil {
 		log.error("monitor cannot start", "err", err)
 		report(wire.SyncMsg{Error: err.Error()})
@@ -118,11 +123,24 @@ func Main(args []string) int {
 	return 0
 }
 
-func readOptions(dir string) (wire.Options, error) {
+// errNoOptions is the options pipe's EOF before any options.
+var errNoOptions = errors.New("no options: the container was given up")
+
+// readOptions reads the options from fd 4 to its EOF: it blocks until crid
+// has the container's bundle ready (monitor.Pending).
+func readOptions() (wire.Options, error) {
 	var o wire.Options
-	b, err := os.ReadFile(filepath.Join(dir, wire.OptionsName))
+	if _, err := unix.FcntlInt(4, unix.F_GETFD, 0); err != nil {
+		return o, errors.New("read monitor options: no options pipe (fd 4)")
+	}
+	f := os.NewFile(4, "options")
+	b, err := io.ReadAll(f)
+	f.Close()
 	if err != nil {
 		return o, errors.New("read monitor options: " + err.Error())
+	}
+	if len(b) == 0 {
+		return o, errNoOptions
 	}
 	if err := json.Unmarshal(b, &o); err != nil {
 		return o, errors.New("decode monitor options: " + err.Error())
@@ -294,7 +312,7 @@ func runtimeEnv() []string {
 }
 
 // create runs `runtime create` with the container's stdio. SIGTERM while
-// it runs aborts the create (Spawn's ctx ended). The runtime is reaped by
+// it runs aborts the create (Create's ctx ended). The runtime is reaped by
 // the SIGCHLD loop here rather than by a thread blocked in wait4.
 func (m *monitor) create(chld, term <-chan os.Signal) error {
 	o := m.o

@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// Options describe one container for its monitor (written by Spawn to
-// OptionsName in the state dir, read by the monitor).
+// Options describe one container for its monitor (JSON, written by
+// monitor.Pending.Create to the options pipe, the monitor's fd 4).
 type Options struct {
 	ID          string
 	Bundle      string // holds config.json; rootfs already mounted
@@ -151,7 +151,6 @@ func ReadFrame(r io.Reader) (byte, []byte, error) {
 const (
 	SocketName  = "monitor.sock"
 	ConsoleName = "console.sock"
-	OptionsName = "options.json"
 	PidName     = "pid"         // container init pid (runtime --pid-file)
 	MonPidName  = "monitor.pid" // the monitor's pid
 	ExitName    = "exit"
