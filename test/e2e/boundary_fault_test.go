@@ -588,18 +588,7 @@ func TestPullHang(t *testing.T) {
 // serves others, and succeeds once the monitor answers again.
 func TestMonitorFaults(t *testing.T) {
 	c := faultCrid(t)
-	if err := c.start(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.img.PullImage(ctxT(t), &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
-		t.Fatalf("PullImage: %v", err)
-	}
-	before, err := leakcheck.Take(ctxT(t), c.leakTarget())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &podLife{c: c, pod: leakPodConfig(t)}
-	l.pod.LogDirectory = filepath.Join(c.base, "logs")
+	l, before := startFaultLife(t, c)
 	for _, s := range []string{"RunPodSandbox", "CreateContainer", "StartContainer"} {
 		if err := l.step(ctxT(t), s); err != nil {
 			t.Fatalf("%s: %v", s, err)

@@ -84,6 +84,25 @@ func buildFaultCrid(out string) error {
 	return nil
 }
 
+// startFaultLife starts c, pulls busybox, takes the leak checker's
+// baseline and returns a pod's life to drive on c, logging under c.
+func startFaultLife(t *testing.T, c *harness) (*podLife, leakcheck.Snapshot) {
+	t.Helper()
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.img.PullImage(ctxT(t), &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
+		t.Fatalf("PullImage: %v", err)
+	}
+	before, err := leakcheck.Take(ctxT(t), c.leakTarget())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &podLife{c: c, pod: leakPodConfig(t)}
+	l.pod.LogDirectory = filepath.Join(c.base, "logs")
+	return l, before
+}
+
 // faultCrid is a crid of its own, built with fault injection, on the
 // run's registry and CNI network.
 func faultCrid(t *testing.T) *harness {
@@ -220,18 +239,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 			t.Run(strings.SplitN(action, ":", 2)[0]+"/"+point, func(t *testing.T) {
 				c := faultCrid(t)
 				c.env = []string{"CRID_FAULTS=" + point + "=" + action}
-				if err := c.start(); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := c.img.PullImage(ctxT(t), &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
-					t.Fatalf("PullImage: %v", err)
-				}
-				before, err := leakcheck.Take(ctxT(t), c.leakTarget())
-				if err != nil {
-					t.Fatal(err)
-				}
-				l := &podLife{c: c, pod: leakPodConfig(t)}
-				l.pod.LogDirectory = filepath.Join(c.base, "logs")
+				l, before := startFaultLife(t, c)
 				for _, s := range lifeSteps {
 					deadline := time.Minute
 					if s == op && (strings.HasPrefix(action, "sleep") || strings.HasPrefix(action, "hang")) {

@@ -493,6 +493,29 @@ func iptablesRules(t Target) ([]string, error) {
 // plugin's delegate whose parent was killed). Monitors are crid's
 // children too until crid restarts.
 func children(t Target) ([]string, error) {
+	return cridProcs(t, func(pid int, state, _ string) (string, bool) {
+		if state == "Z" {
+			return "", false
+		}
+		if age, ok := processAge(pid); !ok || age < MinProcessAge {
+			return "", false
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return fmt.Sprintf("%d %s", pid, strings.Join(strings.Fields(strings.ReplaceAll(string(cmd), "\x00", " ")), " ")), true
+	})
+}
+
+// zombies are crid's children that exited and were not reaped.
+func zombies(t Target) ([]string, error) {
+	return cridProcs(t, func(pid int, state, head string) (string, bool) {
+		return fmt.Sprintf("%d %s", pid, head), state == "Z"
+	})
+}
+
+// cridProcs lists, through keep, the processes whose parent is crid:
+// keep gets each one's pid, state and the head of its stat line
+// ("pid (comm)") and says what to report of it, if anything.
+func cridProcs(t Target, keep func(pid int, state, head string) (string, bool)) ([]string, error) {
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
@@ -507,39 +530,6 @@ func children(t Target) ([]string, error) {
 		if err != nil {
 			continue
 		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 || f[0] == "Z" || f[1] != strconv.Itoa(t.PID) {
-			continue
-		}
-		if age, ok := processAge(pid); !ok || age < MinProcessAge {
-			continue
-		}
-		cmd, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
-		out = append(out, fmt.Sprintf("%d %s", pid, strings.Join(strings.Fields(strings.ReplaceAll(string(cmd), "\x00", " ")), " ")))
-	}
-	return out, nil
-}
-
-// zombies are crid's children that exited and were not reaped.
-func zombies(t Target) ([]string, error) {
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat"))
-		if err != nil {
-			continue
-		}
 		// pid (comm) state ppid ...; comm may hold spaces and parens.
 		s := string(b)
 		i := strings.LastIndexByte(s, ')')
@@ -547,8 +537,11 @@ func zombies(t Target) ([]string, error) {
 			continue
 		}
 		f := strings.Fields(s[i+1:])
-		if len(f) >= 2 && f[0] == "Z" && f[1] == strconv.Itoa(t.PID) {
-			out = append(out, p.Name()+" "+s[:i+1])
+		if len(f) < 2 || f[1] != strconv.Itoa(t.PID) {
+			continue
+		}
+		if line, ok := keep(pid, f[0], s[:i+1]); ok {
+			out = append(out, line)
 		}
 	}
 	return out, nil
