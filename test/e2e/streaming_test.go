@@ -500,10 +500,24 @@ func httpGet(port int, path string) (string, error) {
 	return string(b), err
 }
 
-// httpdConfig serves files named 0..9 (and a 2 MiB one) on port.
-func httpdConfig(name string, port int) *runtime.ContainerConfig {
-	return containerConfig(name, "sh", "-c", fmt.Sprintf(
-		"mkdir -p /www && for i in 0 1 2 3 4 5 6 7 8 9; do echo file-$i > /www/$i; done && head -c 2097152 /dev/zero > /www/big && exec httpd -f -p %d -h /www", port))
+// startHTTPD starts a container serving files named 0..9 (and a 2 MiB one)
+// on port and returns once it answers there. A forward must not reach the
+// port before that: client-go's port forwarder closes the whole connection
+// on the first error any forwarded stream reports, so a GET that races
+// httpd's listen (connection refused in the pod) kills the forward.
+func startHTTPD(t *testing.T, podID string, pod *runtime.PodSandboxConfig, name string, port int) string {
+	t.Helper()
+	id := createStart(t, podID, pod, containerConfig(name, "sh", "-c", fmt.Sprintf(
+		"mkdir -p /www && for i in 0 1 2 3 4 5 6 7 8 9; do echo file-$i > /www/$i; done && head -c 2097152 /dev/zero > /www/big && exec httpd -f -p %d -h /www", port)))
+	probe := fmt.Sprintf("wget -q -O - http://127.0.0.1:%d/0", port)
+	var last *runtime.ExecSyncResponse
+	if !waitFor(20*time.Second, func() bool {
+		last = execSync(t, id, 5, "sh", "-c", probe)
+		return last.ExitCode == 0 && string(last.Stdout) == "file-0\n"
+	}) {
+		t.Fatalf("httpd in %s not answering on port %d: exit %d, %q %q", name, port, last.ExitCode, last.Stdout, last.Stderr)
+	}
+	return id
 }
 
 func freeTCPPort(t *testing.T) int {
@@ -520,14 +534,14 @@ func TestStreamingPortForward(t *testing.T) {
 	pull(t, busybox)
 	pod := podConfig(t)
 	podID := runPod(t, pod, "")
-	createStart(t, podID, pod, httpdConfig("httpd", 8080))
+	startHTTPD(t, podID, pod, "httpd", 8080)
 
 	hostPod := podConfig(t)
 	hostPod.Metadata.Name += "-host"
 	hostPod.Linux.SecurityContext = &runtime.LinuxSandboxSecurityContext{NamespaceOptions: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE}}
 	hostPodID := runPod(t, hostPod, "")
 	hostPort := freeTCPPort(t)
-	createStart(t, hostPodID, hostPod, httpdConfig("httpd-host", hostPort))
+	startHTTPD(t, hostPodID, hostPod, "httpd-host", hostPort)
 
 	cases := []struct {
 		name  string
@@ -538,9 +552,7 @@ func TestStreamingPortForward(t *testing.T) {
 		for _, c := range cases {
 			t.Run(tr+"/"+c.name, func(t *testing.T) {
 				local := forward(t, tr, c.podID, c.port)
-				// httpd may still be starting.
-				if !waitFor(10*time.Second, func() bool { _, err := httpGet(local, "/0"); return err == nil }) {
-					_, err := httpGet(local, "/0")
+				if _, err := httpGet(local, "/0"); err != nil {
 					t.Fatalf("GET through the forward: %v", err)
 				}
 				var wg sync.WaitGroup
@@ -651,7 +663,7 @@ func TestStreamingCrictl(t *testing.T) {
 	catCfg := containerConfig("cat", "cat")
 	catCfg.Stdin = true
 	cat := createStart(t, podID, pod, catCfg)
-	createStart(t, podID, pod, httpdConfig("httpd", 8080))
+	startHTTPD(t, podID, pod, "httpd", 8080)
 
 	for i, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
