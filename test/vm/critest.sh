@@ -9,20 +9,12 @@
 # (test/vm/ci.sh).
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$REPO"
-export PATH=$PATH:/usr/local/go/bin
-
-vmargs=()
-while [ $# -gt 0 ] && [ "$1" != -- ]; do
-	vmargs+=("$1")
-	shift
-done
-[ $# -gt 0 ] && shift
+# shellcheck source=args.sh
+source "$(dirname "${BASH_SOURCE[0]}")/args.sh"
 
 make build >/dev/null
 CGO_ENABLED=0 go build -o bin/crid-junitsum ./test/conformance/junitsum
 [ -x bin/cri-tools/critest ] || ./test/conformance/build-tools.sh "$REPO/bin/cri-tools"
 
 # shellcheck disable=SC2016 # expanded in the guest
-exec test/vm/run.sh --timeout 120m "${vmargs[@]}" -- sh -c 'exec test/conformance/run.sh --prebuilt "$CRID_BIN" --crid "$CRID_BIN/crid" --out "$CRID_VM_OUT/conformance" --expected test/conformance/expected-pass-vm.txt "$@"' critest "$@"
+exec test/vm/run.sh --timeout 120m "${vmargs[@]}" -- sh -c 'exec test/conformance/run.sh --prebuilt "$CRID_BIN" --crid "$CRID_BIN/crid" --out "$CRID_VM_OUT/conformance" --expected test/conformance/expected-pass-vm.txt "$@"' critest "${guestargs[@]}"

@@ -11,17 +11,9 @@
 # bridge and CNI network are the harness's, as on the host.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$REPO"
-export PATH=$PATH:/usr/local/go/bin
-
-vmargs=()
-while [ $# -gt 0 ] && [ "$1" != -- ]; do
-	vmargs+=("$1")
-	shift
-done
-[ $# -gt 0 ] && shift
-testargs=("$@")
+# shellcheck source=args.sh
+source "$(dirname "${BASH_SOURCE[0]}")/args.sh"
+testargs=("${guestargs[@]}")
 [ ${#testargs[@]} -gt 0 ] || testargs=(-test.timeout 60m)
 
 make build >/dev/null
