@@ -102,6 +102,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	st.SetFaults(faults)
+	st.SetLogger(log.With("component", "store"))
 	images, err := image.New(cfg.Images, cfg.Root, st, image.WithOnFreed(promMetrics.BytesFreed), image.WithFaults(faults))
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
