@@ -102,6 +102,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	st.SetFaults(faults)
+	st.SetLogger(log.With("component", "store"))
 	images, err := image.New(cfg.Images, cfg.Root, st, image.WithOnFreed(promMetrics.BytesFreed), image.WithFaults(faults))
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
@@ -175,6 +176,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	case sig := <-sigs:
 		svc.stop(sig)
 		log.Info("shutting down; containers keep running", "signal", sig.String())
+		boundShutdown(log, shutdownBound)
 	case err := <-errc:
 		return fmt.Errorf("grpc server: %w", err)
 	}
@@ -191,6 +193,27 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	_ = os.Remove(cfg.Socket)
 	_ = os.Remove(adminSocket(cfg))
 	return nil
+}
+
+// shutdownBound is how long a stop may take from the signal on: within
+// systemd's TimeoutStopSec (30 s, contrib/systemd/crid.service), past the
+// 10 s the gRPC server gives calls in flight.
+const shutdownBound = 20 * time.Second
+
+// boundShutdown makes crid exit once bound has passed, whatever the
+// shutdown still waits on. After the server stops, the core waits for its
+// goroutines and the store's close for its writer, and a write the disk
+// never finishes (a stalled disk) holds both for ever: without a bound
+// crid would never stop on SIGTERM, and would keep the store's lock from
+// the crid that replaces it. Exiting then is a crash as far as state goes,
+// which crid is made to survive: bbolt keeps what was committed and the
+// next start's recovery finishes or undoes the rest.
+func boundShutdown(log *slog.Logger, bound time.Duration) {
+	time.AfterFunc(bound, func() {
+		log.Error("shutdown did not finish in time; exiting without it (a store write or a container's exit recording may be hung; the next start recovers)",
+			"bound", bound)
+		os.Exit(1)
+	})
 }
 
 // listenUnix listens on path, replacing a stale socket left by a crash.

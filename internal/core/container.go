@@ -939,7 +939,7 @@ func (s *Service) UpdateContainerResources(ctx context.Context, req *runtime.Upd
 		return nil, fmt.Errorf("update container %s: %w", rec.ID, err)
 	}
 	if err := rt.Update(ctx, rec.ID, res); err != nil {
-		return nil, fmt.Errorf("update container %s: %w", rec.ID, err)
+		return nil, err // names the container already
 	}
 	b, err := proto.Marshal(req.Linux)
 	if err != nil {

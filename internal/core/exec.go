@@ -66,10 +66,11 @@ func execProcess(base *specs.Process, cmd []string, tty bool) *specs.Process {
 
 // exec runs cmd in a running container: through crid-nsexec when the
 // handler allows it and the helper covers the spec, else the runtime's
-// exec.
+// exec. Its errors name the container (the streaming server passes them
+// on as they are).
 func (s *Service) exec(ctx context.Context, kind, containerID string, cmd []string, eio runc.ExecIO) (int, error) {
 	if len(cmd) == 0 {
-		return 0, fmt.Errorf("exec: cmd is required: %w", errdefs.ErrInvalidArgument)
+		return 0, fmt.Errorf("exec in container %s: cmd is required: %w", containerID, errdefs.ErrInvalidArgument)
 	}
 	c, err := s.getContainer(containerID)
 	if err != nil {
@@ -87,7 +88,7 @@ func (s *Service) exec(ctx context.Context, kind, containerID string, cmd []stri
 	handler := s.handlerOf(rec.SandboxID)
 	rt, err := s.runtimeFor(handler)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("exec in container %s: %w", rec.ID, err)
 	}
 	drain := s.cfg.Runtime.ExecSyncDrainTimeout.Duration
 	if s.nsexec != nil && s.handlerConfig(handler).ExecDirect() {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,8 @@ import (
 
 // TestWriteFaults: a write failed at Store/put-<bucket> or
 // Store/delete-<bucket> is rolled back (the record is as before) and says
-// where it failed; a slow one holds the writer for its delay; other
+// where it failed; a slow one holds the writer for its delay, and is
+// logged once it has taken longer than the store's slowWrite; other
 // buckets are untouched.
 func TestWriteFaults(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "meta.db"))
@@ -51,8 +53,27 @@ func TestWriteFaults(t *testing.T) {
 	if err := s.Delete(BucketSandboxes, "p1"); err != nil {
 		t.Fatalf("delete after error:1 = %v", err)
 	}
+	logged := make(logLines, 4)
+	s.SetLogger(slog.New(slog.NewTextHandler(logged, nil)))
+	s.slowWrite = 10 * time.Millisecond
 	start := time.Now()
 	if err := s.Put(BucketImages, "i1", rec{ID: "i1"}); err != nil || time.Since(start) < 200*time.Millisecond {
 		t.Fatalf("slow put = %v after %v", err, time.Since(start))
 	}
+	select {
+	case line := <-logged:
+		if !strings.Contains(line, "store write not finished") || !strings.Contains(line, `write="put images/i1"`) {
+			t.Errorf("a write held past slowWrite logged %q", line)
+		}
+	default:
+		t.Error("a write held past slowWrite was not logged")
+	}
+}
+
+// logLines hands each line the store logs to the test.
+type logLines chan string
+
+func (l logLines) Write(p []byte) (int, error) {
+	l <- string(p)
+	return len(p), nil
 }

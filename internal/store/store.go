@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,7 +31,21 @@ type Store struct {
 	db *bolt.DB
 	// faults is nil but in fault-injection tests (SetFaults).
 	faults *fault.Injector
+	log    *slog.Logger
+	// slowWrite is how long a write may wait before it is logged.
+	slowWrite time.Duration
 }
+
+// slowWrite is when a write (waiting for bbolt's one writer, then its
+// fsynced commit: milliseconds on a healthy disk) is logged as stalled. A
+// disk that stops answering holds every write, and every RPC that
+// records something, while reads go on from memory: without this line
+// the log would show nothing but callers' deadlines.
+const slowWrite = 10 * time.Second
+
+// SetLogger sets where stalled writes are logged (slog.Default until
+// then). Call it before the store is shared.
+func (s *Store) SetLogger(l *slog.Logger) { s.log = l }
 
 // SetFaults injects faults into the store's writes, at the points
 // "Store/put-<bucket>" and "Store/delete-<bucket>" (tests only; see
@@ -81,7 +96,7 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, log: slog.Default(), slowWrite: slowWrite}, nil
 }
 
 // prepare creates the buckets and migrates the records in one
@@ -148,7 +163,7 @@ func (s *Store) Put(bucket, id string, v any) error {
 	if err != nil {
 		return fmt.Errorf("store put %s/%s: %w", bucket, id, err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update("put", bucket, id, func(tx *bolt.Tx) error {
 		if err := s.fault("put", bucket); err != nil {
 			return err
 		}
@@ -188,7 +203,7 @@ func (s *Store) Get(bucket, id string, v any) error {
 
 // Delete removes id from bucket; deleting a missing record is not an error.
 func (s *Store) Delete(bucket, id string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update("delete", bucket, id, func(tx *bolt.Tx) error {
 		if err := s.fault("delete", bucket); err != nil {
 			return err
 		}
@@ -202,6 +217,18 @@ func (s *Store) Delete(bucket, id string) error {
 		return fmt.Errorf("store delete %s/%s: %w", bucket, id, err)
 	}
 	return nil
+}
+
+// update runs fn in a write transaction, logging once if it has not
+// finished after s.slowWrite (the write names op, bucket and id).
+func (s *Store) update(op, bucket, id string, fn func(*bolt.Tx) error) error {
+	start := time.Now()
+	t := time.AfterFunc(s.slowWrite, func() {
+		s.log.Warn("store write not finished: the disk under the store may be stalled; writes and the calls that record something wait, reads go on",
+			"write", op+" "+bucket+"/"+id, "waiting", time.Since(start).Round(time.Millisecond), "path", s.db.Path())
+	})
+	defer t.Stop()
+	return s.db.Update(fn)
 }
 
 // ErrStop ends a ForEach early without error.

@@ -49,7 +49,7 @@ func (a *adapter) Exec(ctx context.Context, containerID string, cmd []string, in
 	code, err := a.b.ExecStream(ctx, containerID, cmd, eio)
 	if err != nil {
 		a.srv.log.Warn("exec stream failed", "container", containerID, "error", err)
-		return fmt.Errorf("exec in container %s: %w", containerID, err)
+		return err // the backend's errors name the container
 	}
 	if code != 0 {
 		return utilexec.CodeExitError{Err: fmt.Errorf("exit status %d", code), Code: code}

@@ -32,7 +32,8 @@ import (
 
 // Backend is what the streaming server needs from the core.
 type Backend interface {
-	// ExecStream runs cmd in a running container and returns its exit code.
+	// ExecStream runs cmd in a running container and returns its exit code;
+	// its errors name the container.
 	ExecStream(ctx context.Context, containerID string, cmd []string, eio runc.ExecIO) (int, error)
 	// AttachStream attaches to a running container's stdio.
 	AttachStream(ctx context.Context, containerID string, o monitor.AttachOptions) error

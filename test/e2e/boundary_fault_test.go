@@ -61,9 +61,21 @@ type boundaryCase struct {
 	// hung names the process the step waits on, for hang cases:
 	// "runtime:<subcommand>", "monitor", "cni:<command>" or "init" (the
 	// container's init, stopped before its release). It must be gone
-	// (killed and reaped) soon after the step answers.
+	// (killed and reaped) soon after the step answers. "store" is a write
+	// held inside bbolt's one writer: no process, but other calls must
+	// be served meanwhile all the same.
 	hung string
+	// wedged: the fault lasts as long as crid (a store write that never
+	// ends): the handler never answers, so what the caller sees is its
+	// own deadline, and the operator's remedy is the one tested: SIGKILL
+	// and restart crid, then kubelet's retry.
+	wedged bool
 }
+
+// runningSteps are the steps a case may fault that act on a running
+// container (not in lifeSteps): they run right after StartContainer, and
+// the container must still run after their fault.
+var runningSteps = map[string]bool{"UpdateContainerResources": true, "ExecTTY": true}
 
 // TestBoundaryFaults makes what crid calls fail, hang or be slow at each
 // step of a pod's life: the OCI runtime's subcommands and crid-monitor
@@ -140,8 +152,30 @@ func boundaryCases() []boundaryCase {
 			code: codes.Unavailable, msg: "fault injected at Store/delete-containers"},
 		{name: "error/RemovePodSandbox/store-delete", env: "Store/delete-sandboxes=error:1", step: "RemovePodSandbox",
 			code: codes.Unavailable, msg: "fault injected at Store/delete-sandboxes"},
-		{name: "slow/CreateContainer/store-put", env: "Store/put-containers=sleep:3s", step: "CreateContainer",
-			deadline: kubeletDeadline, code: dl, msg: "still in progress after the caller's deadline"},
+		// A disk that stalls in the commit: every write of the bucket holds
+		// bbolt's writer for 2 s, past kubelet's deadline; reads are served
+		// from memory meanwhile.
+		{name: "slow/CreateContainer/store-put", ci: true, env: "Store/put-containers=sleep:2s", step: "CreateContainer",
+			deadline: kubeletDeadline, code: dl, msg: "still in progress after the caller's deadline", hung: "store"},
+		{name: "slow/RunPodSandbox/store-put", env: "Store/put-sandboxes=sleep:2s", step: "RunPodSandbox",
+			deadline: kubeletDeadline, code: dl, msg: "still in progress after the caller's deadline", hung: "store"},
+		// A store write that never ends (the store has no context): the
+		// record's delete is the last step of RemoveContainer, after the
+		// runtime's delete and the rootfs and files are gone.
+		{name: "hang/RemoveContainer/store-delete", ci: true, env: "Store/delete-containers=hang", step: "RemoveContainer",
+			deadline: kubeletDeadline, code: dl, hung: "store", wedged: true},
+		// runc update (UpdateContainerResources): the container runs on.
+		{name: "hang/UpdateContainerResources/runtime-update", ci: true, runtime: "update hang 1", step: "UpdateContainerResources",
+			code: dl, msg: "runtime.command_timeout", hung: "runtime:update"},
+		{name: "error/UpdateContainerResources/runtime-update", runtime: "update error 1", step: "UpdateContainerResources",
+			code: codes.Unknown, msg: "faultwrap: injected failure of update"},
+		// A terminal exec runs `runc exec --tty` (crid-nsexec has no tty):
+		// the client goes away at its deadline, and crid must kill the hung
+		// runtime then; an error reaches the client in the stream.
+		{name: "hang/ExecTTY/runtime-exec", ci: true, runtime: "exec hang 1", step: "ExecTTY",
+			deadline: kubeletDeadline, code: dl, msg: "context canceled", hung: "runtime:exec"},
+		{name: "error/ExecTTY/runtime-exec", runtime: "exec error 1", step: "ExecTTY",
+			code: codes.Unknown, msg: "faultwrap: injected failure of exec"},
 	}
 }
 
@@ -250,7 +284,7 @@ func runBoundaryCase(t *testing.T, wrap string, tc boundaryCase) {
 			NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD}}
 	}
 	b.life = &podLife{c: b.c, pod: pod}
-	for _, s := range lifeSteps {
+	for _, s := range caseSteps(tc.step) {
 		if s == tc.prepAt {
 			b.rt.arm(t, tc.prepRules)
 		}
@@ -263,6 +297,22 @@ func runBoundaryCase(t *testing.T, wrap string, tc boundaryCase) {
 		b.faultedStep(t)
 	}
 	checkNothingLeft(t, b.c, before)
+}
+
+// caseSteps is a pod's life with step in it: a running container's step
+// right after StartContainer.
+func caseSteps(step string) []string {
+	if !runningSteps[step] {
+		return lifeSteps
+	}
+	var out []string
+	for _, s := range lifeSteps {
+		out = append(out, s)
+		if s == "StartContainer" {
+			out = append(out, step)
+		}
+	}
+	return out
 }
 
 func (b *boundaryRun) step(op string, deadline time.Duration) error {
@@ -302,8 +352,59 @@ func (b *boundaryRun) faultedStep(t *testing.T) {
 		}
 		b.checkHungGone(t)
 	}
+	if runningSteps[tc.step] {
+		b.checkRunning(t)
+	}
+	if tc.wedged {
+		b.restartWedged(t)
+	}
 	if err != nil {
 		b.life.retry(t, tc.step)
+	}
+}
+
+// checkRunning checks that the container still runs after a fault in a
+// step that must not stop it.
+func (b *boundaryRun) checkRunning(t *testing.T) {
+	t.Helper()
+	r, err := b.c.rt.ContainerStatus(ctxT(t), &runtime.ContainerStatusRequest{ContainerId: b.life.ctrID})
+	if err != nil {
+		t.Fatalf("ContainerStatus after the fault: %v", err)
+	}
+	if st := r.Status.State; st != runtime.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("container %v after %s's fault, want it running", st, b.tc.step)
+	}
+}
+
+// restartWedged is what an operator does with a crid wedged in its store:
+// learn it from the log (the store names the write it has waited on for
+// 10 s), stop crid (SIGTERM, as systemctl does) and start it again once
+// the disk answers (here: without the fault). The stop cannot finish
+// (closing the store waits for the held write), so crid must give up on
+// it within its shutdown bound (cmd/crid: 20 s, below systemd's
+// TimeoutStopSec) and say so, rather than keep the socket and the store's
+// lock for ever.
+func (b *boundaryRun) restartWedged(t *testing.T) {
+	t.Helper()
+	const shutdownBound = 20 * time.Second
+	start := time.Now()
+	if err := b.c.crid.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	gone := waitFor(shutdownBound+5*time.Second, func() bool { return b.c.crid.Process.Signal(syscall.Signal(0)) != nil })
+	t.Logf("crid wedged in its store: gone=%v %v after SIGTERM", gone, time.Since(start).Round(time.Millisecond))
+	if !gone {
+		t.Errorf("crid wedged in its store still runs %v after SIGTERM", shutdownBound+5*time.Second)
+	} else {
+		checkLogged(t, b.c, "level=ERROR", "shutdown did not finish in time")
+	}
+	// Logged 10 s into the write, within the stop's 20 s.
+	point, _, _ := strings.Cut(strings.TrimPrefix(b.tc.env, "Store/"), "=") // delete-containers
+	checkLogged(t, b.c, `msg="store write not finished`, strings.Replace(point, "-", " ", 1)+"/")
+	b.c.stop(syscall.SIGKILL) // kills a crid that outlived its bound; forgets a gone one
+	b.c.env = nil
+	if err := b.c.start(); err != nil {
+		t.Fatalf("restart after the wedged store: %v", err)
 	}
 }
 
@@ -322,10 +423,18 @@ func checkAnswer(t *testing.T, tc boundaryCase, err error, c *harness) {
 	if status.Code(err) != tc.code {
 		t.Errorf("%s through %s = %v, want %v", tc.step, tc.name, err, tc.code)
 	}
-	if tc.msg == "" {
+	if tc.msg == "" && !tc.wedged {
 		t.Fatalf("case %s names no message to expect", tc.name)
 	}
-	if tc.deadline != 0 {
+	switch {
+	case tc.wedged:
+		// The handler is still blocked: only the caller's deadline ended it.
+		return
+	case tc.step == "ExecTTY" && tc.deadline != 0:
+		// Not a CRI call: the streaming server logs how the exec ended.
+		checkLogged(t, c, `msg="exec stream failed"`, tc.msg)
+		return
+	case tc.deadline != 0:
 		checkLoggedAnswer(t, c, "RuntimeService/"+tc.step, tc.msg)
 		return
 	}
@@ -368,6 +477,13 @@ func (b *boundaryRun) checkFaultMet(t *testing.T) {
 // msgs: the handler, not only its caller, gave up on what hung.
 func checkLoggedAnswer(t *testing.T, c *harness, method string, msgs ...string) {
 	t.Helper()
+	checkLogged(t, c, `msg="cri call failed" method=/runtime.v1.`+method+" ", msgs...)
+}
+
+// checkLogged waits for a line of crid's log that has prefix (a part that
+// names what ended) and one of msgs.
+func checkLogged(t *testing.T, c *harness, prefix string, msgs ...string) {
+	t.Helper()
 	deadline := time.Now().Add(boundTimeout + 2*time.Second)
 	for {
 		b, err := os.ReadFile(c.logPath)
@@ -375,18 +491,21 @@ func checkLoggedAnswer(t *testing.T, c *harness, method string, msgs ...string) 
 			t.Fatal(err)
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if !strings.Contains(line, `msg="cri call failed" method=/runtime.v1.`+method+" ") {
+			if !strings.Contains(line, prefix) {
 				continue
 			}
 			for _, msg := range msgs {
 				if strings.Contains(line, msg) {
-					t.Logf("crid answered: %s", line[strings.Index(line, "error="):])
+					if i := strings.Index(line, "error="); i >= 0 {
+						line = line[i:]
+					}
+					t.Logf("crid logged: %s", line)
 					return
 				}
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("crid's log shows no %s answered with %q:\n%s", method, msgs, c.logTail())
+			t.Fatalf("crid's log shows no %s with %q:\n%s", prefix, msgs, c.logTail())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -401,16 +520,36 @@ func (b *boundaryRun) checkServing(t *testing.T, done <-chan error) {
 		t.Fatalf("%s answered before anything hung: %v", b.tc.step, err)
 	case <-time.After(500 * time.Millisecond):
 	}
+	checkAnswering(t, b.life, b.tc.step)
+}
+
+// checkAnswering checks that l's crid answers Version, the lists and
+// kubelet's polls of l's pod and container while what (a step) hangs.
+func checkAnswering(t *testing.T, l *podLife, what string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if _, err := b.c.rt.Version(ctx, &runtime.VersionRequest{}); err != nil {
-		t.Errorf("Version while %s hangs: %v", b.tc.step, err)
+	rt := l.c.rt
+	if _, err := rt.Version(ctx, &runtime.VersionRequest{}); err != nil {
+		t.Errorf("Version while %s hangs: %v", what, err)
 	}
-	if _, err := b.c.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err != nil {
-		t.Errorf("ListPodSandbox while %s hangs: %v", b.tc.step, err)
+	if _, err := rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err != nil {
+		t.Errorf("ListPodSandbox while %s hangs: %v", what, err)
 	}
-	if _, err := b.c.rt.ListContainers(ctx, &runtime.ListContainersRequest{}); err != nil {
-		t.Errorf("ListContainers while %s hangs: %v", b.tc.step, err)
+	if _, err := rt.ListContainers(ctx, &runtime.ListContainersRequest{}); err != nil {
+		t.Errorf("ListContainers while %s hangs: %v", what, err)
+	}
+	// NotFound is an answer too: the life's container is removed before
+	// its pod is stopped.
+	if l.podID != "" {
+		if _, err := rt.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: l.podID}); err != nil && status.Code(err) != codes.NotFound {
+			t.Errorf("PodSandboxStatus while %s hangs: %v", what, err)
+		}
+	}
+	if l.ctrID != "" {
+		if _, err := rt.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: l.ctrID}); err != nil && status.Code(err) != codes.NotFound {
+			t.Errorf("ContainerStatus while %s hangs: %v", what, err)
+		}
 	}
 }
 
@@ -442,6 +581,12 @@ func (b *boundaryRun) hungPID(t *testing.T) int {
 // process, no zombie with its pid.
 func (b *boundaryRun) checkHungGone(t *testing.T) {
 	t.Helper()
+	if b.tc.hung == "store" {
+		// A held write is no process: the slow commit ends on its own, the
+		// wedged one with crid (restartWedged); the retry's writes show
+		// the writer is free again.
+		return
+	}
 	pid := b.hungPID(t)
 	if pid <= 0 {
 		t.Fatalf("%s: the hung %s left no pid", b.tc.name, b.tc.hung)
@@ -596,6 +741,7 @@ func TestMonitorFaults(t *testing.T) {
 	}
 	t.Run("dies", func(t *testing.T) { monitorDies(t, c, l) })
 	t.Run("hangs", func(t *testing.T) { monitorHangs(t, c, l) })
+	t.Run("stopped-at-exit", func(t *testing.T) { monitorStoppedAtExit(t, c, l) })
 	for _, s := range []string{"StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"} {
 		if err := l.step(ctxT(t), s); err != nil {
 			t.Fatalf("%s: %v\n%s", s, err, c.logTail())
@@ -610,21 +756,8 @@ func monitorDies(t *testing.T, c *harness, l *podLife) {
 	if err := syscall.Kill(monPID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	var st *runtime.ContainerStatus
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r, err := c.rt.ContainerStatus(ctxT(t), &runtime.ContainerStatusRequest{ContainerId: l.ctrID})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st = r.Status; st.State == runtime.ContainerState_CONTAINER_EXITED {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("container still %v 10s after its monitor died", st.State)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	st := c.waitExited(t, l.ctrID, 10*time.Second)
 	t.Logf("after the monitor's death: exit %d, reason %q, message %q", st.ExitCode, st.Reason, st.Message)
 	if st.Reason == "" || st.Message == "" || st.ExitCode == 0 {
 		t.Errorf("exit after the monitor's death: code %d reason %q message %q, want an unknown exit explained", st.ExitCode, st.Reason, st.Message)
@@ -637,58 +770,108 @@ func monitorDies(t *testing.T, c *harness, l *podLife) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// kubelet replaces the container.
-	if err := l.step(ctxT(t), "RemoveContainer"); err != nil {
-		t.Fatalf("RemoveContainer after the monitor's death: %v", err)
-	}
-	for _, s := range []string{"CreateContainer", "StartContainer"} {
+	replaceContainer(t, l, "the monitor's death")
+}
+
+// replaceContainer removes the life's container and runs a new one, as
+// kubelet replaces a container that exited.
+func replaceContainer(t *testing.T, l *podLife, after string) {
+	t.Helper()
+	for _, s := range []string{"RemoveContainer", "CreateContainer", "StartContainer"} {
 		if err := l.step(ctxT(t), s); err != nil {
-			t.Fatalf("%s after the monitor's death: %v", s, err)
+			t.Fatalf("%s after %s: %v\n%s", s, after, err, l.c.logTail())
 		}
 	}
 }
 
-func monitorHangs(t *testing.T, c *harness, l *podLife) {
-	monPID := containerFilePID(t, c, l.ctrID, "monitor.pid")
-	if err := syscall.Kill(monPID, syscall.SIGSTOP); err != nil {
+// stopProcess stops pid (SIGSTOP) and waits until it is stopped; the
+// function it returns lets it run again, and runs at the test's end if
+// the test did not.
+func stopProcess(t *testing.T, pid int) (resume func()) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	for !processStopped(monPID) {
+	for !processStopped(pid) {
 		time.Sleep(10 * time.Millisecond) // the stop is delivered asynchronously
 	}
-	resumed := false
-	defer func() {
-		if !resumed {
-			_ = syscall.Kill(monPID, syscall.SIGCONT)
-		}
-	}()
+	var once sync.Once
+	resume = func() {
+		once.Do(func() {
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Errorf("resume %d: %v", pid, err)
+			}
+		})
+	}
+	t.Cleanup(resume)
+	return resume
+}
+
+func monitorHangs(t *testing.T, c *harness, l *podLife) {
+	resume := stopProcess(t, containerFilePID(t, c, l.ctrID, "monitor.pid"))
 	req := &runtime.ReopenContainerLogRequest{ContainerId: l.ctrID}
-	ctx, cancel := context.WithTimeout(context.Background(), kubeletDeadline)
-	start := time.Now()
-	_, err := c.rt.ReopenContainerLog(ctx, req)
-	cancel()
-	took := time.Since(start)
-	t.Logf("ReopenContainerLog on a stopped monitor answered after %v: %v", took.Round(time.Millisecond), err)
-	if status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("ReopenContainerLog on a stopped monitor = %v, want DeadlineExceeded", err)
-	}
-	if took > kubeletDeadline+2*time.Second {
-		t.Errorf("ReopenContainerLog answered after %v", took)
-	}
-	vctx, vcancel := context.WithTimeout(context.Background(), time.Second)
-	if _, err := c.rt.Version(vctx, &runtime.VersionRequest{}); err != nil {
-		t.Errorf("Version while a monitor hangs: %v", err)
-	}
-	if _, err := c.rt.ContainerStatus(vctx, &runtime.ContainerStatusRequest{ContainerId: l.ctrID}); err != nil {
-		t.Errorf("ContainerStatus while its monitor hangs: %v", err)
-	}
-	vcancel()
-	if err := syscall.Kill(monPID, syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	resumed = true
+	timesOut(t, "ReopenContainerLog on a stopped monitor", func(ctx context.Context) error {
+		_, err := c.rt.ReopenContainerLog(ctx, req)
+		return err
+	})
+	checkAnswering(t, l, "a monitor")
+	resume()
 	if _, err := c.rt.ReopenContainerLog(ctxT(t), req); err != nil {
 		t.Errorf("ReopenContainerLog once the monitor answers again: %v", err)
+	}
+}
+
+// monitorStoppedAtExit: the monitor is stopped (SIGSTOP) when its
+// container is killed, so nothing reaps the container's init or records
+// its exit. StopContainer waits for the exit and answers DeadlineExceeded
+// at the caller's deadline while crid serves other calls (the container
+// still RUNNING: crid does not take over from a stopped monitor); once the
+// monitor runs again the exit is recorded (137, SIGKILL's), the init is
+// reaped, and the stop and the container's removal converge.
+func monitorStoppedAtExit(t *testing.T, c *harness, l *podLife) {
+	initPID := containerFilePID(t, c, l.ctrID, "pid")
+	resume := stopProcess(t, containerFilePID(t, c, l.ctrID, "monitor.pid"))
+	timesOut(t, "StopContainer with a stopped monitor", func(ctx context.Context) error { return l.step(ctx, "StopContainer") })
+	checkLoggedAnswer(t, c, "RuntimeService/StopContainer", "stop container "+l.ctrID)
+	checkAnswering(t, l, "a monitor")
+	r, err := c.rt.ContainerStatus(ctxT(t), &runtime.ContainerStatusRequest{ContainerId: l.ctrID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status.State != runtime.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("with its monitor stopped the container is %v, want RUNNING until the monitor records the exit", r.Status.State)
+	}
+	resume()
+	st := c.waitExited(t, l.ctrID, 10*time.Second)
+	t.Logf("after the monitor ran again: exit %d, reason %q", st.ExitCode, st.Reason)
+	if st.ExitCode != 128+int32(syscall.SIGKILL) {
+		t.Errorf("exit code %d after StopContainer's SIGKILL, want %d", st.ExitCode, 128+int(syscall.SIGKILL))
+	}
+	if !waitFor(10*time.Second, func() bool { return syscall.Kill(initPID, 0) != nil }) {
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", initPID))
+		t.Errorf("the killed init (pid %d) is still there: %s", initPID, st)
+	}
+	if err := l.step(ctxT(t), "StopContainer"); err != nil {
+		t.Errorf("StopContainer once the exit is recorded: %v", err)
+	}
+	replaceContainer(t, l, "the stopped monitor's exit")
+}
+
+// timesOut runs call (what) under kubelet's deadline and checks that it
+// answers DeadlineExceeded at that deadline, not later.
+func timesOut(t *testing.T, what string, call func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), kubeletDeadline)
+	defer cancel()
+	start := time.Now()
+	err := call(ctx)
+	took := time.Since(start)
+	t.Logf("%s answered after %v: %v", what, took.Round(time.Millisecond), err)
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("%s = %v, want DeadlineExceeded", what, err)
+	}
+	if took > kubeletDeadline+2*time.Second {
+		t.Errorf("%s answered after %v", what, took)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/crid-dev/crid/test/e2e/leakcheck"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/client-go/tools/remotecommand"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -199,8 +200,42 @@ func (l *podLife) step(ctx context.Context, op string) error {
 	case "RemovePodSandbox":
 		_, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: l.podID})
 		return err
+	case "UpdateContainerResources":
+		_, err := rt.UpdateContainerResources(ctx, &runtime.UpdateContainerResourcesRequest{ContainerId: l.ctrID,
+			Linux: &runtime.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 256 << 20}})
+		return err
+	case "ExecTTY":
+		return l.execTTY(ctx)
 	default:
 		return fmt.Errorf("unknown step %s", op)
+	}
+	return nil
+}
+
+// execTTY runs a terminal exec in the container over the streaming server
+// (SPDY, as kubelet's API server proxies it): crid runs `runc exec --tty`
+// for it, not crid-nsexec. The client going away at ctx's end is
+// DeadlineExceeded, as a gRPC call's would be; the stream's own failure
+// carries crid's message.
+func (l *podLife) execTTY(ctx context.Context) error {
+	r, err := l.c.rt.Exec(ctx, &runtime.ExecRequest{ContainerId: l.ctrID, Cmd: []string{"echo", "tty-exec-ok"}, Stdout: true, Tty: true})
+	if err != nil {
+		return err
+	}
+	e, err := newExecutor("spdy", r.Url)
+	if err != nil {
+		return err
+	}
+	var out syncBuffer
+	err = e.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Tty: true})
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("tty exec: %w", err)
+	}
+	if !strings.Contains(out.String(), "tty-exec-ok") {
+		return fmt.Errorf("tty exec printed %q, want tty-exec-ok", out.String())
 	}
 	return nil
 }
@@ -229,13 +264,13 @@ func TestCrashAtEveryStep(t *testing.T) {
 			if action == "sleep:2s" && !full && !slowPoints[point] {
 				continue
 			}
-			// A hang at a create point lasts the create's own bound (4m:
-			// it runs under crid's lifetime, core/pending.go); the real
-			// hangs there are TestBoundaryFaults'. CI hangs one step.
+			// CI hangs one step; the full matrix every one, the create
+			// points too (endHungCreate).
 			op := strings.SplitN(point, "/", 2)[0]
-			if action == "hang:1" && (op == "RunPodSandbox" || op == "CreateContainer" || (!full && point != "StopContainer/before-kill")) {
+			if action == "hang:1" && !full && point != "StopContainer/before-kill" {
 				continue
 			}
+			createHang := action == "hang:1" && (op == "RunPodSandbox" || op == "CreateContainer")
 			t.Run(strings.SplitN(action, ":", 2)[0]+"/"+point, func(t *testing.T) {
 				c := faultCrid(t)
 				c.env = []string{"CRID_FAULTS=" + point + "=" + action}
@@ -266,11 +301,35 @@ func TestCrashAtEveryStep(t *testing.T) {
 							t.Fatal(err)
 						}
 					}
+					if createHang {
+						endHungCreate(t, l, s)
+					}
 					l.retry(t, s)
 				}
 				checkNothingLeft(t, c, before)
 			})
 		}
+	}
+}
+
+// endHungCreate ends a create (op) hung at an internal point. It runs
+// under crid's lifetime, not its caller's (core/pending.go), so it would
+// hang for its 4-minute bound: kubelet's repeat waits for it and times out
+// too, while crid answers other calls. What ends it sooner is crid's stop:
+// its lifetime ends, the hung step returns, and the create rolls back.
+// The test stops crid so (SIGTERM) and starts it without the fault.
+func endHungCreate(t *testing.T, l *podLife, op string) {
+	t.Helper()
+	timesOut(t, "kubelet's repeat of "+op+" while the first attempt hangs", func(ctx context.Context) error { return l.step(ctx, op) })
+	checkAnswering(t, l, op)
+	proc := l.c.crid.Process
+	l.c.stop(syscall.SIGTERM)
+	if proc.Signal(syscall.Signal(0)) == nil {
+		t.Fatalf("crid still runs 10s after SIGTERM with %s hung:\n%s", op, l.c.logTail())
+	}
+	l.c.env = nil
+	if err := l.c.start(); err != nil {
+		t.Fatal(err)
 	}
 }
 

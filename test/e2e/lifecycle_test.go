@@ -100,9 +100,19 @@ func containerStatus(t *testing.T, id string) *runtime.ContainerStatus {
 
 func waitExited(t *testing.T, id string, within time.Duration) *runtime.ContainerStatus {
 	t.Helper()
+	return h.waitExited(t, id, within)
+}
+
+// waitExited waits for hh's crid to report the container EXITED.
+func (hh *harness) waitExited(t *testing.T, id string, within time.Duration) *runtime.ContainerStatus {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		st := containerStatus(t, id)
+		r, err := hh.rt.ContainerStatus(ctxT(t), &runtime.ContainerStatusRequest{ContainerId: id})
+		if err != nil {
+			t.Fatalf("ContainerStatus: %v", err)
+		}
+		st := r.Status
 		if st.State == runtime.ContainerState_CONTAINER_EXITED {
 			return st
 		}

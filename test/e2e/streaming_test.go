@@ -44,23 +44,26 @@ var transports = []string{"spdy", "websocket"}
 
 func executor(t *testing.T, transport, rawURL string) remotecommand.Executor {
 	t.Helper()
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		t.Fatalf("parse stream URL %q: %v", rawURL, err)
-	}
-	var e remotecommand.Executor
-	switch transport {
-	case "spdy":
-		e, err = remotecommand.NewSPDYExecutor(&rest.Config{}, "POST", u)
-	case "websocket":
-		e, err = remotecommand.NewWebSocketExecutor(&rest.Config{}, "GET", u.String())
-	default:
-		t.Fatalf("unknown transport %s", transport)
-	}
+	e, err := newExecutor(transport, rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// newExecutor is a client of the stream at rawURL over transport.
+func newExecutor(transport, rawURL string) (remotecommand.Executor, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse stream URL %q: %w", rawURL, err)
+	}
+	switch transport {
+	case "spdy":
+		return remotecommand.NewSPDYExecutor(&rest.Config{}, "POST", u)
+	case "websocket":
+		return remotecommand.NewWebSocketExecutor(&rest.Config{}, "GET", u.String())
+	}
+	return nil, fmt.Errorf("unknown transport %s", transport)
 }
 
 func execURL(t *testing.T, req *runtime.ExecRequest) string {
