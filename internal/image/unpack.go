@@ -35,6 +35,9 @@ type imageSource struct {
 	tags        []string
 	repoDigests []string
 	annotations map[string]string
+	// cancel, when set, cancels the context the remote layers are read
+	// with.
+	cancel context.CancelCauseFunc
 }
 
 // layerSource is one layer of an imageSource.
@@ -140,9 +143,16 @@ func (s *Service) storeImage(ctx context.Context, w *watch, src *imageSource) (_
 // content store, before its unpack opens it. On failure no download is
 // left running when it returns, so what the pull made can be freed.
 func (s *Service) fetchAndUnpack(ctx context.Context, w *watch, src *imageSource, diffIDs, chains []digest.Digest) error {
-	// The first failure, of a download or of an unpack, cancels the rest.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	// The first failure, of a download or of an unpack, cancels the rest,
+	// also the registry requests under way (src.cancel).
+	ctx, cancelOwn := context.WithCancelCause(ctx)
+	defer cancelOwn(nil)
+	cancel := func(err error) {
+		cancelOwn(err)
+		if src.cancel != nil {
+			src.cancel(err)
+		}
+	}
 	n := len(src.layers)
 	// fetched[i] is closed once layer i's blob is in, or is not needed.
 	fetched := make([]chan struct{}, n)
@@ -268,7 +278,7 @@ func (s *Service) writeBlob(d digest.Digest, data []byte) error {
 // fetchBlob downloads a remote layer into the content store, verifying its
 // digest as it streams. Concurrent fetches of one blob share the work.
 func (s *Service) fetchBlob(ctx context.Context, w *watch, l layerSource) error {
-	return s.shared(ctx, w, "blob:"+l.digest.String(), func(ctx context.Context, p *sharedProgress) (err error) {
+	return s.sharedOwned(ctx, w, "blob:"+l.digest.String(), func(ctx context.Context, p *sharedProgress) (err error) {
 		if exists(s.blobPath(l.digest)) {
 			return nil
 		}
@@ -355,7 +365,7 @@ const (
 // made.
 func (s *Service) unpack(ctx context.Context, w *watch, l layerSource, diffID digest.Digest, chain []digest.Digest) error {
 	top := chain[len(chain)-1]
-	return s.shared(ctx, w, "snapshot:"+top.String(), func(ctx context.Context, p *sharedProgress) (err error) {
+	return s.sharedOwned(ctx, w, "snapshot:"+top.String(), func(ctx context.Context, p *sharedProgress) (err error) {
 		if exists(s.snapshotFs(top)) {
 			return nil
 		}
