@@ -223,8 +223,9 @@ func (s *Service) fetchAndUnpack(ctx context.Context, w *watch, src *imageSource
 	}
 	for i, l := range src.layers {
 		if i == n-1 {
-			// The unpacks below needed every download but this one:
-			// waiting for all of them costs nothing.
+			// The unpacks below needed every download but this layer's,
+			// which its unpack needs too: waiting for all of them here
+			// delays nothing, and gives PullImage/downloaded its meaning.
 			if err := wait(); err != nil {
 				return err
 			}
