@@ -116,7 +116,8 @@ type Option func(*Service)
 
 // WithFaults injects faults at the pull's named steps (tests only; see
 // internal/fault): PullImage/downloaded (every layer in the content
-// store) and PullImage/unpacked (every layer unpacked, not yet recorded).
+// store, the top one not unpacked yet) and PullImage/unpacked (every layer
+// unpacked, not yet recorded).
 func WithFaults(in *fault.Injector) Option {
 	return func(s *Service) { s.faults = in }
 }

@@ -122,8 +122,29 @@ var errOwnerCanceled = errors.New("shared work cancelled with the pull running i
 
 // shared runs fn once for all concurrent callers using key. fn gets a
 // progress it touches while receiving bytes; callers' watches follow it.
-// When the caller running fn is cancelled, the others run it again.
+// When the caller running fn is cancelled, the others run it again. A
+// cancelled caller returns at once, even while fn still runs for it.
 func (s *Service) shared(ctx context.Context, w *watch, key string, fn func(ctx context.Context, p *sharedProgress) error) error {
+	return s.sharedWork(ctx, w, key, false, fn)
+}
+
+// sharedOwned is shared, except that a cancelled caller that runs fn itself
+// returns only once fn has stopped (promptly: fn's ctx is cancelled too).
+// A pull's layer downloads and unpacks run so: when one of them fails, the
+// pull stops the others and frees what they wrote, which it could not do
+// while they still write.
+func (s *Service) sharedOwned(ctx context.Context, w *watch, key string, fn func(ctx context.Context, p *sharedProgress) error) error {
+	return s.sharedWork(ctx, w, key, true, fn)
+}
+
+// Whether fn of a sharedWork call runs for its caller.
+const (
+	workQueued = iota
+	workRunning
+	workAbandoned // the caller left before fn began: fn must not begin
+)
+
+func (s *Service) sharedWork(ctx context.Context, w *watch, key string, waitOwn bool, fn func(ctx context.Context, p *sharedProgress) error) error {
 	for {
 		s.mu.Lock()
 		p, ok := s.progress[key]
@@ -136,8 +157,19 @@ func (s *Service) shared(ctx context.Context, w *watch, key string, fn func(ctx 
 		s.mu.Unlock()
 		w.follow(p)
 
+		var stateMu sync.Mutex
+		state := workQueued
 		ch := s.sf.DoChan(key, func() (any, error) {
-			err := fn(ctx, p)
+			stateMu.Lock()
+			abandoned := state == workAbandoned
+			state = workRunning
+			stateMu.Unlock()
+			var err error
+			if abandoned {
+				err = context.Cause(ctx)
+			} else {
+				err = fn(ctx, p)
+			}
 			if err != nil && ctx.Err() != nil {
 				err = fmt.Errorf("%w: %w", errOwnerCanceled, context.Cause(ctx))
 			}
@@ -147,6 +179,17 @@ func (s *Service) shared(ctx context.Context, w *watch, key string, fn func(ctx 
 		select {
 		case <-ctx.Done():
 			err = context.Cause(ctx)
+			if waitOwn {
+				stateMu.Lock()
+				running := state == workRunning
+				if !running {
+					state = workAbandoned
+				}
+				stateMu.Unlock()
+				if running {
+					<-ch
+				}
+			}
 		case r := <-ch:
 			err = r.Err
 		}

@@ -114,6 +114,11 @@ func (s *Service) pullFrom(ctx context.Context, w *watch, r reference, auth *Aut
 	if err != nil {
 		return nil, err
 	}
+	// A failed layer cancels the pull's other downloads (fetchAndUnpack):
+	// through this context, which their requests were made with, a read
+	// blocked on the registry stops too.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	tr := transportFor(e, s.dial)
 	// The transport is this pull's alone: its keep-alive connections
 	// would otherwise stay open (an fd and two goroutines each) until
@@ -170,6 +175,7 @@ func (s *Service) pullFrom(ctx context.Context, w *watch, r reference, auth *Aut
 	}
 	w.touch()
 	src.name = r.String()
+	src.cancel = cancel
 	if r.Tag != "" {
 		src.tags = []string{r.String()}
 	}

@@ -35,6 +35,9 @@ type imageSource struct {
 	tags        []string
 	repoDigests []string
 	annotations map[string]string
+	// cancel, when set, cancels the context the remote layers are read
+	// with.
+	cancel context.CancelCauseFunc
 }
 
 // layerSource is one layer of an imageSource.
@@ -102,27 +105,8 @@ func (s *Service) storeImage(ctx context.Context, w *watch, src *imageSource) (_
 	}
 	slices.Sort(blobList)
 
-	// Download missing layers in parallel, then unpack them bottom-up: a
-	// layer's implicit parent directories copy their attributes from the
-	// layers below, which must therefore exist first.
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.settings().maxDownloads)
-	for i, l := range src.layers {
-		if !l.remote || exists(s.snapshotFs(chains[i])) {
-			continue
-		}
-		g.Go(func() error { return s.fetchBlob(gctx, w, l) })
-	}
-	if err := g.Wait(); err != nil {
+	if err := s.fetchAndUnpack(ctx, w, src, diffIDs, chains); err != nil {
 		return nil, err
-	}
-	if err := s.faults.At(ctx, "PullImage/downloaded"); err != nil {
-		return nil, fmt.Errorf("image %s: %w", src.name, err)
-	}
-	for i, l := range src.layers {
-		if err := s.unpack(ctx, w, l, diffIDs[i], chains[:i+1]); err != nil {
-			return nil, fmt.Errorf("image %s: layer %d: %w", src.name, i, err)
-		}
 	}
 	if err := s.faults.At(ctx, "PullImage/unpacked"); err != nil {
 		return nil, fmt.Errorf("image %s: %w", src.name, err)
@@ -147,6 +131,118 @@ func (s *Service) storeImage(ctx context.Context, w *watch, src *imageSource) (_
 	s.fsAt = s.fsAt.Add(-fsInfoMaxAge) // let the next FsInfo see the new layers
 	s.fsMu.Unlock()
 	return s.record(img)
+}
+
+// fetchAndUnpack downloads the missing layers of src, up to maxDownloads at
+// a time and bottom-up, and unpacks each as soon as its blob is in and the
+// layers below it are unpacked: the download of the layers above overlaps
+// the unpack of those below, where it used to wait for the last download.
+// Unpacking stays in order, one layer at a time: a layer's implicit parent
+// directories copy their attributes from the layers below, which must
+// therefore exist first. Every blob is verified on its way into the
+// content store, before its unpack opens it. On failure no download is
+// left running when it returns, so what the pull made can be freed.
+func (s *Service) fetchAndUnpack(ctx context.Context, w *watch, src *imageSource, diffIDs, chains []digest.Digest) error {
+	// The first failure, of a download or of an unpack, cancels the rest,
+	// also the registry requests under way (src.cancel).
+	ctx, cancelOwn := context.WithCancelCause(ctx)
+	defer cancelOwn(nil)
+	cancel := func(err error) {
+		cancelOwn(err)
+		if src.cancel != nil {
+			src.cancel(err)
+		}
+	}
+	n := len(src.layers)
+	// fetched[i] is closed once layer i's blob is in, or is not needed.
+	fetched := make([]chan struct{}, n)
+	for i := range fetched {
+		fetched[i] = make(chan struct{})
+	}
+	var g errgroup.Group
+	g.SetLimit(s.settings().maxDownloads)
+	// g.Go blocks while maxDownloads run: a goroutine of its own queues
+	// the downloads, bottom-up, so that the layers unpacked first arrive
+	// first.
+	queued := make(chan struct{})
+	go func() {
+		defer close(queued)
+		for i, l := range src.layers {
+			if !l.remote || exists(s.snapshotFs(chains[i])) {
+				close(fetched[i])
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			g.Go(func() error {
+				if err := s.fetchBlob(ctx, w, l); err != nil {
+					cancel(err)
+					return err
+				}
+				close(fetched[i])
+				return nil
+			})
+		}
+	}()
+	// wait returns once no download runs any more: all done, or, after a
+	// failure, the ones under way stopped. Once only (g.Wait).
+	waited := false
+	var fetchErr error
+	wait := func() error {
+		if !waited {
+			<-queued
+			fetchErr = g.Wait()
+			waited = true
+		}
+		return fetchErr
+	}
+	defer func() { _ = wait() }()
+	// fail stops everything and returns the first failure: an unpack
+	// that only saw the cancellation by a failed download (or by the
+	// pull's own cancellation) reports that instead, as the download
+	// error it is (they were never wrapped).
+	fail := func(err error) error {
+		cancel(err)
+		_ = wait()
+		if cause := context.Cause(ctx); cause != err {
+			return cause
+		}
+		return err
+	}
+	fault := func() error {
+		// Every layer in the content store (or already unpacked), the
+		// last not unpacked yet.
+		if err := s.faults.At(ctx, "PullImage/downloaded"); err != nil {
+			return fmt.Errorf("image %s: %w", src.name, err)
+		}
+		return nil
+	}
+	if n == 0 {
+		return fault()
+	}
+	for i, l := range src.layers {
+		if i == n-1 {
+			// The unpacks below needed every download but this layer's,
+			// which its unpack needs too: waiting for all of them here
+			// delays nothing, and gives PullImage/downloaded its meaning.
+			if err := wait(); err != nil {
+				return err
+			}
+			if err := fault(); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-fetched[i]:
+		case <-ctx.Done():
+			return fail(context.Cause(ctx))
+		}
+		if err := s.unpack(ctx, w, l, diffIDs[i], chains[:i+1]); err != nil {
+			return fail(fmt.Errorf("image %s: layer %d: %w", src.name, i, err))
+		}
+	}
+	return nil
 }
 
 func exists(p string) bool {
@@ -183,7 +279,7 @@ func (s *Service) writeBlob(d digest.Digest, data []byte) error {
 // fetchBlob downloads a remote layer into the content store, verifying its
 // digest as it streams. Concurrent fetches of one blob share the work.
 func (s *Service) fetchBlob(ctx context.Context, w *watch, l layerSource) error {
-	return s.shared(ctx, w, "blob:"+l.digest.String(), func(ctx context.Context, p *sharedProgress) (err error) {
+	return s.sharedOwned(ctx, w, "blob:"+l.digest.String(), func(ctx context.Context, p *sharedProgress) (err error) {
 		if exists(s.blobPath(l.digest)) {
 			return nil
 		}
@@ -257,13 +353,20 @@ func (s *Service) openLayer(ctx context.Context, w *watch, l layerSource) (io.Re
 	return nil, fmt.Errorf("layer %s: blob disappeared after download", l.digest)
 }
 
+// An unpack decompresses up to readAheadDepth chunks of readAheadChunk bytes
+// ahead of the tar it applies (readahead.go).
+const (
+	readAheadChunk = 128 << 10
+	readAheadDepth = 4
+)
+
 // unpack makes the snapshot of the topmost layer of chain from l, verifying
 // the uncompressed content against diffID. The snapshot is built in a
 // temporary directory and renamed into place, so a crash leaves none half
 // made.
 func (s *Service) unpack(ctx context.Context, w *watch, l layerSource, diffID digest.Digest, chain []digest.Digest) error {
 	top := chain[len(chain)-1]
-	return s.shared(ctx, w, "snapshot:"+top.String(), func(ctx context.Context, p *sharedProgress) (err error) {
+	return s.sharedOwned(ctx, w, "snapshot:"+top.String(), func(ctx context.Context, p *sharedProgress) (err error) {
 		if exists(s.snapshotFs(top)) {
 			return nil
 		}
@@ -303,8 +406,11 @@ func (s *Service) unpack(ctx context.Context, w *watch, l layerSource, diffID di
 			return fmt.Errorf("unpack %s: %w", diffID, err)
 		}
 		defer ds.Close()
+		// Closed before ds (defers run last first): it reads ds.
+		ra := newReadAhead(ds, readAheadChunk, readAheadDepth)
+		defer ra.Close()
 		diffHash := sha256.New()
-		tr := io.TeeReader(ds, diffHash)
+		tr := io.TeeReader(ra, diffHash)
 
 		parents := make([]string, 0, len(chain)-1)
 		for i := len(chain) - 2; i >= 0; i-- {
@@ -320,6 +426,7 @@ func (s *Service) unpack(ctx context.Context, w *watch, l layerSource, diffID di
 		if _, err := io.Copy(io.Discard, tr); err != nil {
 			return fmt.Errorf("unpack %s: %w", diffID, err)
 		}
+		ra.Close()
 		if err := ds.Close(); err != nil {
 			return fmt.Errorf("unpack %s: %w", diffID, err)
 		}
