@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -346,24 +347,78 @@ func secondHarness(t *testing.T, name string) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if c2.conn != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			if pods, err := c2.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err == nil {
-				for _, p := range pods.Items {
-					if _, err := c2.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
-						t.Errorf("cleanup RemovePodSandbox: %v", err)
-					}
-				}
-			}
-			cancel()
-		}
+		c2.removeAllPods(t)
 		c2.stop(syscall.SIGTERM)
+		// Containers outlive crid: one its pods' removal missed would run
+		// on, holding mounts under base, after the directory is gone.
+		for _, p := range processesRootedUnder(base) {
+			t.Errorf("cleanup: process %s still runs in a container of this crid after every pod was removed; killing it", p)
+			if pid, err := strconv.Atoi(strings.Fields(p)[0]); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
 		unmountUnder(base)
 		if os.Getenv("CRID_E2E_KEEP") == "" {
 			_ = os.RemoveAll(base)
 		}
 	})
 	return c2
+}
+
+// removeAllPods removes every pod the crid has, starting it again (without
+// fault rules) if the test left it stopped: its containers run on without
+// it, and only it can stop and remove them. A crid that cannot start (a
+// test left a bad config) is said so in the log; what it had running is
+// then found by processesRootedUnder.
+func (hh *harness) removeAllPods(t *testing.T) {
+	t.Helper()
+	if hh.conn == nil {
+		if _, err := os.Stat(hh.cfgPath); err != nil {
+			return // never configured, so never run
+		}
+		hh.env = nil
+		if err := hh.start(); err != nil {
+			t.Logf("cleanup: crid did not start again to remove its pods: %v", err)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pods, err := hh.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	if err != nil {
+		t.Errorf("cleanup ListPodSandbox: %v", err)
+		return
+	}
+	for _, p := range pods.Items {
+		if _, err := hh.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
+			t.Errorf("cleanup RemovePodSandbox %s: %v", p.Id, err)
+		}
+	}
+}
+
+// processesRootedUnder lists ("pid (comm)") the processes whose root
+// filesystem is an overlay with its upper dir under dir: the containers
+// and pauses of a crid whose root is there.
+func processesRootedUnder(dir string) []string {
+	procs, _ := os.ReadDir("/proc")
+	var out []string
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "mountinfo"))
+		if err != nil {
+			continue // exited, or a kernel thread
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && f[4] == "/" && strings.Contains(line, "upperdir="+dir+"/") {
+				comm, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "comm"))
+				out = append(out, fmt.Sprintf("%s (%s)", p.Name(), strings.TrimSpace(string(comm))))
+				break
+			}
+		}
+	}
+	return out
 }
 
 // unmountUnder lazily unmounts everything below dir, deepest first.

@@ -86,7 +86,11 @@ func privateCrid(t *testing.T, handlers string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		// crid makes its netns and pin dirs mount points of their own.
+		unmountUnder(dir)
+		_ = os.RemoveAll(dir)
+	})
 	cni := filepath.Join(dir, "cni")
 	if err := os.MkdirAll(cni, 0o755); err != nil {
 		t.Fatal(err)
