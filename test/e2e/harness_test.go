@@ -366,12 +366,23 @@ func secondHarness(t *testing.T, name string) *harness {
 }
 
 // removeAllPods removes every pod the crid has, starting it again (without
-// fault rules) if the test left it stopped: its containers run on without
+// fault rules) if the test left it stopped or it does not answer: its containers run on without
 // it, and only it can stop and remove them. A crid that cannot start (a
 // test left a bad config) is said so in the log; what it had running is
 // then found by processesRootedUnder.
 func (hh *harness) removeAllPods(t *testing.T) {
 	t.Helper()
+	if hh.conn != nil {
+		// Connected once, but maybe to a crid stopped since by other means
+		// than stop (systemd, a crash).
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := hh.rt.Version(ctx, &runtime.VersionRequest{})
+		cancel()
+		if err != nil {
+			hh.conn.Close()
+			hh.conn = nil
+		}
+	}
 	if hh.conn == nil {
 		if _, err := os.Stat(hh.cfgPath); err != nil {
 			return // never configured, so never run

@@ -117,20 +117,11 @@ func installTestUnit(t *testing.T, c *harness, unit string) {
 	t.Cleanup(func() {
 		// Pods first, while crid runs (secondHarness's cleanup runs after
 		// this one and finds none), then the unit.
-		if c.conn != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			if pods, err := c.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err == nil {
-				for _, p := range pods.Items {
-					if _, err := c.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
-						t.Errorf("cleanup RemovePodSandbox: %v", err)
-					}
-				}
-			}
-		}
+		c.removeAllPods(t)
 		if out, err := exec.Command("systemctl", "stop", unit).CombinedOutput(); err != nil {
 			t.Errorf("systemctl stop %s: %v: %s", unit, err, out)
 		}
+		c.stop(syscall.SIGTERM) // forgets the connection to the stopped unit
 		if err := os.Remove(path); err != nil {
 			t.Error(err)
 		}
