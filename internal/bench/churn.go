@@ -59,24 +59,14 @@ func (b *Bench) churn(ctx context.Context) error {
 	if err := sample(0); err != nil {
 		return err
 	}
-	tk := b.ticker("churn", o.ChurnCycles)
-	var cycles []time.Duration
-	for i := 1; i <= o.ChurnCycles; i++ {
-		t, err := b.cycle(ctx, b.tr.Name("churn", i))
-		if err != nil {
-			return err
-		}
-		var tot time.Duration
-		for _, d := range t {
-			tot += d
-		}
-		cycles = append(cycles, tot)
-		tk.inc()
+	cycles, err := b.timedCycles(ctx, "churn", o.ChurnCycles, func(i int) error {
 		if i%o.ChurnSampleEvery == 0 || i == o.ChurnCycles {
-			if err := sample(i); err != nil {
-				return err
-			}
+			return sample(i)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	b.add(churnMetrics(o.ChurnCycles, samples, cycles)...)
 	if err := b.churnLeftovers(ctx, sel, monitors0); err != nil {

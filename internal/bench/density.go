@@ -245,19 +245,9 @@ func (b *Bench) densityChurn(ctx context.Context, daemon int) error {
 	if err != nil {
 		return err
 	}
-	tk := b.ticker("density churn", n)
-	var cycles []time.Duration
-	for i := 0; i < n; i++ {
-		t, err := b.cycle(ctx, b.tr.Name("churn", i))
-		if err != nil {
-			return err
-		}
-		var tot time.Duration
-		for _, d := range t {
-			tot += d
-		}
-		cycles = append(cycles, tot)
-		tk.inc()
+	cycles, err := b.timedCycles(ctx, "density churn", n, nil)
+	if err != nil {
+		return err
 	}
 	if err := sleepCtx(ctx, b.opts.SettleMemory.Duration); err != nil {
 		return err

@@ -18,6 +18,32 @@ var lifecyclePhases = []string{"runp", "create", "start", "stop", "stopp", "rm",
 type cycleTimes [7]time.Duration
 
 // cycle runs one full pod lifecycle and times each call.
+// timedCycles runs n full pod cycles (pods named churn-1..churn-n),
+// reporting progress as what, and returns each cycle's total time. after,
+// if set, runs after cycle i (1-based), e.g. to sample the daemon.
+func (b *Bench) timedCycles(ctx context.Context, what string, n int, after func(i int) error) ([]time.Duration, error) {
+	tk := b.ticker(what, n)
+	cycles := make([]time.Duration, 0, n)
+	for i := 1; i <= n; i++ {
+		t, err := b.cycle(ctx, b.tr.Name("churn", i))
+		if err != nil {
+			return nil, err
+		}
+		var tot time.Duration
+		for _, d := range t {
+			tot += d
+		}
+		cycles = append(cycles, tot)
+		tk.inc()
+		if after != nil {
+			if err := after(i); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return cycles, nil
+}
+
 func (b *Bench) cycle(ctx context.Context, name string) (cycleTimes, error) {
 	var t cycleTimes
 	var podID, ctrID string
