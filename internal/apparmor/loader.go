@@ -39,6 +39,10 @@ type Loader struct {
 	log *slog.Logger
 
 	mu sync.Mutex
+	// text is the profile this crid renders: the host's parameters do not
+	// change while it runs, so it is rendered once, not before every
+	// container that needs the profile.
+	text string
 	// current is the text this Loader loaded or found loaded.
 	current string
 
@@ -87,10 +91,14 @@ func findParser() (string, error) {
 func (l *Loader) EnsureDefault(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	text, err := Render(l.params())
-	if err != nil {
-		return err
+	if l.text == "" {
+		text, err := Render(l.params())
+		if err != nil {
+			return err
+		}
+		l.text = text
 	}
+	text := l.text
 	loaded, err := l.loaded(DefaultProfile)
 	if err != nil {
 		return fmt.Errorf("AppArmor profile %s: %w", DefaultProfile, err)
