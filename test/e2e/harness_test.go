@@ -379,6 +379,12 @@ func (hh *harness) removeAllPods(t *testing.T) {
 		_, err := hh.rt.Version(ctx, &runtime.VersionRequest{})
 		cancel()
 		if err != nil {
+			if hh.crid != nil && hh.crid.Process.Signal(syscall.Signal(0)) == nil {
+				// Ours, alive and not answering: a second crid on its
+				// state would only wait for its store's lock.
+				t.Errorf("cleanup: crid (pid %d) runs but does not answer: %v", hh.crid.Process.Pid, err)
+				return
+			}
 			hh.conn.Close()
 			hh.conn = nil
 		}
