@@ -48,6 +48,9 @@ func (s *Service) CheckpointContainer(ctx context.Context, req *runtime.Checkpoi
 	if rec.State != containerRunning {
 		return nil, fmt.Errorf("checkpoint container %s: it is %s, only a running container can be checkpointed: %w", rec.ID, rec.State, errdefs.ErrFailedPrecondition)
 	}
+	if err := c.waitExecd(ctx); err != nil {
+		return nil, fmt.Errorf("checkpoint %w", err)
+	}
 	rt, runtimeName, err := s.checkpointRuntime(ctx, rec)
 	if err != nil {
 		return nil, err

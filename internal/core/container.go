@@ -78,6 +78,30 @@ type container struct {
 	// runtimeDeleted: the exit watcher deleted the container from the
 	// runtime, so RemoveContainer need not start the runtime again.
 	runtimeDeleted bool
+	// execd closes once the started init has exec'd the container's
+	// process (runc.StartFifoThen); nil when there was nothing to wait
+	// for (a recovered container, the runtime's own start).
+	execd <-chan struct{}
+}
+
+// waitExecd waits until the container's init has exec'd its process (see
+// execd), so that an exec, a signal or a checkpoint right after the start
+// meets the container's process and not `runc init`. StartContainer does
+// not wait for it: `runc start` does not either, and the execve's 1-2 ms
+// would be on every container's startup.
+func (c *container) waitExecd(ctx context.Context) error {
+	c.mu.RLock()
+	execd, id := c.execd, c.rec.ID
+	c.mu.RUnlock()
+	if execd == nil {
+		return nil
+	}
+	select {
+	case <-execd:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("container %s: wait for its process to start: %w", id, context.Cause(ctx))
+	}
 }
 
 func (c *container) snapshot() containerRecord {
@@ -596,7 +620,13 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 	// runs it while the init execs the container's process.
 	var recErr error
 	record := func() { recErr = s.recordStarted(ctx, c) }
-	start := func() error { return rt.StartFifoThen(ctx, rec.ID, rec.PID, record) }
+	start := func() error {
+		execd, err := rt.StartFifoThen(ctx, rec.ID, rec.PID, record)
+		c.mu.Lock()
+		c.execd = execd
+		c.mu.Unlock()
+		return err
+	}
 	if spec, err := s.containerSpec(c); err != nil || (spec.Hooks != nil && len(spec.Hooks.Poststart) > 0) {
 		// Poststart hooks are run by the runtime's start command.
 		start = func() error {
@@ -695,6 +725,9 @@ func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64
 	rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID))
 	if err != nil {
 		return err
+	}
+	if err := c.waitExecd(ctx); err != nil {
+		return fmt.Errorf("stop container: %w", err)
 	}
 	if timeout > 0 && rec.State == containerRunning {
 		sig := s.stopSignal(c)

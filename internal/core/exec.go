@@ -79,6 +79,9 @@ func (s *Service) exec(ctx context.Context, kind, containerID string, cmd []stri
 	if err := requireRunning(c); err != nil {
 		return 0, err
 	}
+	if err := c.waitExecd(ctx); err != nil {
+		return 0, fmt.Errorf("exec in %w", err)
+	}
 	spec, err := s.containerSpec(c)
 	if err != nil {
 		return 0, err

@@ -28,20 +28,33 @@ const execFifo = "exec.fifo"
 // state) it falls back to `runtime start`. Callers use Start instead when
 // the spec has poststart hooks, which only the runtime runs.
 func (r *Runtime) StartFifo(ctx context.Context, id string, pid int) error {
-	return r.StartFifoThen(ctx, id, pid, func() {})
+	_, err := r.StartFifoThen(ctx, id, pid, func() {})
+	return err
 }
 
 // StartFifoThen is StartFifo that calls started once the init is released
-// (it runs then, whatever follows), alongside the wait for the init's
-// exec (see waitExec): the caller's record of the start, a fsync, need
-// not follow the execve. started is called only when the start
-// succeeded, before StartFifoThen returns.
-func (r *Runtime) StartFifoThen(ctx context.Context, id string, pid int, started func()) error {
+// (it runs then, whatever follows), and does not wait for the init's
+// exec: it returns execd, closed once the init has exec'd the container's
+// process, exited, or execWaitLimit passed (see waitExec). `runc start`
+// and `runc run -d` return at the release too; what must not meet
+// `runc init` in the container's place (an exec, a signal, a checkpoint)
+// waits on execd, so the 1-2 ms of the execve are off every container's
+// startup. started is called only when the start succeeded, before
+// StartFifoThen returns.
+func (r *Runtime) StartFifoThen(ctx context.Context, id string, pid int, started func()) (execd <-chan struct{}, err error) {
 	if r.Root == "" || pid <= 0 {
-		return r.startThen(ctx, id, started)
+		return closedChan, r.startThen(ctx, id, started)
 	}
 	return r.startFifo(ctx, id, pid, started)
 }
+
+// closedChan is an execd with nothing to wait for: the runtime's own start
+// returned, or there is no init to watch.
+var closedChan = func() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // startThen is the runtime's own start, then started.
 func (r *Runtime) startThen(ctx context.Context, id string, started func()) error {
@@ -53,7 +66,7 @@ func (r *Runtime) startThen(ctx context.Context, id string, started func()) erro
 }
 
 // startFifo is StartFifoThen once the runtime keeps a root to look in.
-func (r *Runtime) startFifo(ctx context.Context, id string, pid int, started func()) (err error) {
+func (r *Runtime) startFifo(ctx context.Context, id string, pid int, started func()) (execd <-chan struct{}, err error) {
 	ctx, done := r.observe(ctx, "start", []string{"--exec-fifo", id})
 	defer func() { done(err) }()
 	ctx, cancel := r.Bounded(ctx, "start")
@@ -67,7 +80,7 @@ func (r *Runtime) startFifo(ctx context.Context, id string, pid int, started fun
 	// would otherwise be gone before the check.
 	if _, err := os.Stat(path); err == nil {
 		if err := r.checkInit(id, pid); err != nil {
-			return fmt.Errorf("start container %s: %w", id, err)
+			return nil, fmt.Errorf("start container %s: %w", id, err)
 		}
 	}
 	// The init's binary while it waits: the runtime's (a copy of it).
@@ -80,36 +93,38 @@ func (r *Runtime) startFifo(ctx context.Context, id string, pid int, started fun
 	// writing completes once a reader exists.
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENXIO) {
-		return r.startThen(ctx, id, started)
+		return closedChan, r.startThen(ctx, id, started)
 	}
 	if err != nil {
-		return fmt.Errorf("start container %s: open %s: %w", id, execFifo, err)
+		return nil, fmt.Errorf("start container %s: open %s: %w", id, execFifo, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
 	got, err := readFifo(ctx, f, pid)
 	if err != nil {
-		return fmt.Errorf("start container %s: %w", id, err)
+		return nil, fmt.Errorf("start container %s: %w", id, err)
 	}
 	if !got {
-		return fmt.Errorf("start container %s: container process is already dead: %w", id, errdefs.ErrFailedPrecondition)
+		return nil, fmt.Errorf("start container %s: container process is already dead: %w", id, errdefs.ErrFailedPrecondition)
 	}
 	// runc reports "running" once the FIFO is gone.
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("start container %s: %w", id, err)
+		return nil, fmt.Errorf("start container %s: %w", id, err)
 	}
 	if exeErr != nil {
 		started()
-		return nil
+		return closedChan, nil
 	}
-	execd := make(chan struct{})
+	execDone := make(chan struct{})
+	// Not under ctx: the caller's request ends when the start returns,
+	// and the wait outlives it (bounded by execWaitLimit).
+	wctx := context.WithoutCancel(ctx)
 	go func() {
-		defer close(execd)
-		waitExec(ctx, pid, initExe)
+		defer close(execDone)
+		waitExec(wctx, pid, initExe)
 	}()
 	started()
-	<-execd
-	return nil
+	return execDone, nil
 }
 
 // execWaitLimit bounds waitExec: the runtime runs startContainer hooks
@@ -122,9 +137,9 @@ const execWaitLimit = 2 * time.Second
 // kept its FIFO writer open until the execve closed it (O_CLOEXEC), so the
 // FIFO's end meant the exec was under way; runc 1.1.12 and later close it
 // first, then close their other fds (the CVE-2024-21626 hardening) and run
-// startContainer hooks before the execve, so without this wait a start
-// returned while pid 1 was still "runc init", and an exec or probe right
-// after the start saw that instead of the container's process. The exec
+// startContainer hooks before the execve, so right after the release pid 1
+// is still "runc init", and an exec or probe that did not wait for this
+// saw that instead of the container's process. The exec
 // is done when /proc/<pid>/exe is no longer the file it was while the
 // init waited on the FIFO and the command line is set, which the kernel
 // does last in execve.
@@ -132,7 +147,7 @@ const execWaitLimit = 2 * time.Second
 // The released init usually execs within 1-2 ms: it is polled every
 // execPollFine until execFineFor has passed, then backing off. Doubling
 // from the first poll (as before) found an exec done at 0.9 ms only at
-// the 1.55 ms poll, time the start added to every container's startup.
+// the 1.55 ms poll, time an exec right after a start would wait for.
 func waitExec(ctx context.Context, pid int, initExe [2]uint64) {
 	start := time.Now()
 	deadline := start.Add(execWaitLimit)

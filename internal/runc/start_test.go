@@ -69,7 +69,7 @@ func TestStartFifo(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			calls := 0
-			err := r.StartFifoThen(ctx, "c1", tt.pid(t), func() { calls++ })
+			_, err := r.StartFifoThen(ctx, "c1", tt.pid(t), func() { calls++ })
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("StartFifo = %v, want %v", err, tt.wantErr)
@@ -91,27 +91,36 @@ func TestStartFifo(t *testing.T) {
 
 // TestStartFifoWaitsForExec plays runc 1.1.12 and later: the init writes
 // its byte, closes the FIFO, and only then (after closing its fds and
-// running startContainer hooks, here a sleep) execs the container's
-// process. StartFifo returns once that process runs, not at the FIFO's end.
+// running startContainer hooks) execs the container's process.
+// StartFifoThen returns at the release, while the hooks still run (here
+// they wait for the test to open a gate), and its execd closes once the
+// container's process runs, not at the FIFO's end.
 func TestStartFifoWaitsForExec(t *testing.T) {
 	for _, tt := range []struct {
-		name   string
-		before string // what the init does between the FIFO and the exec
+		name  string
+		hooks bool // the init waits for the gate between the FIFO and the exec
 	}{
-		{"exec right after the fifo", ":"},
-		{"hooks before the exec", "sleep 0.3"},
+		{"exec right after the fifo", false},
+		{"hooks before the exec", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			r := &Runtime{Name: "test", Path: "/bin/false", Root: root}
 			path := filepath.Join(root, "c1", execFifo)
-			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-				t.Fatal(err)
+			gate := filepath.Join(root, "gate")
+			for _, p := range []string{path, gate} {
+				if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := unix.Mkfifo(p, 0o600); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if err := unix.Mkfifo(path, 0o600); err != nil {
-				t.Fatal(err)
+			before := ":"
+			if tt.hooks {
+				before = `read x < "$2"`
 			}
-			init := exec.Command("sh", "-c", `exec 3>"$1"; printf 0 >&3; exec 3>&-; `+tt.before+`; exec sleep 30`, "sh", path)
+			init := exec.Command("sh", "-c", `exec 3>"$1"; printf 0 >&3; exec 3>&-; `+before+`; exec sleep 30`, "sh", path, gate)
 			if err := init.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -126,15 +135,27 @@ func TestStartFifoWaitsForExec(t *testing.T) {
 					t.Errorf("started called before the release: fifo %v", err)
 				}
 			}
-			if err := r.StartFifoThen(ctx, "c1", init.Process.Pid, started); err != nil {
+			execd, err := r.StartFifoThen(ctx, "c1", init.Process.Pid, started)
+			if err != nil {
 				t.Fatal(err)
 			}
 			if calls != 1 {
 				t.Errorf("started called %d times, want 1", calls)
 			}
+			if tt.hooks {
+				select {
+				case <-execd:
+					t.Fatal("execd closed while the init still ran its hooks")
+				default:
+				}
+				if err := os.WriteFile(gate, []byte("go\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			<-execd
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", init.Process.Pid))
 			if err != nil || string(b) != "sleep\x0030\x00" {
-				t.Errorf("right after StartFifo the init runs %q (%v), want the container's process, sleep 30", b, err)
+				t.Errorf("once execd closed the init runs %q (%v), want the container's process, sleep 30", b, err)
 			}
 		})
 	}

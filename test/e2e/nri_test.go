@@ -475,3 +475,65 @@ func TestNRIPluginFromPluginPath(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestNRIStartHookBeforeExec checks what StartContainer and exec do while
+// runc runs a startContainer hook, between the init's release and its
+// execve: StartContainer answers at the release (as `runc start` does)
+// without waiting for the hook, and an exec sent then waits until the
+// container's process runs rather than meeting `runc init`. The hook here
+// (added by the NRI plugin) waits on a FIFO the test opens.
+func TestNRIStartHookBeforeExec(t *testing.T) {
+	c := startNRICrid(t)
+	ctx := ctxT(t)
+	if _, err := c.img.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(c.base, "hook-gate")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gate := filepath.Join(data, "gate")
+	if err := syscall.Mkfifo(gate, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.startPlugin(t, "hook", "10", "-prefix", "nri-hook", "-mount", data+":/gate", "-start-hook", "read x < /gate/gate")
+	podID, pod := c.runPod(t, "nri-hook-pod")
+	cfg := &runtime.ContainerConfig{
+		Metadata: &runtime.ContainerMetadata{Name: "nri-hook-ctr"},
+		Image:    &runtime.ImageSpec{Image: busybox},
+		Command:  []string{"sleep", "1000"},
+		Linux: &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{
+			NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER},
+		}},
+	}
+	cr, err := c.rt.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: pod})
+	if err != nil {
+		t.Fatalf("CreateContainer: %v\ncrid log:\n%s", err, c.logTail())
+	}
+	// The hook holds the init until the gate opens, so StartContainer
+	// must answer with the gate shut.
+	if _, err := c.rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
+		t.Fatalf("StartContainer: %v\ncrid log:\n%s", err, c.logTail())
+	}
+	got := make(chan string, 1)
+	go func() {
+		r, err := c.rt.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: cr.ContainerId, Cmd: []string{"sh", "-c", `tr '\0' ' ' < /proc/1/cmdline`}, Timeout: 20})
+		if err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		got <- strings.TrimSpace(string(r.Stdout))
+	}()
+	select {
+	case s := <-got:
+		t.Fatalf("exec answered %q while the startContainer hook still held the init", s)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// Opening the write side lets the hook's read finish.
+	if err := os.WriteFile(gate, []byte("go\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "sleep 1000" {
+		t.Errorf("the exec sent during the hook saw pid 1 run %q, want the container's process, sleep 1000", s)
+	}
+}

@@ -27,6 +27,10 @@ type plugin struct {
 	mountDst string // ... at this container path
 	hang     bool   // never answer CreateContainer
 	cdi      string // fully qualified CDI device added to each container
+	// startHook, when set, is a shell command added to each container as
+	// an OCI startContainer hook (run in the container, between the init's
+	// release and its exec).
+	startHook string
 	// updateMem, when set, replaces the memory limit of every
 	// UpdateContainer with this many bytes.
 	updateMem int64
@@ -112,6 +116,9 @@ func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 	if p.cdi != "" {
 		adj.AddCDIDevice(&api.CDIDevice{Name: p.cdi})
 	}
+	if p.startHook != "" {
+		adj.AddHooks(&api.Hooks{StartContainer: []*api.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", p.startHook}}}})
+	}
 	if p.mountSrc != "" {
 		adj.AddMount(&api.Mount{Source: p.mountSrc, Destination: p.mountDst, Type: "bind", Options: []string{"rbind", "ro"}})
 	}
@@ -190,6 +197,7 @@ func main() {
 	flag.BoolVar(&p.hang, "hang", false, "never answer CreateContainer")
 	flag.Int64Var(&p.unsolicitedMem, "unsolicited-mem", 0, "memory limit (bytes) set on each started container on the plugin's own initiative")
 	flag.StringVar(&p.cdi, "cdi", "", "CDI device (vendor.com/class=name) added to each container")
+	flag.StringVar(&p.startHook, "start-hook", "", "shell command added to each container as a startContainer hook")
 	flag.Int64Var(&p.updateMem, "update-mem", 0, "memory limit (bytes) UpdateContainer sets instead of the requested one")
 	flag.Parse()
 	if *mount != "" {
