@@ -216,6 +216,13 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 		}
 	}()
 	u.add(func(context.Context) error { s.releaseName(name, id); return nil })
+	// The monitor is launched first, in a goroutine: its fork and exec
+	// overlap the init record's fsync and its Go start-up the rootfs and
+	// spec below. It touches no file until Create, and until Create takes
+	// it, a return ends it (Abort) and a crash ends it too (its options
+	// pipe's EOF), having done nothing.
+	launch := monitor.LaunchAsync(s.monitor, bundle)
+	defer launch.Abort()
 
 	cfgBytes, err := proto.Marshal(cfg)
 	if err != nil {
@@ -266,15 +273,7 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 			return "", fmt.Errorf("create container: log dir: %w", err)
 		}
 	}
-	// The monitor starts now and waits for its options: its exec and Go
-	// runtime start-up overlap the rootfs mount and the spec below. Until
-	// Create takes it, a return ends it (Abort: a no-op after Create); a
-	// crash ends it too (its options pipe's EOF), having done nothing.
-	mon, err := monitor.Start(s.monitor, bundle)
-	if err != nil {
-		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
-	}
-	defer mon.Abort()
+	tm.mark("dirs")
 	rootfs := filepath.Join(bundle, "rootfs")
 	rwDir := filepath.Join(dir, "rw")
 	if err := s.images.PrepareRootfs(ctx, img, rwDir, rootfs); err != nil {
@@ -363,6 +362,10 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	tm.mark("spec")
 	if err := s.fault(ctx, "CreateContainer", "spec"); err != nil {
 		return "", fmt.Errorf("create container: %w", err)
+	}
+	mon, err := launch.Wait()
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
 	spawnStart := time.Now()
 	// The monitor runs the runtime's create: its span covers both.

@@ -98,40 +98,48 @@ func checkOptions(o *Options) error {
 
 // Pending is a monitor started ahead of its container: it waits for its
 // options on a pipe, so that its exec and Go runtime start-up (1.5-3 ms)
-// overlap crid's rootfs mount and spec. Create hands it the options;
-// Abort, or crid's death (the pipe's EOF), makes it exit having done
-// nothing.
+// overlap crid's record, rootfs mount and spec. Create hands it the
+// options; Abort, or crid's death (the pipe's EOF), makes it exit having
+// done nothing.
 type Pending struct {
-	dir    string
-	cmd    *exec.Cmd
-	optsW  *os.File // nil once Create or Abort closed it
-	exited chan struct{}
-	msgc   chan syncMsg
+	dir      string
+	cmd      *exec.Cmd
+	optsW    *os.File // nil once Create or Abort closed it
+	exited   chan struct{}
+	msgc     chan syncMsg
+	prepared bool // the state dir is made (prepareDir)
 }
 
-// Start starts a monitor for the state dir stateDir, waiting for Create.
+// Start starts a monitor for the state dir stateDir, waiting for Create,
+// and makes the state dir.
 //
 // The monitor runs in its own session and is not killed with crid. Start
 // starts a goroutine that waits for it, so while this crid process lives an
 // exited monitor does not linger as a zombie; after a crid restart the
 // orphaned monitors belong to init (or crid's subreaper), which reaps them.
 func Start(monitorBin, stateDir string) (*Pending, error) {
+	p, err := Launch(monitorBin, stateDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.prepareDir(); err != nil {
+		p.Abort()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Launch is Start without the state dir: it starts the monitor and
+// touches no file, so a caller can launch it before its own record of
+// the container exists. A crash of crid then leaves only a monitor that
+// exits at its options pipe's EOF, and nothing on disk. Create makes the
+// state dir before it hands over the options; the monitor opens its log
+// there once it has them (until then its stderr is /dev/null).
+func Launch(monitorBin, stateDir string) (*Pending, error) {
 	dir, err := cleanStateDir(stateDir)
 	if err != nil {
 		return nil, fmt.Errorf("spawn monitor: %w", err)
 	}
-	if Alive(dir) {
-		return nil, fmt.Errorf("spawn monitor: a monitor already runs in %s: %w", dir, errdefs.ErrAlreadyExists)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("spawn monitor: %w", err)
-	}
-	removeStateFiles(dir)
-	logf, err := os.OpenFile(filepath.Join(dir, logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("spawn monitor: %w", err)
-	}
-	defer logf.Close()
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("spawn monitor: %w", err)
@@ -146,7 +154,9 @@ func Start(monitorBin, stateDir string) (*Pending, error) {
 
 	cmd := exec.Command(monitorBin, "-state-dir", dir)
 	cmd.Dir = "/"
-	cmd.Stderr = logf                         // the monitor's own diagnostics; never crid's stdio, which dies with crid
+	// The monitor's own diagnostics go to its log in dir, which it opens
+	// once it has its options; never to crid's stdio, which dies with crid.
+	cmd.Stderr = nil
 	cmd.ExtraFiles = []*os.File{syncW, optsR} // fds 3 and 4
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// Only PATH: crid's environment may hold NOTIFY_SOCKET or LISTEN_FDS,
@@ -167,6 +177,57 @@ func Start(monitorBin, stateDir string) (*Pending, error) {
 	go p.reap()
 	go p.readReport(syncR)
 	return p, nil
+}
+
+// prepareDir makes the monitor's state dir, refusing one where another
+// monitor runs, and clears what a previous monitor left there.
+func (p *Pending) prepareDir() error {
+	if p.prepared {
+		return nil
+	}
+	if Alive(p.dir) {
+		return fmt.Errorf("spawn monitor: a monitor already runs in %s: %w", p.dir, errdefs.ErrAlreadyExists)
+	}
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return fmt.Errorf("spawn monitor: %w", err)
+	}
+	removeStateFiles(p.dir)
+	p.prepared = true
+	return nil
+}
+
+// Launching is a Launch under way in a goroutine of its own, so that the
+// monitor's fork and exec (most of a millisecond of the caller's thread)
+// overlap the caller's own work, such as a fsynced record.
+type Launching struct {
+	done chan struct{}
+	p    *Pending
+	err  error
+}
+
+// LaunchAsync starts Launch in a goroutine. The caller must call Abort
+// (a no-op once Create took the monitor), whatever happens.
+func LaunchAsync(monitorBin, stateDir string) *Launching {
+	l := &Launching{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.p, l.err = Launch(monitorBin, stateDir)
+	}()
+	return l
+}
+
+// Wait returns the launched monitor.
+func (l *Launching) Wait() (*Pending, error) {
+	<-l.done
+	return l.p, l.err
+}
+
+// Abort waits for the launch and ends the monitor unless Create took it.
+func (l *Launching) Abort() {
+	<-l.done
+	if l.p != nil {
+		l.p.Abort()
+	}
 }
 
 // reap waits for the monitor's exit.
@@ -206,7 +267,11 @@ func (p *Pending) Abort() {
 		p.cmd.Process.Kill()
 		waitExited(p.exited, time.Second)
 	}
-	removeStateFiles(p.dir)
+	// Only a dir this monitor prepared: one that another monitor holds
+	// (prepareDir refused it) keeps that monitor's files.
+	if p.prepared {
+		removeStateFiles(p.dir)
+	}
 }
 
 // Create hands the monitor its options (o.StateDir is Start's) and waits
@@ -216,6 +281,10 @@ func (p *Pending) Abort() {
 func (p *Pending) Create(ctx context.Context, o Options) (*Process, error) {
 	o.StateDir = p.dir
 	if err := checkOptions(&o); err != nil {
+		p.Abort()
+		return nil, err
+	}
+	if err := p.prepareDir(); err != nil {
 		p.Abort()
 		return nil, err
 	}

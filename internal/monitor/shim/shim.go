@@ -101,6 +101,11 @@ func Main(args []string) int {
 	if errors.Is(err, errNoOptions) {
 		return 0
 	}
+	// crid made the state dir before it sent the options (monitor.Launch
+	// starts the monitor before the dir exists, with stderr on /dev/null).
+	if lerr := openLog(*stateDir); lerr != nil && err == nil {
+		err = lerr
+	}
 	if err != nil {
 		log.error("monitor cannot start", "err", err)
 		report(wire.SyncMsg{Error: err.Error()})
@@ -121,6 +126,20 @@ func Main(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// openLog makes the state dir's log the monitor's stderr, where its own
+// diagnostics (and those of the processes it starts with its stderr) go.
+func openLog(stateDir string) error {
+	f, err := os.OpenFile(filepath.Join(stateDir, wire.LogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return errors.New("open the monitor's log: " + err.Error())
+	}
+	defer f.Close()
+	if err := unix.Dup3(int(f.Fd()), 2, 0); err != nil {
+		return errors.New("open the monitor's log: " + err.Error())
+	}
+	return nil
 }
 
 // errNoOptions is the options pipe's EOF before any options.
