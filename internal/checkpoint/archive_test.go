@@ -18,31 +18,10 @@ import (
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/tartest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
-
-// readTar returns the entries of a tar stream: name -> content ("" for
-// directories), and name -> header.
-func readTar(t *testing.T, r io.Reader) (map[string]string, map[string]*tar.Header) {
-	t.Helper()
-	files, hdrs := map[string]string{}, map[string]*tar.Header{}
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files, hdrs
-		}
-		if err != nil {
-			t.Fatalf("read tar: %v", err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[h.Name], hdrs[h.Name] = string(b), h
-	}
-}
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
@@ -150,17 +129,17 @@ func TestWriteArchive(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			files, hdrs := readTar(t, f)
+			hdrs, files := tartest.Read(t, f)
 			for name, content := range src {
-				if files[name] != content {
+				if string(files[name]) != content {
 					t.Errorf("archive %s = %q, want %q", name, files[name], content)
 				}
 			}
 			if h := hdrs["checkpoint/"]; h == nil || h.Typeflag != tar.TypeDir {
 				t.Errorf("archive lacks the checkpoint/ directory: %v", hdrs)
 			}
-			if len(files) != len(src)+1 {
-				t.Errorf("archive has %d entries, want %d: %v", len(files), len(src)+1, hdrs)
+			if len(hdrs) != len(src)+1 {
+				t.Errorf("archive has %d entries, want %d: %v", len(hdrs), len(src)+1, hdrs)
 			}
 		})
 	}
@@ -232,8 +211,8 @@ func TestRootfsDiff(t *testing.T) {
 	if strings.Join(deleted, ",") != "/etc/motd" {
 		t.Errorf("deleted = %v, want [/etc/motd]", deleted)
 	}
-	files, hdrs := readTar(t, &buf)
-	if files["data/counter"] != "42\n" || files["root/.ash_history"] != "ls\n" {
+	hdrs, files := tartest.Read(t, &buf)
+	if string(files["data/counter"]) != "42\n" || string(files["root/.ash_history"]) != "ls\n" {
 		t.Errorf("diff files = %v", files)
 	}
 	if h := hdrs["data/link"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "/data/counter" {
@@ -385,7 +364,7 @@ func TestRootfsDiffMetacopy(t *testing.T) {
 	if _, err := (RootfsDiff{Upper: upper, Merged: merged}).Write(context.Background(), &buf); err != nil {
 		t.Fatal(err)
 	}
-	if files, _ := readTar(t, &buf); files["data/big"] != "full content" {
+	if _, files := tartest.Read(t, &buf); string(files["data/big"]) != "full content" {
 		t.Errorf("metacopy file in the diff = %q, want the merged content", files["data/big"])
 	}
 }
@@ -455,12 +434,12 @@ func TestRootfsDiffDeepTree(t *testing.T) {
 		t.Fatalf("diff of a %d-level tree with 64 descriptors: %v", depth, err)
 	}
 	t.Logf("%d levels in %v, %d bytes of tar", depth, time.Since(start), buf.Len())
-	files, hdrs := readTar(t, &buf)
+	hdrs, files := tartest.Read(t, &buf)
 	if len(hdrs) != 2*depth+1 {
 		t.Errorf("diff has %d entries, want %d", len(hdrs), 2*depth+1)
 	}
 	for level, dir := 0, ""; level <= depth; level++ {
-		if got := files[dir+"f"]; got != strconv.Itoa(level) {
+		if got := string(files[dir+"f"]); got != strconv.Itoa(level) {
 			t.Fatalf("%sf = %q, want %d", dir, got, level)
 		}
 		if level < depth {
@@ -542,23 +521,23 @@ func TestRootfsDiffSwappedDirs(t *testing.T) {
 			if !swapped {
 				t.Fatal("the walk never read " + deep)
 			}
-			files, hdrs := readTar(t, &buf)
+			hdrs, files := tartest.Read(t, &buf)
 			for name, content := range files {
-				if strings.Contains(content, "host secret") || strings.Contains(content, "impostor") {
+				if bytes.Contains(content, []byte("host secret")) || bytes.Contains(content, []byte("impostor")) {
 					t.Errorf("the diff read %s from the swapped-in %s: %q", name, swap, content)
 				}
 			}
 			if _, ok := hdrs["a/z"]; ok {
 				t.Error("a/z was read after a was replaced")
 			}
-			if files["c/a/z"] != "inside a" || files["c/"+deep+"/f"] != strconv.Itoa(maxOpenDirs+8) {
+			if string(files["c/a/z"]) != "inside a" || string(files["c/"+deep+"/f"]) != strconv.Itoa(maxOpenDirs+8) {
 				t.Errorf("the moved a was not read where it went: c/a/z = %q", files["c/a/z"])
 			}
 			if swap == "symlink" {
 				if h := hdrs["b"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != outside {
 					t.Errorf("b, swapped for a symlink before it was visited = %+v, want the symlink", h)
 				}
-				if files["c/b/z"] != "inside b" {
+				if string(files["c/b/z"]) != "inside b" {
 					t.Errorf("the moved b was not read where it went: c/b/z = %q", files["c/b/z"])
 				}
 			}
