@@ -130,11 +130,12 @@ func (wk *diffWalk) walk(ctx context.Context, root *os.File) error {
 			return err
 		}
 		if fr.f == nil {
-			if ok, err := wk.reopen(); err != nil || !ok {
-				if err != nil {
-					return err
-				}
-				continue
+			ok, err := wk.reopen()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue // moved or replaced: reopen emptied it
 			}
 		}
 		name := fr.names[0]
@@ -154,6 +155,8 @@ func (wk *diffWalk) push(fr *dirFrame) {
 	wk.evictAbove(len(wk.stack) - 1)
 }
 
+// evictAbove closes the directory maxOpenDirs levels above level, which
+// was just opened: the open ones stay the deepest maxOpenDirs.
 func (wk *diffWalk) evictAbove(level int) {
 	if i := level - maxOpenDirs; i >= 1 {
 		wk.stack[i].close()
