@@ -11,36 +11,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"github.com/containerd/errdefs"
+	"github.com/crid-dev/crid/internal/tartest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
-
-// readTar returns the entries of a tar stream: name -> content ("" for
-// directories), and name -> header.
-func readTar(t *testing.T, r io.Reader) (map[string]string, map[string]*tar.Header) {
-	t.Helper()
-	files, hdrs := map[string]string{}, map[string]*tar.Header{}
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files, hdrs
-		}
-		if err != nil {
-			t.Fatalf("read tar: %v", err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[h.Name], hdrs[h.Name] = string(b), h
-	}
-}
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
@@ -148,17 +129,17 @@ func TestWriteArchive(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			files, hdrs := readTar(t, f)
+			hdrs, files := tartest.Read(t, f)
 			for name, content := range src {
-				if files[name] != content {
+				if string(files[name]) != content {
 					t.Errorf("archive %s = %q, want %q", name, files[name], content)
 				}
 			}
 			if h := hdrs["checkpoint/"]; h == nil || h.Typeflag != tar.TypeDir {
 				t.Errorf("archive lacks the checkpoint/ directory: %v", hdrs)
 			}
-			if len(files) != len(src)+1 {
-				t.Errorf("archive has %d entries, want %d: %v", len(files), len(src)+1, hdrs)
+			if len(hdrs) != len(src)+1 {
+				t.Errorf("archive has %d entries, want %d: %v", len(hdrs), len(src)+1, hdrs)
 			}
 		})
 	}
@@ -230,8 +211,8 @@ func TestRootfsDiff(t *testing.T) {
 	if strings.Join(deleted, ",") != "/etc/motd" {
 		t.Errorf("deleted = %v, want [/etc/motd]", deleted)
 	}
-	files, hdrs := readTar(t, &buf)
-	if files["data/counter"] != "42\n" || files["root/.ash_history"] != "ls\n" {
+	hdrs, files := tartest.Read(t, &buf)
+	if string(files["data/counter"]) != "42\n" || string(files["root/.ash_history"]) != "ls\n" {
 		t.Errorf("diff files = %v", files)
 	}
 	if h := hdrs["data/link"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "/data/counter" {
@@ -383,7 +364,183 @@ func TestRootfsDiffMetacopy(t *testing.T) {
 	if _, err := (RootfsDiff{Upper: upper, Merged: merged}).Write(context.Background(), &buf); err != nil {
 		t.Fatal(err)
 	}
-	if files, _ := readTar(t, &buf); files["data/big"] != "full content" {
+	if _, files := tartest.Read(t, &buf); string(files["data/big"]) != "full content" {
 		t.Errorf("metacopy file in the diff = %q, want the merged content", files["data/big"])
+	}
+}
+
+// chain makes a directory dir/d/d/... depth levels deep, with a file f at
+// every level holding its depth, and returns the deepest directory's path
+// relative to dir. It goes down by descriptor: the path is longer than a
+// path-based mkdir takes.
+func chain(t *testing.T, dir string, depth int) string {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for level := 0; level <= depth; level++ {
+		f, err := unix.Openat(fd, "f", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			_, err = unix.Write(f, []byte(strconv.Itoa(level)))
+			unix.Close(f)
+		}
+		if err == nil && level < depth {
+			err = unix.Mkdirat(fd, "d", 0o700)
+		}
+		if err != nil {
+			unix.Close(fd)
+			t.Fatalf("level %d: %v", level, err)
+		}
+		if level < depth {
+			next, err := unix.Openat(fd, "d", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			unix.Close(fd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fd = next
+		}
+	}
+	unix.Close(fd)
+	return strings.TrimSuffix(strings.Repeat("d/", depth), "/")
+}
+
+// A tree far deeper than the descriptors crid may hold is read whole:
+// the walk holds a bounded number of them, and comes back up through
+// directories it had to close (every level's f is read after its d).
+// One path longer than PATH_MAX fails the diff with FailedPrecondition
+// naming the limit.
+func TestRootfsDiffDeepTree(t *testing.T) {
+	upper := t.TempDir()
+	const depth = 2047 // the deepest f, "d/"*2047+"f", is 4095 bytes
+	deepest := chain(t, upper, depth)
+
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = 64
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	start := time.Now()
+	_, err := RootfsDiff{Upper: upper, Merged: upper}.Write(context.Background(), &buf)
+	if rerr := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err != nil {
+		t.Fatalf("diff of a %d-level tree with 64 descriptors: %v", depth, err)
+	}
+	t.Logf("%d levels in %v, %d bytes of tar", depth, time.Since(start), buf.Len())
+	hdrs, files := tartest.Read(t, &buf)
+	if len(hdrs) != 2*depth+1 {
+		t.Errorf("diff has %d entries, want %d", len(hdrs), 2*depth+1)
+	}
+	for level, dir := 0, ""; level <= depth; level++ {
+		if got := string(files[dir+"f"]); got != strconv.Itoa(level) {
+			t.Fatalf("%sf = %q, want %d", dir, got, level)
+		}
+		if level < depth {
+			dir += "d/"
+			if h := hdrs[dir]; h == nil || h.Typeflag != tar.TypeDir {
+				t.Fatalf("diff lacks directory %s", dir)
+			}
+		}
+	}
+
+	// One more directory at the bottom, ddd: a path of 4097 bytes.
+	fd, err := unix.Open(upper, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range strings.Split(deepest, "/") {
+		next, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	err = unix.Mkdirat(fd, "ddd", 0o700)
+	unix.Close(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = RootfsDiff{Upper: upper, Merged: upper}.Write(context.Background(), io.Discard)
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "4097 bytes") || !strings.Contains(err.Error(), "4096") || !strings.Contains(err.Error(), "d/d/d") {
+		t.Errorf("diff of a path over PATH_MAX = %v, want FailedPrecondition naming the limit and the path", err)
+	}
+}
+
+// A running container that swaps directories for symlinks to the host
+// while the walk reads cannot make it read through them: not a directory
+// the walk closed (the tree is deeper than the descriptors it holds) and
+// opens again on its way back, nor one not visited yet. A closed
+// directory swapped for another is not taken for the one it replaced;
+// the moved one is read where it went (c, not read yet).
+func TestRootfsDiffSwappedDirs(t *testing.T) {
+	for _, swap := range []string{"symlink", "directory"} {
+		t.Run(swap, func(t *testing.T) {
+			upper, outside := t.TempDir(), t.TempDir()
+			writeFiles(t, upper, map[string]string{"a/z": "inside a", "b/z": "inside b", "c/keep": ""})
+			deep := "a/" + chain(t, filepath.Join(upper, "a"), maxOpenDirs+8)
+			writeFiles(t, outside, map[string]string{"z": "host secret", "f": "host secret", "d/f": "host secret", "d/z": "host secret"})
+			// a, closed by the time the walk reads deep, is swapped; so is
+			// b, not visited yet, for a symlink.
+			moves := map[string]string{"a": swap}
+			if swap == "symlink" {
+				moves["b"] = swap
+			}
+			swapped := false
+			testHookDirRead = func(rel string) {
+				if rel != deep || swapped {
+					return
+				}
+				swapped = true
+				for d, with := range moves {
+					p := filepath.Join(upper, d)
+					if err := os.Rename(p, filepath.Join(upper, "c", d)); err != nil {
+						t.Error(err)
+					}
+					if with == "symlink" {
+						if err := os.Symlink(outside, p); err != nil {
+							t.Error(err)
+						}
+					} else {
+						writeFiles(t, p, map[string]string{"z": "impostor", "f": "impostor", "d/f": "impostor"})
+					}
+				}
+			}
+			defer func() { testHookDirRead = nil }()
+			var buf bytes.Buffer
+			if _, err := (RootfsDiff{Upper: upper, Merged: upper}).Write(context.Background(), &buf); err != nil {
+				t.Fatal(err)
+			}
+			if !swapped {
+				t.Fatal("the walk never read " + deep)
+			}
+			hdrs, files := tartest.Read(t, &buf)
+			for name, content := range files {
+				if bytes.Contains(content, []byte("host secret")) || bytes.Contains(content, []byte("impostor")) {
+					t.Errorf("the diff read %s from the swapped-in %s: %q", name, swap, content)
+				}
+			}
+			if _, ok := hdrs["a/z"]; ok {
+				t.Error("a/z was read after a was replaced")
+			}
+			if string(files["c/a/z"]) != "inside a" || string(files["c/"+deep+"/f"]) != strconv.Itoa(maxOpenDirs+8) {
+				t.Errorf("the moved a was not read where it went: c/a/z = %q", files["c/a/z"])
+			}
+			if swap == "symlink" {
+				if h := hdrs["b"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != outside {
+					t.Errorf("b, swapped for a symlink before it was visited = %+v, want the symlink", h)
+				}
+				if string(files["c/b/z"]) != "inside b" {
+					t.Errorf("the moved b was not read where it went: c/b/z = %q", files["c/b/z"])
+				}
+			}
+		})
 	}
 }

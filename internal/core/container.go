@@ -1,7 +1,6 @@
 package core
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -513,7 +512,7 @@ func adoptedInit(rec containerRecord) *os.File {
 	}
 	// After the pidfd pins the process: a reused pid fails these checks.
 	_, cgErr := cgroups.ProcessDirs(rec.PID, rec.CgroupsPath)
-	if ppid, err := parentPID(rec.PID); cgErr != nil || err != nil || ppid != os.Getpid() {
+	if ppid, err := pidfd.ParentPID(rec.PID); cgErr != nil || err != nil || ppid != os.Getpid() {
 		f.Close()
 		return nil
 	}
@@ -528,24 +527,6 @@ func (s *Service) reapAdoptedInit(id string, f *os.File) {
 	if err := waitPidfd(ctx, f); err != nil {
 		s.log.Warn("reap the init of a container whose monitor died", "container", id, "error", err)
 	}
-}
-
-// parentPID is the parent of pid, from /proc/<pid>/stat.
-func parentPID(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: no parent", pid)
-	}
-	return strconv.Atoi(f[1])
 }
 
 // signalDirect sends sig to a running container's init through a pidfd,

@@ -1,7 +1,6 @@
 package core
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -125,11 +124,7 @@ func zombieChildren() []int {
 			if err != nil {
 				continue
 			}
-			st, err := os.ReadFile(filepath.Join("/proc", s, "stat"))
-			if err != nil {
-				continue
-			}
-			if i := bytes.LastIndexByte(st, ')'); i >= 0 && i+2 < len(st) && st[i+2] == 'Z' {
+			if st, err := pidfd.State(pid); err == nil && st == 'Z' {
 				out = append(out, pid)
 			}
 		}

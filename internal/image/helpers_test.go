@@ -36,7 +36,10 @@ type entry struct {
 	link    string
 }
 
-func tarBytes(t *testing.T, entries []entry) []byte {
+// tarBytes archives test entries (uncompressed). A regular file is mode
+// 0644 and a directory 0755 unless the entry says; a device entry gets
+// major/minor 0, the overlay whiteout form.
+func tarBytes(t testing.TB, entries []entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

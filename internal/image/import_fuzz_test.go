@@ -330,35 +330,6 @@ func dirTar(f *testing.F, dir string) []byte {
 	return tarOf(f, files)
 }
 
-// entriesTar archives test entries; device entries get major/minor 0, the
-// overlay whiteout form.
-func entriesTar(tb testing.TB, entries []entry) []byte {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link, Size: int64(len(e.content))}
-		if h.Typeflag == 0 {
-			h.Typeflag = tar.TypeReg
-		}
-		if h.Typeflag != tar.TypeReg {
-			h.Size = 0
-		}
-		if h.Mode == 0 {
-			h.Mode = 0o755
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			tb.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(e.content[:h.Size])); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 // seedConfig is an image config with one layer of the given diffID (hex or
 // a placeholder).
 func seedConfig(diffID string) []byte {
@@ -484,7 +455,7 @@ func FuzzUnpackLayers(f *testing.F) {
 			{{name: ".wh.dev"}, {name: "fifo/x", content: "x"}}},
 	}
 	for _, s := range seeds {
-		f.Add(entriesTar(f, s[0]), entriesTar(f, s[1]))
+		f.Add(tarBytes(f, s[0]), tarBytes(f, s[1]))
 	}
 	f.Fuzz(func(t *testing.T, lower, upper []byte) {
 		s, base := fuzzService(t)

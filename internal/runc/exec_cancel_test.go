@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/crid-dev/crid/internal/pidfd"
 )
 
 // startSleep starts `sleep 60` (as a child of the test) and kills it when
@@ -47,17 +49,9 @@ func runnerOf(t *testing.T, depth int) (*exec.Cmd, string) {
 }
 
 func running(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
 	// A zombie ('Z') is dead already: killed, not yet reaped.
-	for i := len(b) - 1; i > 0; i-- {
-		if b[i] == ')' {
-			return i+2 < len(b) && b[i+2] != 'Z'
-		}
-	}
-	return false
+	st, err := pidfd.State(pid)
+	return err == nil && st != 'Z'
 }
 
 func waitDead(t *testing.T, pid int) {

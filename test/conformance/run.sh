@@ -89,15 +89,13 @@ owned=false # this run holds $WORK (and so may sweep it)
 # shellcheck source=../lib/sweep.sh
 . "$here/../lib/sweep.sh"
 
-# sweep: whatever crid could not clean up (or a killed earlier run left):
-# its processes, the runc containers of its handler root, mounts under
-# $WORK, the bridge and the iptables rules of our network.
+# sweep: what crid leaves when it stops (its namespace pin directories stay
+# mounted, on purpose), what it could not clean up, or what a killed earlier
+# run left: its processes, the runc containers of its handler root, mounts
+# under $WORK, the bridge and the iptables rules of our network. Each thing
+# found is logged with what was done to it.
 sweep() {
-	local pid
-	for pid in $(pids_naming "$WORK"); do
-		log "leftover process $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"
-		kill -KILL "$pid" 2>/dev/null
-	done
+	sweep_procs "$WORK"
 	sweep_runc runc "$WORK/state/runtime/runc"
 	sweep_mounts "$WORK"
 	sweep_cni "$BRIDGE" "$NETNAME"

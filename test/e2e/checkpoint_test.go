@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
+	"github.com/crid-dev/crid/internal/tartest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -207,7 +206,7 @@ func checkArchive(t *testing.T, id string, files map[string][]byte) {
 	if err != nil || !slices.Contains(deleted, "/etc/group") {
 		t.Errorf("deleted.files = %v, %v; want /etc/group", deleted, err)
 	}
-	diff := tarFiles(t, bytes.NewReader(files[metadata.RootFsDiffTar]))
+	_, diff := tartest.Read(t, bytes.NewReader(files[metadata.RootFsDiffTar]))
 	if string(diff["written.txt"]) != "hello\n" {
 		t.Errorf("rootfs-diff.tar written.txt = %q, entries %v", diff["written.txt"], keys(diff))
 	}
@@ -317,31 +316,8 @@ func readArchive(t *testing.T, path string) map[string][]byte {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	return tarFiles(t, f)
-}
-
-// tarFiles returns the regular files of a tar stream by name.
-func tarFiles(t *testing.T, r io.Reader) map[string][]byte {
-	t.Helper()
-	files := map[string][]byte{}
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files
-		}
-		if err != nil {
-			t.Fatalf("read tar: %v", err)
-		}
-		if hdr.Typeflag != tar.TypeReg {
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[hdr.Name] = b
-	}
+	_, files := tartest.Read(t, f)
+	return files
 }
 
 func keys[V any](m map[string]V) []string {

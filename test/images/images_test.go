@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crid-dev/crid/internal/tartest"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -159,7 +160,8 @@ func TestCatalogIsDeterministic(t *testing.T) {
 	}
 }
 
-// layerFiles reads the tar headers and regular file contents of a layer.
+// layerFiles reads the tar headers and regular file contents of a layer,
+// by path in the image ("/bin/sh").
 func layerFiles(t *testing.T, l v1.Layer) (map[string]*tar.Header, map[string][]byte) {
 	t.Helper()
 	rc, err := l.Uncompressed()
@@ -167,28 +169,21 @@ func layerFiles(t *testing.T, l v1.Layer) (map[string]*tar.Header, map[string][]
 		t.Fatal(err)
 	}
 	defer rc.Close()
+	byName, files := tartest.Read(t, rc)
 	hdrs := map[string]*tar.Header{}
-	data := map[string][]byte{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := "/" + strings.TrimSuffix(h.Name, "/")
-		hdrs[p] = h
-		if h.Typeflag == tar.TypeReg {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data[p] = b
-		}
+	for name, h := range byName {
+		hdrs["/"+strings.TrimSuffix(name, "/")] = h
 	}
-	return hdrs, data
+	return hdrs, inImage(files)
+}
+
+// inImage keys files by path in the image: "bin/sh" is "/bin/sh".
+func inImage(files map[string][]byte) map[string][]byte {
+	out := make(map[string][]byte, len(files))
+	for name, b := range files {
+		out["/"+name] = b
+	}
+	return out
 }
 
 func TestBusyboxLayer(t *testing.T) {
@@ -297,24 +292,8 @@ func flatten(t *testing.T, img v1.Image) map[string][]byte {
 	t.Helper()
 	rc := mutate.Extract(img)
 	defer rc.Close()
-	out := map[string][]byte{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out["/"+h.Name] = b
-		}
-	}
+	_, files := tartest.Read(t, rc)
+	return inImage(files)
 }
 
 // unpack writes the image's merged file system into a new temp directory.

@@ -55,6 +55,20 @@ pids_naming() {
 	return 0
 }
 
+# sweep_procs DIR: kill (SIGKILL) the processes pids_naming DIR finds.
+sweep_procs() {
+	local pid cmd
+	for pid in $(pids_naming "$1"); do
+		cmd=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | cut -c1-120)
+		if kill -KILL "$pid" 2>/dev/null; then
+			log "leftover process $pid ($cmd): killed"
+		else
+			log "leftover process $pid ($cmd): gone before it was killed"
+		fi
+	done
+	return 0
+}
+
 # sweep_runc RUNC ROOT...: force-delete the containers of these runc roots.
 sweep_runc() {
 	local runc=$1 root id
@@ -70,15 +84,34 @@ sweep_runc() {
 }
 
 # sweep_mounts DIR...: lazily unmount everything at or under these, deepest
-# first.
+# first, saying what each mount was and whether it went. crid's namespace
+# pin directories (<state>/netns, <state>/nspins) are each bind-mounted onto
+# themselves on purpose, and crid leaves them mounted when it stops so that
+# the pins in them survive its restarts: they are said to be that, not a
+# leak. A pinned namespace (nsfs) or anything else still mounted is.
 sweep_mounts() {
-	local m
-	while read -r m; do
+	local m fstype what
+	while read -r m fstype; do
 		[[ -n $m ]] || continue
-		log "leftover mount $m"
-		umount -l "$m" >>"$out/cleanup.log" 2>&1
+		if [[ $fstype == nsfs ]]; then
+			what="pinned namespace $m left mounted"
+		elif [[ $m == */netns || $m == */nspins ]]; then
+			what="crid's namespace pin directory $m (bound onto itself; crid keeps it mounted across its restarts)"
+		else
+			what="mount $m ($fstype) left under the work dir"
+		fi
+		if umount -l "$m" >>"$out/cleanup.log" 2>&1; then
+			log "$what: unmounted"
+		else
+			log "$what: umount -l failed (see $out/cleanup.log)"
+		fi
 	done < <(awk -v dirs="$*" 'BEGIN {n = split(dirs, d, " ")}
-		{for (i = 1; i <= n; i++) if ($5 == d[i] || index($5, d[i] "/") == 1) {print $5; next}}' /proc/self/mountinfo | sort -r)
+		{
+			# mountinfo: the filesystem type follows the "-" that ends the
+			# optional fields.
+			for (t = 7; t < NF && $t != "-"; t++) {}
+			for (i = 1; i <= n; i++) if ($5 == d[i] || index($5, d[i] "/") == 1) {print $5, $(t + 1); next}
+		}' /proc/self/mountinfo | sort -r)
 	return 0
 }
 

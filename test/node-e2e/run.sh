@@ -138,11 +138,7 @@ rm_cgroup_tree() {
 # processes naming $WORK, runc containers, mounts under $WORK and
 # kubelet's root, kubelet's cgroups, the bridge and our iptables rules.
 sweep() {
-	local pid
-	for pid in $(pids_naming "$WORK"); do
-		log "leftover process $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"
-		kill -KILL "$pid" 2>/dev/null
-	done
+	sweep_procs "$WORK"
 	sweep_runc "$runc" "$WORK"/state/runtime/* "$WORK"/containerd/runc/*
 	sweep_mounts "$WORK" "$KUBELET_ROOT"
 	if [[ -d $KUBELET_ROOT ]] && ! awk -v k="$KUBELET_ROOT" 'index($5, k) == 1 {f=1} END {exit !f}' /proc/self/mountinfo; then
