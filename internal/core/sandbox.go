@@ -272,28 +272,12 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	}
 	u.add(func(context.Context) error { return os.RemoveAll(dir) })
 	u.add(func(context.Context) error { return os.RemoveAll(bundle) })
-
-	// Files the pod's containers share.
-	if err := writePodFiles(dir, cfg); err != nil {
-		return "", fmt.Errorf("run pod sandbox: %w", err)
-	}
-	shmPath := "/dev/shm"
-	if !hostIPC(cfg) {
-		shmPath = filepath.Join(bundle, "shm")
-		if err := os.MkdirAll(shmPath, 0o700); err != nil {
-			return "", fmt.Errorf("run pod sandbox: %w", err)
-		}
-		if err := unix.Mount("shm", shmPath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, podOpts.ShmMountOptions()); err != nil {
-			return "", fmt.Errorf("run pod sandbox: mount /dev/shm: %w", err)
-		}
-		sb.rec.ShmMounted = true
-		u.add(func(context.Context) error { return unmount(shmPath) })
-	}
-
-	tm.mark("files")
-	if err := s.fault(ctx, "RunPodSandbox", "files"); err != nil {
-		return "", fmt.Errorf("run pod sandbox: %w", err)
-	}
+	// The files the pod's containers share are written once the CNI ADD
+	// is under way (below), beside it; the ADD's own /etc/hosts (with the
+	// pod's IP) waits for them.
+	filesDone := make(chan struct{})
+	closeFiles := sync.OnceFunc(func() { close(filesDone) })
+	defer closeFiles()
 
 	// The pod's own user namespace, if it has one, comes first: the
 	// network namespace is made inside it (see userns.go). The helper
@@ -308,9 +292,9 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	}
 
 	// The network namespace is created and pinned first; then CNI ADD runs
-	// alongside the pause's rootfs, spec and start (the pause joins the
-	// namespace by path, so neither waits for the other). Both are joined
-	// before the pod is declared ready.
+	// alongside the pod files and the pause's rootfs, spec and start (the
+	// pause joins the namespace by path, so neither waits for the other).
+	// Both are joined before the pod is declared ready.
 	var (
 		netDone = make(chan struct{})
 		netRes  *network.Result
@@ -344,6 +328,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 			begin := time.Now()
 			// Setup undoes its own partial ADD on failure.
 			netRes, netErr = s.net.Setup(netCtx, pod)
+			<-filesDone
 			if netErr == nil {
 				// /etc/hosts names the pod's own IP. It is rewritten in
 				// place, so a bind mount of it already made sees the change.
@@ -378,9 +363,20 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	defer func() {
 		if !netJoined {
 			cancelNet()
+			closeFiles()
 			_ = joinNet()
 		}
 	}()
+
+	shmPath, err := s.podFiles(sb, dir, bundle, podOpts, u)
+	closeFiles()
+	if err != nil {
+		return "", fmt.Errorf("run pod sandbox: %w", err)
+	}
+	tm.mark("files")
+	if err := s.fault(ctx, "RunPodSandbox", "files"); err != nil {
+		return "", fmt.Errorf("run pod sandbox: %w", err)
+	}
 
 	var pid pauseID
 	if pinnedPod(cfg, userns) && !podOpts.ForcePause {
@@ -832,4 +828,30 @@ func unmount(path string) error {
 		return fmt.Errorf("unmount %s: %w", path, err)
 	}
 	return nil
+}
+
+// podFiles writes the files the pod's containers share (hosts,
+// resolv.conf, hostname in dir) and mounts its /dev/shm (in bundle, unless
+// the pod shares the host's IPC); it returns the /dev/shm to give the
+// containers. What it made is undone through u.
+func (s *Service) podFiles(sb *sandbox, dir, bundle string, podOpts oci.PodOptions, u *undo) (string, error) {
+	cfg := sb.cfg()
+	if err := writePodFiles(dir, cfg); err != nil {
+		return "", err
+	}
+	if hostIPC(cfg) {
+		return "/dev/shm", nil
+	}
+	shmPath := filepath.Join(bundle, "shm")
+	if err := os.MkdirAll(shmPath, 0o700); err != nil {
+		return "", err
+	}
+	if err := unix.Mount("shm", shmPath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, podOpts.ShmMountOptions()); err != nil {
+		return "", fmt.Errorf("mount /dev/shm: %w", err)
+	}
+	sb.mu.Lock()
+	sb.rec.ShmMounted = true
+	sb.mu.Unlock()
+	u.add(func(context.Context) error { return unmount(shmPath) })
+	return shmPath, nil
 }
