@@ -22,7 +22,7 @@ import (
 // faultPoints are the named steps crid's core offers to internal/fault,
 // in the order a pod's life reaches them.
 var faultPoints = []string{
-	"RunPodSandbox/recorded", "RunPodSandbox/files", "RunPodSandbox/netns", "RunPodSandbox/network", "RunPodSandbox/before-ready",
+	"RunPodSandbox/recorded", "RunPodSandbox/netns", "RunPodSandbox/files", "RunPodSandbox/network", "RunPodSandbox/before-ready",
 	"CreateContainer/recorded", "CreateContainer/rootfs", "CreateContainer/spec", "CreateContainer/runtime-created",
 	"StartContainer/before-start", "StartContainer/started",
 	"StopContainer/before-kill",
