@@ -822,3 +822,61 @@ func TestMonitorMemory(t *testing.T) {
 	c.rt.Kill(context.Background(), c.id, syscall.SIGKILL, false)
 	c.wait(10 * time.Second)
 }
+
+// TestLaunchTouchesNoFile checks what lets crid launch a monitor before its
+// record of the container exists: Launch makes no file (a crash then
+// leaves nothing on disk), Abort ends the monitor, and Create makes the
+// state dir, where the monitor then keeps its log.
+func TestLaunchTouchesNoFile(t *testing.T) {
+	t.Run("aborted", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "never")
+		p, err := Launch(monitorBin, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pids := monitorsFor(dir); len(pids) != 1 {
+			t.Errorf("launched monitor processes %v, want one", pids)
+		}
+		p.Abort()
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("state dir after Launch and Abort: %v, want none", err)
+		}
+		if pids := monitorsFor(dir); len(pids) > 0 {
+			t.Errorf("monitor processes left after Abort: %v", pids)
+		}
+	})
+	t.Run("created", func(t *testing.T) {
+		o := prepare(t, []string{"sh", "-c", "echo launched"}, nil)
+		if err := os.RemoveAll(o.StateDir); err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Dir(o.LogPath), 0o755)
+		l := LaunchAsync(monitorBin, o.StateDir)
+		defer l.Abort()
+		p, err := l.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(o.StateDir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("state dir before Create: %v, want none", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		proc, err := p.Create(ctx, o)
+		if err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		c := &testCtr{t: t, id: o.ID, o: o, rt: runtimeFor(), logPath: o.LogPath, stateDir: o.StateDir, proc: proc}
+		t.Cleanup(c.cleanup)
+		if err := c.rt.Start(ctx, o.ID); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		if e := c.wait(10 * time.Second); e.Code != 0 {
+			t.Errorf("exit %+v, want 0", e)
+		}
+		b, err := os.ReadFile(filepath.Join(o.StateDir, logName))
+		if err != nil || !strings.Contains(string(b), "container created") {
+			t.Errorf("monitor log %q (%v), want the monitor's own lines", b, err)
+		}
+	})
+}
