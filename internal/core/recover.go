@@ -91,9 +91,27 @@ func (s *Service) recover(ctx context.Context, progress func(done, total int)) e
 		}
 		s.watchContainer(c)
 	}
+	s.sweepNetNS()
 	step()
 	s.log.Info("state recovered", "sandboxes", len(s.sandboxes), "containers", len(s.containers))
 	return nil
+}
+
+// sweepNetNS removes network namespace pins no recovered pod owns: a pod's
+// pin is made while its first record is written (runPodSandbox), so a
+// crash before that record was committed leaves one behind.
+func (s *Service) sweepNetNS() {
+	removed, err := s.net.SweepNetNS(func(id string) bool {
+		_, ok := s.sandboxes[id]
+		return ok
+	})
+	for _, id := range removed {
+		s.log.Warn("removed a network namespace pin no pod records (left by a crash before the pod's first record)", "pod", id)
+	}
+	if err != nil {
+		// Not fatal: the pods that are recorded are served; the operator is told.
+		s.log.Warn("could not remove network namespace pins no pod records", "error", err)
+	}
 }
 
 // recoverySteps returns a func to call before each of total records and

@@ -246,8 +246,18 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		CgroupsPath: oci.CgroupsPath(s.cfg.CgroupDriver, cfg.GetLinux().GetCgroupParent(), id),
 		NetNSPath:   nsPath, NetworkSetUp: nsPath != "",
 	}
+	// The netns is pinned while the record is written (its fsync), unless
+	// it must be made inside the pod's user namespace (below). A crash
+	// before the record is committed leaves a pin no record names, which
+	// recovery removes (sweepNetNS); one after it, a pin the record names.
+	pinned := s.pinNetNSBeside(id, nsPath, userns)
 	// Record first: a crash from here on is found and cleaned up at recovery.
 	if err := s.saveSandbox(sb); err != nil {
+		if pinned != nil && pinned() == nil {
+			if rerr := s.net.RemoveNetNS(nsPath); rerr != nil {
+				log.Warn("remove the netns of a pod whose record failed", "error", rerr)
+			}
+		}
 		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
 	s.mu.Lock()
@@ -259,6 +269,14 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		s.mu.Unlock()
 		return s.st.Delete(store.BucketSandboxes, id)
 	})
+	if pinned != nil {
+		u.add(func(context.Context) error {
+			if pinned() != nil {
+				return nil // CreateNetNS removed its own partial pin
+			}
+			return s.net.RemoveNetNS(nsPath)
+		})
+	}
 	tm.mark("record init")
 	if err := s.fault(ctx, "RunPodSandbox", "recorded"); err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
@@ -311,13 +329,15 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		// a pod never added.
 		if usernsHelper != nil {
 			err = pinNS(usernsHelper.nsPath("net"), nsPath)
+			if err == nil {
+				u.add(func(context.Context) error { return s.net.RemoveNetNS(nsPath) })
+			}
 		} else {
-			_, err = s.net.CreateNetNS(id)
+			err = pinned() // its undo is registered with the record's
 		}
 		if err != nil {
 			return "", fmt.Errorf("run pod sandbox: %w", err)
 		}
-		u.add(func(context.Context) error { return s.net.RemoveNetNS(nsPath) })
 		tm.mark("netns")
 		if err := s.fault(ctx, "RunPodSandbox", "netns"); err != nil {
 			return "", fmt.Errorf("run pod sandbox: %w", err)
@@ -854,4 +874,22 @@ func (s *Service) podFiles(sb *sandbox, dir, bundle string, podOpts oci.PodOptio
 	sb.mu.Unlock()
 	u.add(func(context.Context) error { return unmount(shmPath) })
 	return shmPath, nil
+}
+
+// pinNetNSBeside starts pinning pod id's network namespace at nsPath in a
+// goroutine, for the caller to do its own work meanwhile, and returns the
+// join: it waits for the pin and returns its error (the same on every
+// call). It returns nil, and starts nothing, for a pod without a netns of
+// its own (nsPath empty) or one in its own user namespace, whose netns is
+// made inside that namespace.
+func (s *Service) pinNetNSBeside(id, nsPath string, userns *runtime.UserNamespace) func() error {
+	if nsPath == "" || userns != nil {
+		return nil
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.net.CreateNetNS(id)
+		errc <- err
+	}()
+	return sync.OnceValue(func() error { return <-errc })
 }

@@ -107,6 +107,33 @@ func (m *Manager) CreateNetNS(id string) (string, error) {
 	return path, nil
 }
 
+// SweepNetNS unpins every network namespace pinned in the pin dir for a
+// sandbox id that keep rejects, and returns their ids. crid pins a pod's
+// namespace while it writes the pod's first record, so a crash in between
+// leaves a pin no record names; recovery removes it here.
+func (m *Manager) SweepNetNS(keep func(id string) bool) ([]string, error) {
+	entries, err := os.ReadDir(m.netnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sweep netns pins: %w", err)
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		if keep(e.Name()) {
+			continue
+		}
+		if err := Unpin(filepath.Join(m.netnsDir, e.Name())); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, errors.Join(errs...)
+}
+
 // RemoveNetNS unpins and removes a namespace; a missing one is not an error.
 func (m *Manager) RemoveNetNS(path string) error { return Unpin(path) }
 

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -12,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -619,5 +623,67 @@ func TestSecondHandler(t *testing.T) {
 	ps, err := h.rt.PodSandboxStatus(ctxT(t), &runtime.PodSandboxStatusRequest{PodSandboxId: podID})
 	if err != nil || ps.Status.RuntimeHandler != "runc-b" {
 		t.Errorf("status runtime handler = %v, %v", ps.GetStatus().GetRuntimeHandler(), err)
+	}
+}
+
+// TestRestartSweepsUnrecordedNetNS plays a crash while a pod's network
+// namespace was being pinned beside its first record (RunPodSandbox does
+// both at once): the pin exists, mounted or still an empty placeholder,
+// but no record names it. The restart removes such pins and keeps the pin
+// of every recorded pod.
+func TestRestartSweepsUnrecordedNetNS(t *testing.T) {
+	pull(t, busybox)
+	pod := podConfig(t)
+	podID := runPod(t, pod, "")
+	pins := filepath.Join(h.base, "state", "netns")
+	mounted, placeholder := filepath.Join(pins, randHex(32)), filepath.Join(pins, randHex(32))
+	for _, p := range []string{mounted, placeholder} {
+		if err := os.WriteFile(p, nil, 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder := exec.Command("unshare", "--net", "sleep", "60")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Process.Kill(); _ = holder.Wait() }()
+	// unshare execs sleep once the namespace is made: wait for that.
+	self, _ := os.Readlink("/proc/self/ns/net")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid))
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", holder.Process.Pid))
+		if err == nil && ns != self && strings.HasSuffix(exe, "sleep") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unshare did not make a network namespace (%s, %v)", ns, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if out, err := exec.Command("mount", "--bind", fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid), mounted).CombinedOutput(); err != nil {
+		t.Fatalf("pin a namespace: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mounted, unix.MNT_DETACH); _ = os.Remove(mounted) })
+
+	h.stop(syscall.SIGKILL)
+	if err := h.start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{mounted, placeholder} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("unrecorded pin %s after the restart: %v, want it removed", filepath.Base(p), err)
+		}
+	}
+	if log := h.logTail(); !strings.Contains(log, "removed a network namespace pin no pod records") {
+		t.Errorf("crid's log does not say it removed the pins:\n%s", log)
+	}
+	ps, err := h.rt.PodSandboxStatus(ctxT(t), &runtime.PodSandboxStatusRequest{PodSandboxId: podID})
+	if err != nil || ps.Status.State != runtime.PodSandboxState_SANDBOX_READY {
+		t.Fatalf("recorded pod after the restart: %v %v", ps, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Join(pins, podID), &st); err != nil || st.Type != 0x6e736673 {
+		t.Errorf("the recorded pod's netns pin after the restart: type %#x (%v), want nsfs", st.Type, err)
 	}
 }
