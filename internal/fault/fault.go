@@ -25,6 +25,11 @@ import (
 // EnvVar names the rules in a crid built with the faultinject tag.
 const EnvVar = "CRID_FAULTS"
 
+// PendingTimeoutEnvVar shortens, in a crid built with the faultinject tag
+// only, the bound of a create that outlived its caller (4 minutes; see
+// core/pending.go), so that a test can wait for it.
+const PendingTimeoutEnvVar = "CRID_FAULTS_PENDING_TIMEOUT"
+
 // Kinds of action.
 const (
 	Kill  = "kill"  // SIGKILL crid itself, as a crash would
