@@ -36,7 +36,10 @@ type podCreate struct {
 func (sb *sandbox) beginCreate(ctx context.Context, needReady bool) (context.Context, *podCreate, error) {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.closing || (needReady && sb.rec.State != sandboxReady) {
+	if sb.closing {
+		return nil, nil, fmt.Errorf("pod sandbox %s is stopped or being stopped: %w", sb.rec.ID, errdefs.ErrFailedPrecondition)
+	}
+	if needReady && sb.rec.State != sandboxReady {
 		return nil, nil, fmt.Errorf("pod sandbox %s is not ready: %w", sb.rec.ID, errdefs.ErrFailedPrecondition)
 	}
 	cctx, cancel := context.WithCancelCause(ctx)

@@ -39,8 +39,8 @@ func TestPodCreates(t *testing.T) {
 		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "pod sandbox pod1 was stopped") {
 			t.Fatalf("the cancelled create's error = %v, want FailedPrecondition naming the pod's stop", err)
 		}
-		if _, _, err := sb.beginCreate(context.Background(), false); !errdefs.IsFailedPrecondition(err) {
-			t.Fatalf("a create after the stop began = %v, want FailedPrecondition", err)
+		if _, _, err := sb.beginCreate(context.Background(), false); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "being stopped") {
+			t.Fatalf("a create after the stop began = %v, want FailedPrecondition saying the pod is being stopped", err)
 		}
 	})
 
