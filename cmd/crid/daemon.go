@@ -102,6 +102,10 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	st.SetFaults(faults)
+	pendingTimeout, err := fault.PendingTimeout() // 0 in a default build
+	if err != nil {
+		return err
+	}
 	st.SetLogger(log.With("component", "store"))
 	images, err := image.New(cfg.Images, cfg.Root, st, image.WithOnFreed(promMetrics.BytesFreed), image.WithFaults(faults))
 	if err != nil {
@@ -116,7 +120,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	}
 	defer netMgr.Close()
 	c, err := core.New(ctx, core.Options{Config: cfg, Store: st, Images: images, Network: netMgr, Log: log, Version: version,
-		Metrics: promMetrics, RecoveryProgress: svc.recoveryProgress, Faults: faults})
+		Metrics: promMetrics, RecoveryProgress: svc.recoveryProgress, Faults: faults,
+		PendingTimeout: pendingTimeout})
 	if err != nil {
 		return err
 	}

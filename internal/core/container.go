@@ -174,11 +174,15 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
 	}
+	// A stop of the pod cancels this create and waits for its rollback
+	// (podcreates.go): pc.end comes after the rollback below.
+	ctx, pc, err := sb.beginCreate(ctx, true)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", cfg.Metadata.Name, err)
+	}
+	defer pc.end(sb)
 	tm := newStepTimer()
 	sbRec := sb.snapshot()
-	if sbRec.State != sandboxReady {
-		return "", fmt.Errorf("create container %s: pod sandbox %s is not ready: %w", cfg.Metadata.Name, sbRec.ID, errdefs.ErrFailedPrecondition)
-	}
 	sbCfg := sb.cfg()
 	if req.GetSandboxConfig() != nil {
 		sbCfg = req.GetSandboxConfig()
@@ -208,6 +212,7 @@ func (s *Service) createContainer(ctx context.Context, req *runtime.CreateContai
 	defer func() {
 		if retErr != nil {
 			u.run()
+			retErr = pc.explain("create container "+cfg.Metadata.Name, sbRec.ID, retErr)
 			// A full disk (writable layer, bundle, spec, record) is
 			// answered with ResourceExhausted naming the filesystem.
 			retErr = diskfull.Wrap(retErr, dir)
@@ -703,8 +708,21 @@ func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	rec := c.snapshot()
-	if rec.State == containerExited || rec.State == containerInit {
+	if rec.State == containerInit {
 		return nil
+	}
+	if rec.State == containerExited {
+		// Exited, but its exit may still be being recorded (recordExit:
+		// the record's write, the runtime's delete). A removal must not
+		// run alongside: its runtime delete would race the exit's, and
+		// its record's delete could come before the exit's write and be
+		// undone by it, a removed container brought back at restart.
+		select {
+		case <-c.exited:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("stop container %s: it exited, and its exit is still being recorded (a slow store?): %w", rec.ID, ctx.Err())
+		}
 	}
 	rt, err := s.runtimeFor(s.handlerOf(rec.SandboxID))
 	if err != nil {

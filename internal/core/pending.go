@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -22,8 +23,13 @@ import (
 // pendingRetention; the pod or container itself stays and is listed, so
 // kubelet removes it as an orphan if it no longer wants it.
 
-// pendingTimeout bounds a create that outlived its caller.
+// pendingTimeout bounds a create that outlived its caller. Only a crid
+// built with the faultinject tag can shorten it (Options.PendingTimeout,
+// from fault.PendingTimeout), for a test to wait for it.
 const pendingTimeout = 4 * time.Minute
+
+// errPastBound ends a create that outlived its caller and then its bound.
+var errPastBound = errors.New("create outlived its caller and its bound")
 
 // pendingRetention is how long a finished, unclaimed result waits for the
 // retry: kubelet retries within a sync period or two.
@@ -38,19 +44,28 @@ type pendingOp struct {
 
 // pendingOps are the creates in flight or finished but unclaimed, by name.
 type pendingOps struct {
-	mu  sync.Mutex
-	ops map[string]*pendingOp
+	timeout time.Duration // bound of each create (pendingTimeout)
+	log     *slog.Logger
+	mu      sync.Mutex
+	ops     map[string]*pendingOp
 }
 
-func newPendingOps() *pendingOps { return &pendingOps{ops: map[string]*pendingOp{}} }
+// newPendingOps bounds each create by timeout (0: pendingTimeout).
+func newPendingOps(timeout time.Duration, log *slog.Logger) *pendingOps {
+	if timeout <= 0 {
+		timeout = pendingTimeout
+	}
+	return &pendingOps{timeout: timeout, log: log, ops: map[string]*pendingOp{}}
+}
 
 // run returns the result of fn for key: that of the operation in flight or
 // finished unclaimed for key if there is one, else of a new one. A finished
 // one is handed out only if it succeeded and its object still exists
 // (exists(id)): a failed create is tried again, and one removed since must
 // not come back as a success. fn runs under base (the service's lifetime)
-// bounded by pendingTimeout, not under ctx: when ctx ends first, run
-// returns ctx's error and fn goes on for the retry.
+// bounded by p.timeout, not under ctx: when ctx ends first, run returns
+// ctx's error and fn goes on for the retry. When the bound passes, fn's
+// context ends, fn rolls back, and the next request creates anew.
 func (p *pendingOps) run(ctx, base context.Context, wg *sync.WaitGroup, key string, exists func(id string) bool, fn func(context.Context) (string, error)) (string, error) {
 	p.mu.Lock()
 	op := p.ops[key]
@@ -70,9 +85,13 @@ func (p *pendingOps) run(ctx, base context.Context, wg *sync.WaitGroup, key stri
 		go func() {
 			defer wg.Done()
 			// In the caller's trace, though not under its deadline.
-			octx, cancel := context.WithTimeout(tracing.Detach(base, ctx), pendingTimeout)
+			octx, cancel := context.WithTimeoutCause(tracing.Detach(base, ctx), p.timeout, errPastBound)
 			defer cancel()
 			op.id, op.err = fn(octx)
+			if op.err != nil && errors.Is(context.Cause(octx), errPastBound) {
+				op.err = fmt.Errorf("%s: not finished within %v, the bound of a create that outlived its caller; rolled back: %w", key, p.timeout, op.err)
+				p.log.Warn("create passed its bound and was rolled back; a retry creates anew", "create", key, "bound", p.timeout, "error", op.err)
+			}
 			close(op.done)
 			p.mu.Lock()
 			abandoned := op.abandoned

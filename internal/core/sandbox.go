@@ -71,6 +71,11 @@ type sandbox struct {
 	// pod: readers take it once and keep a consistent one.
 	config atomic.Pointer[runtime.PodSandboxConfig]
 	exited chan struct{} // closed when the pause process exits (never for a pinned pod)
+	// creates are the pod's creates in flight, its own run included, and
+	// closing says a stop has begun: no create starts then (podcreates.go).
+	// Both guarded by mu.
+	creates map[*podCreate]struct{}
+	closing bool
 }
 
 // newSandbox returns a sandbox holding rec and cfg.
@@ -102,6 +107,14 @@ func (s *Service) getSandbox(id string) (*sandbox, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return lookupID(s.sandboxes, id, "pod sandbox")
+}
+
+// isCurrent is whether sb is still the service's sandbox of its id: not
+// removed, nor rolled back by its own run.
+func (s *Service) isCurrent(sb *sandbox) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.sandboxes[sb.rec.ID] == sb
 }
 
 func sandboxName(m *runtime.PodSandboxMetadata) string {
@@ -202,6 +215,15 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
 	name := sandboxName(cfg.Metadata)
+	// A stop or removal of the pod while it is made (it is listed from
+	// its first record on) cancels the run and waits for its rollback
+	// (podcreates.go): run.end comes after the rollback below.
+	sb := newSandbox(sandboxRecord{ID: id}, cfg)
+	ctx, run, err := sb.beginCreate(ctx, false)
+	if err != nil {
+		return "", fmt.Errorf("run pod sandbox: %w", err)
+	}
+	defer run.end(sb)
 	if err := s.reserveName(name, id); err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
@@ -209,6 +231,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	defer func() {
 		if retErr != nil {
 			u.run()
+			retErr = run.explain("run pod sandbox "+name, id, retErr)
 			// A full disk (pod files, writable layer, spec, record) is
 			// answered with ResourceExhausted naming the filesystem.
 			retErr = diskfull.Wrap(retErr, s.sandboxDir(id))
@@ -239,7 +262,6 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		}
 		nsPath = s.net.NetNSPath(id)
 	}
-	sb := newSandbox(sandboxRecord{}, cfg)
 	sb.rec = sandboxRecord{
 		ID: id, Name: name, Config: cfgBytes, Handler: rt.Name, State: sandboxInit,
 		CreatedAt: time.Now().UnixNano(), ImageID: img.ID,
@@ -436,9 +458,17 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	if err := s.fault(ctx, "RunPodSandbox", "before-ready"); err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
+	// Ready only if no stop has begun: one that has waits for this run,
+	// and must find it rolled back rather than a pod it then has to stop.
 	sb.mu.Lock()
-	sb.rec.State = sandboxReady
+	closing := sb.closing
+	if !closing {
+		sb.rec.State = sandboxReady
+	}
 	sb.mu.Unlock()
+	if closing {
+		return "", fmt.Errorf("run pod sandbox: %w", context.Cause(ctx))
+	}
 	if err := s.saveSandbox(sb); err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
@@ -598,6 +628,15 @@ func (s *Service) StopPodSandbox(ctx context.Context, req *runtime.StopPodSandbo
 
 func (s *Service) stopSandbox(ctx context.Context, sb *sandbox) error {
 	id := sb.rec.ID
+	// Creates in the pod still running (they outlive their callers) end
+	// first, finished or rolled back: then the containers listed below
+	// are all the pod has, and none is made after the stop.
+	if err := sb.closeCreates(ctx); err != nil {
+		return fmt.Errorf("stop pod sandbox %s: %w", id, err)
+	}
+	if !s.isCurrent(sb) {
+		return nil // its own run rolled it back: nothing is left of it
+	}
 	for _, c := range s.containersOf(id) {
 		if err := s.stopContainer(ctx, c, 0); err != nil {
 			return fmt.Errorf("stop pod sandbox %s: %w", id, err)
@@ -690,6 +729,9 @@ func (s *Service) removeSandbox(ctx context.Context, sb *sandbox) error {
 	id := sb.rec.ID
 	if err := s.stopSandbox(ctx, sb); err != nil {
 		return fmt.Errorf("remove pod sandbox: %w", err)
+	}
+	if !s.isCurrent(sb) {
+		return nil // rolled back by its own run, cancelled by the stop
 	}
 	for _, c := range s.containersOf(id) {
 		if err := s.removeContainer(ctx, c); err != nil {

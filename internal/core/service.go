@@ -57,6 +57,10 @@ type Options struct {
 	// Faults injects failures at named steps (tests only: nil unless crid
 	// was built with the faultinject tag; see internal/fault).
 	Faults *fault.Injector
+	// PendingTimeout bounds a create that outlived its caller (0: 4
+	// minutes, pending.go). Tests only: fault.PendingTimeout, which a
+	// default build never sets.
+	PendingTimeout time.Duration
 }
 
 // Service is the runtime core.
@@ -123,7 +127,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		sandboxes:  map[string]*sandbox{},
 		containers: map[string]*container{},
 		names:      map[string]string{},
-		pending:    newPendingOps(),
+		pending:    newPendingOps(o.PendingTimeout, o.Log),
 		events:     newEventHub(),
 		metrics:    o.Metrics,
 		apparmor:   apparmor.NewLoader(cfg.State, o.Log),

@@ -5,6 +5,7 @@ package fault
 import (
 	"log/slog"
 	"os"
+	"time"
 )
 
 // Enabled says whether this build reads fault rules.
@@ -19,3 +20,7 @@ func FromEnv(log *slog.Logger) (*Injector, error) {
 	}
 	return nil, nil
 }
+
+// PendingTimeout is 0 in a default build: the core keeps its own bound (4
+// minutes) and nothing in the environment changes it.
+func PendingTimeout() (time.Duration, error) { return 0, nil }

@@ -25,6 +25,11 @@ import (
 // EnvVar names the rules in a crid built with the faultinject tag.
 const EnvVar = "CRID_FAULTS"
 
+// PendingTimeoutEnvVar shortens, in a crid built with the faultinject tag
+// only, the bound of a create that outlived its caller (4 minutes; see
+// core/pending.go), so that a test can wait for it.
+const PendingTimeoutEnvVar = "CRID_FAULTS_PENDING_TIMEOUT"
+
 // Kinds of action.
 const (
 	Kill  = "kill"  // SIGKILL crid itself, as a crash would
@@ -41,6 +46,11 @@ type Action struct {
 	// Times limits Error and Hang to the first Times arrivals (0: every
 	// one), so that a retry can succeed.
 	Times int
+	// From is the first arrival the action applies to (0 or 1: the
+	// first), so that a later write of a step can be faulted: e.g. the
+	// 4th write of a bucket, a container's exit after its create's and
+	// start's.
+	From int
 }
 
 // Injector holds the rules; a nil *Injector injects nothing.
@@ -52,12 +62,14 @@ type Injector struct {
 
 type rule struct {
 	Action
-	hits int
+	arrivals int // at the point
+	hits     int // met the action
 }
 
 // Parse reads rules of the form "point=action[;point=action...]", where
 // action is kill, error, error:N (the first N arrivals only), sleep:DUR
-// (a Go duration), hang or hang:N.
+// (a Go duration), hang or hang:N, each optionally followed by @K: from
+// the K-th arrival on (error:1@3 fails the third arrival only).
 func Parse(spec string, log *slog.Logger) (*Injector, error) {
 	in := &Injector{log: log, rules: map[string]*rule{}}
 	for _, item := range strings.Split(spec, ";") {
@@ -84,6 +96,20 @@ func validPoint(p string) bool {
 }
 
 func parseAction(s string) (Action, error) {
+	s, from, hasFrom := strings.Cut(s, "@")
+	a, err := parseKind(s)
+	if err != nil || !hasFrom {
+		return a, err
+	}
+	k, err := strconv.Atoi(from)
+	if err != nil || k < 1 {
+		return Action{}, fmt.Errorf("%s@%s: want an arrival of 1 or more after @", s, from)
+	}
+	a.From = k
+	return a, nil
+}
+
+func parseKind(s string) (Action, error) {
 	kind, arg, hasArg := strings.Cut(s, ":")
 	switch {
 	case (kind == Kill || kind == Hang) && !hasArg:
@@ -103,7 +129,7 @@ func parseAction(s string) (Action, error) {
 		}
 		return Action{Kind: Sleep, Delay: d}, nil
 	}
-	return Action{}, fmt.Errorf("action %q: want kill, error, error:N, sleep:DUR, hang or hang:N", s)
+	return Action{}, fmt.Errorf("action %q: want kill, error, error:N, sleep:DUR, hang or hang:N, optionally @K", s)
 }
 
 // ErrInjected is wrapped by the errors Error actions return.
@@ -118,7 +144,10 @@ func (in *Injector) At(ctx context.Context, point string) error {
 	in.mu.Lock()
 	r := in.rules[point]
 	var act Action
-	fire := r != nil && (r.Times == 0 || r.hits < r.Times)
+	if r != nil {
+		r.arrivals++
+	}
+	fire := r != nil && r.arrivals >= r.From && (r.Times == 0 || r.hits < r.Times)
 	if fire {
 		r.hits++
 		act = r.Action

@@ -25,6 +25,12 @@ func TestParse(t *testing.T) {
 			"A/b": {Kind: Error}, "C/d": {Kind: Error, Times: 2},
 			"E/f": {Kind: Sleep, Delay: 1500 * time.Millisecond}, "G/h": {Kind: Hang}, "I/j": {Kind: Hang, Times: 1},
 		}},
+		{spec: "A/b=hang@4;C/d=error:1@3", want: map[string]Action{
+			"A/b": {Kind: Hang, From: 4}, "C/d": {Kind: Error, Times: 1, From: 3},
+		}},
+		{spec: "A/b=hang@0", wantErr: true},
+		{spec: "A/b=hang@x", wantErr: true},
+		{spec: "A/b=explode@2", wantErr: true},
 		{spec: "nostep=kill", wantErr: true},
 		{spec: "A/=kill", wantErr: true},
 		{spec: "A/b", wantErr: true},
@@ -100,5 +106,15 @@ func TestAt(t *testing.T) {
 	}
 	if err := in.At(ctx, "A/hang1"); err != nil {
 		t.Errorf("second arrival at hang:1 = %v, want nil (a retry goes through)", err)
+	}
+	later, err := Parse("A/third=error:1@3", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 4; i++ {
+		err := later.At(ctx, "A/third")
+		if got, want := err != nil, i == 3; got != want {
+			t.Errorf("arrival %d at error:1@3 = %v, want a fault only at the third", i, err)
+		}
 	}
 }

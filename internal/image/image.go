@@ -82,6 +82,11 @@ type Service struct {
 	// unpacks of one layer happen once.
 	sf singleflight.Group
 
+	// recMu makes the writers of image records (record, Remove) take
+	// turns, so that record can write without mu (see there). Taken
+	// before mu.
+	recMu sync.Mutex
+
 	mu      sync.Mutex
 	images  map[string]*Image // by ID
 	tags    map[string]string // normalised tag reference -> ID
@@ -337,6 +342,8 @@ func (s *Service) Pinned(img *Image) bool {
 // called under s.mu, atomically with the deletion (gc.go explains why):
 // it must not call into the Service.
 func (s *Service) Remove(ctx context.Context, ref string, inUse func(imageID string) bool) error {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
 	s.mu.Lock()
 	cur, err := s.resolveLocked(ref)
 	if errdefs.IsNotFound(err) {
@@ -365,10 +372,15 @@ func (s *Service) Remove(ctx context.Context, ref string, inUse func(imageID str
 }
 
 // record stores img, merging it into an existing record of the same ID and
-// moving its tags away from any other image.
+// moving its tags away from any other image. The store's writes are made
+// without s.mu: a write the disk stalls holds this pull, not the readers
+// (ListImages, ImageStatus, a container's image lookup), which go on with
+// the records as they were. recMu keeps the other writers out meanwhile,
+// so the merge stays the one to apply.
 func (s *Service) record(img *Image) (*Image, error) {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	merged := cloneImage(img)
 	if old, ok := s.images[img.ID]; ok {
 		merged.RepoTags = union(old.RepoTags, img.RepoTags)
@@ -387,22 +399,30 @@ func (s *Service) record(img *Image) (*Image, error) {
 			changed = append(changed, o)
 		}
 	}
-	for _, o := range changed {
-		if err := s.st.Put(store.BucketImages, o.ID, o); err != nil {
-			return nil, fmt.Errorf("record image %s: %w", o.ID, err)
+	s.mu.Unlock()
+	// The maps take what was written at once: a tag moving between
+	// images is never missing from both while a write waits.
+	var written []*Image
+	var err error
+	for _, o := range append(changed, merged) {
+		if err = s.st.Put(store.BucketImages, o.ID, o); err != nil {
+			err = fmt.Errorf("record image %s: %w", o.ID, err)
+			break
 		}
-		s.indexRemove(s.images[o.ID])
+		written = append(written, o)
+	}
+	s.mu.Lock()
+	for _, o := range written {
+		if old, ok := s.images[o.ID]; ok {
+			s.indexRemove(old)
+		}
 		s.images[o.ID] = o
 		s.indexAdd(o)
 	}
-	if err := s.st.Put(store.BucketImages, merged.ID, merged); err != nil {
-		return nil, fmt.Errorf("record image %s: %w", merged.ID, err)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	if old, ok := s.images[merged.ID]; ok {
-		s.indexRemove(old)
-	}
-	s.images[merged.ID] = merged
-	s.indexAdd(merged)
 	return cloneImage(merged), nil
 }
 

@@ -159,6 +159,12 @@ func boundaryCases() []boundaryCase {
 			deadline: kubeletDeadline, code: dl, msg: "still in progress after the caller's deadline", hung: "store"},
 		{name: "slow/RunPodSandbox/store-put", env: "Store/put-sandboxes=sleep:2s", step: "RunPodSandbox",
 			deadline: kubeletDeadline, code: dl, msg: "still in progress after the caller's deadline", hung: "store"},
+		// The first record of a pod, written by a create that outlives its
+		// caller: the create holds crid's lifetime's work group too, so
+		// only the shutdown bound ends crid (TestStoreStalls: the exit's
+		// record and the image's).
+		{name: "hang/RunPodSandbox/store-put", env: "Store/put-sandboxes=hang", step: "RunPodSandbox",
+			deadline: kubeletDeadline, code: dl, hung: "store", wedged: true},
 		// A store write that never ends (the store has no context): the
 		// record's delete is the last step of RemoveContainer, after the
 		// runtime's delete and the rootfs and files are gone.
@@ -386,24 +392,33 @@ func (b *boundaryRun) checkRunning(t *testing.T) {
 // lock for ever.
 func (b *boundaryRun) restartWedged(t *testing.T) {
 	t.Helper()
+	restartWedged(t, b.c, b.tc.env)
+}
+
+// restartWedged stops c, wedged in its store by the rule env
+// ("Store/<op>-<bucket>=hang..."), with SIGTERM, checks that it exits
+// within its shutdown bound saying so and that it named the held write,
+// and starts it again without the fault.
+func restartWedged(t *testing.T, c *harness, env string) {
+	t.Helper()
 	const shutdownBound = 20 * time.Second
 	start := time.Now()
-	if err := b.c.crid.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := c.crid.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	gone := waitFor(shutdownBound+5*time.Second, func() bool { return b.c.crid.Process.Signal(syscall.Signal(0)) != nil })
+	gone := waitFor(shutdownBound+5*time.Second, func() bool { return c.crid.Process.Signal(syscall.Signal(0)) != nil })
 	t.Logf("crid wedged in its store: gone=%v %v after SIGTERM", gone, time.Since(start).Round(time.Millisecond))
 	if !gone {
 		t.Errorf("crid wedged in its store still runs %v after SIGTERM", shutdownBound+5*time.Second)
 	} else {
-		checkLogged(t, b.c, "level=ERROR", "shutdown did not finish in time")
+		checkLogged(t, c, "level=ERROR", "shutdown did not finish in time")
 	}
 	// Logged 10 s into the write, within the stop's 20 s.
-	point, _, _ := strings.Cut(strings.TrimPrefix(b.tc.env, "Store/"), "=") // delete-containers
-	checkLogged(t, b.c, `msg="store write not finished`, strings.Replace(point, "-", " ", 1)+"/")
-	b.c.stop(syscall.SIGKILL) // kills a crid that outlived its bound; forgets a gone one
-	b.c.env = nil
-	if err := b.c.start(); err != nil {
+	point, _, _ := strings.Cut(strings.TrimPrefix(env, "Store/"), "=") // delete-containers
+	checkLogged(t, c, `msg="store write not finished`, strings.Replace(point, "-", " ", 1)+"/")
+	c.stop(syscall.SIGKILL) // kills a crid that outlived its bound; forgets a gone one
+	c.env = nil
+	if err := c.start(); err != nil {
 		t.Fatalf("restart after the wedged store: %v", err)
 	}
 }
