@@ -78,15 +78,15 @@ func runtimeBoundaryCases() []boundaryCase {
 		// crid's bound; the forced delete that follows runs it again.
 		{name: "hang/StopContainer/poststop-hook", ci: true, setup: withHook("poststop", "hang"),
 			step: "StopContainer", code: codes.OK, hung: "hook"},
-		// The pods here share a PID namespace (nil NamespaceOptions: POD),
-		// so their pause is killed with `runc kill --all`.
-		{name: "hang/StopPodSandbox/runtime-kill", ci: true, runtime: "kill hang 1", step: "StopPodSandbox",
+		// A pod sharing its PID namespace (POD) has a pause, killed with
+		// `runc kill --all`, as are its containers.
+		{name: "hang/StopPodSandbox/runtime-kill", ci: true, pause: true, runtime: "kill hang 1", step: "StopPodSandbox",
 			deadline: kubeletDeadline, code: dl, msg: "stop pod sandbox", hung: "runtime:kill"},
-		{name: "hang/StopPodSandbox/runtime-kill-bound", runtime: "kill hang 1", step: "StopPodSandbox",
+		{name: "hang/StopPodSandbox/runtime-kill-bound", pause: true, runtime: "kill hang 1", step: "StopPodSandbox",
 			code: dl, msg: "runtime.command_timeout", hung: "runtime:kill"},
-		{name: "error/StopPodSandbox/runtime-kill", runtime: "kill error 1", step: "StopPodSandbox",
+		{name: "error/StopPodSandbox/runtime-kill", pause: true, runtime: "kill error 1", step: "StopPodSandbox",
 			code: codes.Unknown, msg: "faultwrap: injected failure of kill"},
-		{name: "hang/StopContainer/runtime-kill-bound", runtime: "kill hang 1", step: "StopContainer",
+		{name: "hang/StopContainer/runtime-kill-bound", pause: true, runtime: "kill hang 1", step: "StopContainer",
 			code: dl, msg: "runtime.command_timeout", hung: "runtime:kill"},
 		{name: "error/StopContainer/own-pid-namespace", ci: true, setup: ownPIDNamespace, runtime: "kill error",
 			step: "StopContainer", code: codes.OK, unmet: true},
