@@ -617,7 +617,9 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 		return err
 	}
 	if spec, err := s.containerSpec(c); err != nil || (spec.Hooks != nil && len(spec.Hooks.Poststart) > 0) {
-		// Poststart hooks are run by the runtime's start command.
+		// Poststart hooks are the runtime's to run: crun runs them in its
+		// start command. (runc runs them in create, right after the init
+		// is made and before its release: its start only releases it.)
 		start = func() error {
 			if err := rt.Start(ctx, rec.ID); err != nil {
 				return err
@@ -641,7 +643,7 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 			s.log.Warn("kill container whose start failed", "container", rec.ID, "error", kerr)
 		}
 		cancel()
-		return nil, fmt.Errorf("start container %s: %w", rec.ID, err)
+		return nil, err // the runtime's start names the container
 	}
 	if recErr != nil {
 		return nil, fmt.Errorf("start container %s: %w", rec.ID, recErr)

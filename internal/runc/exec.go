@@ -106,22 +106,19 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, eio 
 		return cmd.Process.Kill()
 	}
 
+	// Bounds, after a cancellation, how long runc may take to die before
+	// SIGKILL, with a terminal too: a runtime that hangs once its process
+	// was killed (or before it wrote the pid file) must not hold the exec
+	// for ever, as it did with no drain time. Without a terminal it also
+	// bounds the output drain after runc exited.
+	cmd.WaitDelay = max(drain, time.Millisecond)
 	var waitErr error
-	if drain > 0 {
-		cmd.WaitDelay = drain
-	}
 	if eio.Terminal {
 		waitErr = r.execTTY(cmd, eio, first, drain)
 	} else {
 		cmd.Stdin = eio.Stdin
 		cmd.Stdout = eio.Stdout
 		cmd.Stderr = eio.Stderr
-		// Bounds both the output drain after runc exited and, after a
-		// cancellation, how long runc may take to die before SIGKILL.
-		cmd.WaitDelay = drain
-		if cmd.WaitDelay <= 0 {
-			cmd.WaitDelay = time.Millisecond
-		}
 		waitErr = cmd.Run()
 	}
 	if errors.Is(waitErr, exec.ErrWaitDelay) {

@@ -1,6 +1,9 @@
 package runc
 
 import (
+	"context"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crid-dev/crid/internal/pidfd"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // startSleep starts `sleep 60` (as a child of the test) and kills it when
@@ -97,5 +101,39 @@ func TestKillExecProcess(t *testing.T) {
 	// No pid file yet: nothing to kill but runc.
 	if err := killExecProcess(filepath.Join(t.TempDir(), "none"), runner.Process.Pid); err == nil {
 		t.Error("killExecProcess without a pid file succeeded")
+	}
+}
+
+// TestExecTTYCancelHungRuntime: a terminal exec whose runtime never
+// returns, even once its process is killed, ends at the cancellation all
+// the same, with no drain time configured: the runtime is killed too.
+func TestExecTTYCancelHungRuntime(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "hung-exec")
+	// The process is the runtime's child (its pid in the pid file); the
+	// runtime outlives it for ever.
+	script := "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && f=$2; shift; done\n" +
+		"sleep 60 & echo $! > \"$f\"; echo $$ > " + filepath.Join(dir, "runtime.pid") + "; wait $!; exec sleep 600\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runtime{Name: "hung", Path: bin, Root: dir}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Exec(ctx, "c1", &specs.Process{Args: []string{"sleep", "60"}}, ExecIO{Terminal: true, Stdout: io.Discard}, 0)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("cancelled exec = %v, want the context's DeadlineExceeded", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a terminal exec whose runtime hangs did not end at its cancellation")
+	}
+	if pid := ReadPidFile(filepath.Join(dir, "runtime.pid")); pid <= 0 || running(pid) {
+		t.Errorf("the hung runtime (pid %d) is still there", pid)
 	}
 }

@@ -45,3 +45,33 @@ func TestCommandTimeout(t *testing.T) {
 		t.Errorf("Kill past the caller's deadline = %v, want the caller's DeadlineExceeded", err)
 	}
 }
+
+// TestCommandTimeoutKillsHooks: a runtime command killed at its bound
+// takes its children with it (a hook that hangs, in the runtime's process
+// group), not only itself.
+func TestCommandTimeoutKillsHooks(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "hooked-runtime")
+	hookPid := filepath.Join(dir, "hook.pid")
+	// The "hook" is a child that hangs; the runtime waits for it.
+	script := "#!/bin/sh\nsleep 600 &\necho $! > " + hookPid + "\nwait\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runtime{Name: "hooked", Path: bin, Root: dir, Timeout: 300 * time.Millisecond}
+	err := r.Start(context.Background(), "c1")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start through a runtime whose hook hangs = %v, want DeadlineExceeded", err)
+	}
+	pid := ReadPidFile(hookPid)
+	if pid <= 0 {
+		t.Fatal("the runtime's hook left no pid")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hook (pid %d) of the killed runtime still runs", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -70,6 +70,14 @@ type boundaryCase struct {
 	// own deadline, and the operator's remedy is the one tested: SIGKILL
 	// and restart crid, then kubelet's retry.
 	wedged bool
+	// setup, if set, adjusts the case's pod, container or exec before the
+	// pod's life (e.g. a poststart hook, a PID namespace of the
+	// container's own); check, if set, checks what the fault left once the
+	// step answered and what hung is gone, before kubelet's retry.
+	setup, check func(t *testing.T, b *boundaryRun)
+	// unmet: crid must not run the faulted subcommand at this step at all
+	// (it does the runtime's work itself), so the armed fault is not met.
+	unmet bool
 }
 
 // runningSteps are the steps a case may fault that act on a running
@@ -251,6 +259,9 @@ type boundaryRun struct {
 	rt, mon wrapped
 	life    *podLife
 	initPID int // the init stopped for StartContainer
+	// hook is the container's OCI hook (a setup's), armed with the
+	// runtime's rules.
+	hook *runtimeHook
 }
 
 func runBoundaryCase(t *testing.T, wrap string, tc boundaryCase) {
@@ -258,7 +269,7 @@ func runBoundaryCase(t *testing.T, wrap string, tc boundaryCase) {
 	wdir := filepath.Join(h.base, "wrap-"+randHex(3))
 	b.rt = newWrapped(t, wrap, wdir, "runc", "/usr/local/sbin/runc")
 	b.mon = newWrapped(t, wrap, wdir, "crid-monitor", filepath.Join(h.binDir, "crid-monitor"))
-	bound := fmt.Sprintf("command_timeout = %q\n", boundTimeout)
+	bound := fmt.Sprintf("command_timeout = %q\ncdi_spec_dirs = [%q]\n", boundTimeout, filepath.Join(wdir, "cdi"))
 	b.c = faultCridWith(t, faultOpts{runtime: b.rt.link, monitor: b.mon.link, runtimeTOML: bound,
 		networkTOML: fmt.Sprintf("plugin_timeout = %q\n", boundTimeout)})
 	if tc.env != "" {
@@ -290,6 +301,9 @@ func runBoundaryCase(t *testing.T, wrap string, tc boundaryCase) {
 			NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD}}
 	}
 	b.life = &podLife{c: b.c, pod: pod}
+	if tc.setup != nil {
+		tc.setup(t, b)
+	}
 	for _, s := range caseSteps(tc.step) {
 		if s == tc.prepAt {
 			b.rt.arm(t, tc.prepRules)
@@ -333,6 +347,9 @@ func (b *boundaryRun) faultedStep(t *testing.T) {
 	tc := b.tc
 	b.rt.arm(t, tc.runtime)
 	b.mon.arm(t, tc.monitor)
+	if b.hook != nil {
+		b.hook.arm(t)
+	}
 	if tc.hung == "init" {
 		b.stopInit(t)
 	}
@@ -360,6 +377,9 @@ func (b *boundaryRun) faultedStep(t *testing.T) {
 	}
 	if runningSteps[tc.step] {
 		b.checkRunning(t)
+	}
+	if tc.check != nil {
+		tc.check(t, b)
 	}
 	if tc.wedged {
 		b.restartWedged(t)
@@ -463,8 +483,8 @@ func checkAnswer(t *testing.T, tc boundaryCase, err error, c *harness) {
 func (b *boundaryRun) checkFaultMet(t *testing.T) {
 	t.Helper()
 	tc := b.tc
-	if tc.runtime != "" && b.rt.hitPID(strings.Fields(tc.runtime)[0]) <= 0 {
-		t.Errorf("%s: the runtime never met %q", tc.name, tc.runtime)
+	if tc.runtime != "" && (b.rt.hitPID(strings.Fields(tc.runtime)[0]) <= 0) != tc.unmet {
+		t.Errorf("%s: the runtime met %q: %v, want %v", tc.name, tc.runtime, !tc.unmet, tc.unmet)
 	}
 	if tc.monitor != "" && b.mon.hitPID("") <= 0 {
 		t.Errorf("%s: crid-monitor never met %q", tc.name, tc.monitor)
@@ -587,6 +607,8 @@ func (b *boundaryRun) hungPID(t *testing.T) int {
 		return pid
 	case "init":
 		return b.initPID
+	case "hook":
+		return b.hook.lastPID(t)
 	}
 	t.Fatalf("unknown hung process %q", b.tc.hung)
 	return 0

@@ -166,6 +166,11 @@ type podLife struct {
 	pod   *runtime.PodSandboxConfig
 	podID string
 	ctrID string
+	// container, if set, edits each container's config before its create;
+	// execCmd, if set, is the terminal exec's command (it must print
+	// tty-exec-ok).
+	container func(*runtime.ContainerConfig)
+	execCmd   []string
 }
 
 // step runs the lifecycle step named op. It returns the RPC's error.
@@ -180,6 +185,9 @@ func (l *podLife) step(ctx context.Context, op string) error {
 		l.podID = r.PodSandboxId
 	case "CreateContainer":
 		cfg := containerConfig("main", "sleep", "3600")
+		if l.container != nil {
+			l.container(cfg)
+		}
 		r, err := rt.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: l.podID, Config: cfg, SandboxConfig: l.pod})
 		if err != nil {
 			return err
@@ -218,7 +226,11 @@ func (l *podLife) step(ctx context.Context, op string) error {
 // DeadlineExceeded, as a gRPC call's would be; the stream's own failure
 // carries crid's message.
 func (l *podLife) execTTY(ctx context.Context) error {
-	r, err := l.c.rt.Exec(ctx, &runtime.ExecRequest{ContainerId: l.ctrID, Cmd: []string{"echo", "tty-exec-ok"}, Stdout: true, Tty: true})
+	cmd := []string{"echo", "tty-exec-ok"}
+	if l.execCmd != nil {
+		cmd = l.execCmd
+	}
+	r, err := l.c.rt.Exec(ctx, &runtime.ExecRequest{ContainerId: l.ctrID, Cmd: cmd, Stdout: true, Tty: true})
 	if err != nil {
 		return err
 	}

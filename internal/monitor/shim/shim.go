@@ -417,10 +417,14 @@ func (m *monitor) create(chld, term <-chan os.Signal) error {
 	args = append(args, o.ID)
 
 	// Fd makes the container-side ends blocking, as a container expects.
+	// A group of its own, killed whole on abort: the runtime's hooks
+	// (runc runs poststart hooks in create) are in it, its init is not
+	// (runc/group.go).
 	pid, err := syscall.ForkExec(o.RuntimePath, args, &syscall.ProcAttr{
 		Dir:   o.StateDir,
 		Env:   runtimeEnv(),
 		Files: []uintptr{stdio[0].Fd(), stdio[1].Fd(), stdio[2].Fd()},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	})
 	if err != nil {
 		closeTheirs()
@@ -455,11 +459,17 @@ reap:
 			if !aborted {
 				aborted = true
 				m.log.warn("aborting create", "signal", s)
-				unix.Kill(pid, unix.SIGKILL)
+				if err := runc.KillGroup(pid); err != nil {
+					m.log.error("kill runtime create", "err", err)
+					unix.Kill(pid, unix.SIGKILL)
+				}
 			}
 		}
 	}
 	closeTheirs()
+	if aborted {
+		runc.ReapGroup(pid) // its hooks, killed with it and adopted here
+	}
 
 	if runErr == nil && !aborted {
 		m.pid = runc.ReadPidFile(filepath.Join(o.StateDir, wire.PidName))

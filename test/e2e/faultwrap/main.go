@@ -14,7 +14,11 @@
 //
 // Actions: error (print the runtime's kind of error, also as a JSON record
 // to --log if given, and exit 1), hang (block until killed), sleep:DUR
-// (wait, then run the real program). A count limits a rule to its first N
+// (wait, then run the real program), hang-after (run the real program as
+// a child with the same stdio and, once it exited, block until killed: a
+// runtime that did its work, e.g. started an exec's process, and then
+// never returns; the real program's children are the wrapper's
+// grandchildren). A count limits a rule to its first N
 // invocations, so that a retry meets the real program. Each invocation that
 // met a rule leaves a line in <name>.hits (subcommand and pid), for tests
 // to find the process they expect to be killed.
@@ -26,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +55,9 @@ func main() {
 	if err != nil {
 		fail("faultwrap: %v", err)
 	}
+	if real == "" {
+		fail("faultwrap: %s.faults names no real program (exec PATH)", self)
+	}
 	sub, logPath := subcommand(os.Args[1:])
 	for i, r := range rules {
 		if r.sub != "*" && r.sub != sub {
@@ -59,18 +67,16 @@ func main() {
 			continue
 		}
 		record(self, sub)
-		act(r, sub, logPath)
+		act(r, sub, logPath, real)
 		break
-	}
-	if real == "" {
-		fail("faultwrap: %s.faults names no real program (exec PATH)", self)
 	}
 	err = syscall.Exec(real, append([]string{real}, os.Args[1:]...), os.Environ())
 	fail("faultwrap: exec %s: %v", real, err)
 }
 
-// act carries out a rule's action; it returns only for sleep.
-func act(r rule, sub, logPath string) {
+// act carries out a rule's action (real is the real program); it returns
+// only for sleep.
+func act(r rule, sub, logPath, real string) {
 	switch {
 	case r.action == "error":
 		msg := "faultwrap: injected failure of " + sub
@@ -83,12 +89,23 @@ func act(r rule, sub, logPath string) {
 		}
 		fail("%s", msg)
 	case r.action == "hang":
-		for {
-			time.Sleep(time.Hour)
+		hang()
+	case r.action == "hang-after":
+		cmd := exec.Command(real, os.Args[1:]...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "faultwrap: %s (hanging all the same)\n", err)
 		}
+		hang()
 	case strings.HasPrefix(r.action, "sleep:"):
 		d, _ := time.ParseDuration(strings.TrimPrefix(r.action, "sleep:"))
 		time.Sleep(d)
+	}
+}
+
+func hang() {
+	for {
+		time.Sleep(time.Hour)
 	}
 }
 
@@ -145,7 +162,7 @@ func readRules(path string) (string, []rule, error) {
 		case len(fs) == 2 || len(fs) == 3:
 			r := rule{sub: fs[0], action: fs[1]}
 			if !validAction(r.action) {
-				return "", nil, fmt.Errorf("%s: action %q: want error, hang or sleep:DUR", path, r.action)
+				return "", nil, fmt.Errorf("%s: action %q: want error, hang, hang-after or sleep:DUR", path, r.action)
 			}
 			if len(fs) == 3 {
 				if r.count, err = strconv.Atoi(fs[2]); err != nil || r.count < 1 {
@@ -161,7 +178,7 @@ func readRules(path string) (string, []rule, error) {
 }
 
 func validAction(a string) bool {
-	if a == "error" || a == "hang" {
+	if a == "error" || a == "hang" || a == "hang-after" {
 		return true
 	}
 	d, err := time.ParseDuration(strings.TrimPrefix(a, "sleep:"))
