@@ -36,8 +36,39 @@ var (
 	runTag      = randHex(3)
 	bridgeName  = "crid-e2e" + runTag[:4]
 	networkName = "crid-e2e-" + runTag
-	podSubnet   = fmt.Sprintf("10.99.%d.0/24", int(runTag[4])%200+10)
+	podSubnet   = freePodSubnet(runTag)
 )
+
+// freePodSubnet is a /24 of 10.99.10.0-10.99.209.0, starting from one the
+// tag picks, that overlaps no address of this machine's interfaces. A
+// bridge on the same subnet (another run's, or one a killed run left, which
+// keeps its address and route) would take the pods' traffic from the host:
+// hostPort connections then time out. (The subnet was once picked from the
+// tag alone, among 16, and a leaked bridge made TestIsolationPortMappings
+// fail that way.)
+func freePodSubnet(tag string) string {
+	var addrs []net.Addr
+	if a, err := net.InterfaceAddrs(); err == nil {
+		addrs = a
+	}
+	start, _ := strconv.ParseUint(tag, 16, 32)
+	candidate := func(i int) *net.IPNet {
+		return &net.IPNet{IP: net.IPv4(10, 99, byte(10+(int(start)+i)%200), 0).To4(), Mask: net.CIDRMask(24, 32)}
+	}
+	for i := range 200 {
+		c, free := candidate(i), true
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && (c.Contains(ipn.IP) || ipn.Contains(c.IP)) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return c.String()
+		}
+	}
+	return candidate(0).String() // none free: the CNI ADD will say why
+}
 
 // harness is the crid under test and what it needs around it.
 type harness struct {
