@@ -10,8 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -180,35 +178,15 @@ func killExecProcess(pidPath string, runner int) error {
 // parent and so on up to depth generations.
 func descendsFrom(pid, ancestor, depth int) bool {
 	for ; depth > 0 && pid > 1; depth-- {
-		pid = parentPid(pid)
-		if pid == ancestor {
+		ppid, err := pidfd.ParentPID(pid)
+		if err != nil {
+			return false
+		}
+		if pid = ppid; pid == ancestor {
 			return true
 		}
 	}
 	return false
-}
-
-// parentPid is pid's parent from /proc/PID/stat, 0 if unknown. The parent
-// is the 2nd field after the command, which is in parentheses and may hold
-// anything, so the fields are counted from its last ')'.
-func parentPid(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, err := strconv.Atoi(f[1])
-	if err != nil {
-		return 0
-	}
-	return ppid
 }
 
 // pidfdSignal sends sig to the process of pidfd f.

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crid-dev/crid/internal/pidfd"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -52,16 +51,10 @@ func runnerOf(t *testing.T, depth int) (*exec.Cmd, string) {
 	return cmd, pidPath
 }
 
-func running(pid int) bool {
-	// A zombie ('Z') is dead already: killed, not yet reaped.
-	st, err := pidfd.State(pid)
-	return err == nil && st != 'Z'
-}
-
 func waitDead(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for running(pid) {
+	for alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("process %d still alive", pid)
 		}
@@ -94,7 +87,7 @@ func TestKillExecProcess(t *testing.T) {
 		t.Error("killExecProcess signalled a process that is not the exec's")
 	}
 	time.Sleep(50 * time.Millisecond)
-	if !running(stranger.Process.Pid) {
+	if !alive(stranger.Process.Pid) {
 		t.Error("the unrelated process was killed")
 	}
 
@@ -133,7 +126,7 @@ func TestExecTTYCancelHungRuntime(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a terminal exec whose runtime hangs did not end at its cancellation")
 	}
-	if pid := ReadPidFile(filepath.Join(dir, "runtime.pid")); pid <= 0 || running(pid) {
+	if pid := ReadPidFile(filepath.Join(dir, "runtime.pid")); pid <= 0 || alive(pid) {
 		t.Errorf("the hung runtime (pid %d) is still there", pid)
 	}
 }

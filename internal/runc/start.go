@@ -232,17 +232,11 @@ func readFifo(ctx context.Context, f *os.File, pid int) (bool, error) {
 	}
 }
 
-// alive reports whether pid runs (a zombie has exited).
+// alive reports whether pid runs (a zombie, 'Z', or a dying 'X' has
+// exited).
 func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := len(b) - 1
-	for i > 0 && b[i] != ')' {
-		i--
-	}
-	return i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+	st, err := pidfd.State(pid)
+	return err == nil && st != 'Z' && st != 'X'
 }
 
 // initRecord is what runc (state.json) and crun (status) record of a
