@@ -494,7 +494,7 @@ func TestRootfsDiffSwappedDirs(t *testing.T) {
 				moves["b"] = swap
 			}
 			swapped := false
-			testHookDirRead = func(rel string) {
+			dirRead := func(rel string) {
 				if rel != deep || swapped {
 					return
 				}
@@ -513,9 +513,8 @@ func TestRootfsDiffSwappedDirs(t *testing.T) {
 					}
 				}
 			}
-			defer func() { testHookDirRead = nil }()
 			var buf bytes.Buffer
-			if _, err := (RootfsDiff{Upper: upper, Merged: upper}).Write(context.Background(), &buf); err != nil {
+			if _, err := (RootfsDiff{Upper: upper, Merged: upper, dirRead: dirRead}).Write(context.Background(), &buf); err != nil {
 				t.Fatal(err)
 			}
 			if !swapped {

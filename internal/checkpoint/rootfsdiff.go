@@ -28,6 +28,11 @@ type RootfsDiff struct {
 	// the tar: mount points runc created for the spec's mounts, whose
 	// content is the mount's, not the container's.
 	Skip map[string]bool
+
+	// dirRead, when set, is called with a directory's path after the walk
+	// has read its entries: a test changes the tree there, as a running
+	// container would.
+	dirRead func(rel string)
 }
 
 // metacopyXattr marks an upper file that holds only metadata, its data
@@ -47,11 +52,6 @@ const maxOpenDirs = 32
 // depth (every entry names all its parents). It bounds the depth to 2048
 // levels.
 const maxPathLen = unix.PathMax
-
-// testHookDirRead, when set, is called with a directory's path after the
-// walk has read its entries: a test changes the tree there as a running
-// container would.
-var testHookDirRead func(rel string)
 
 // Write writes the files the container added or changed as an
 // uncompressed tar (names relative to the rootfs, as in CRI-O's
@@ -105,7 +105,7 @@ type dirFrame struct {
 // walk visits the upper dir's tree depth first, in name order, with an
 // explicit stack: a recursion would hold a descriptor for every level.
 func (wk *diffWalk) walk(ctx context.Context, root *os.File) error {
-	top, err := readDir(root, "")
+	top, err := wk.readDir(root, "")
 	if err != nil {
 		return err
 	}
@@ -229,7 +229,7 @@ func openDir(dir *os.File, name, rel string) (*os.File, *unix.Stat_t, error) {
 }
 
 // readDir makes a frame of the open directory f, its entries read.
-func readDir(f *os.File, rel string) (*dirFrame, error) {
+func (wk *diffWalk) readDir(f *os.File, rel string) (*dirFrame, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("stat %s: %w", rel, err)
@@ -239,8 +239,8 @@ func readDir(f *os.File, rel string) (*dirFrame, error) {
 		return nil, fmt.Errorf("read %s: %w", rel, err)
 	}
 	sort.Strings(names)
-	if testHookDirRead != nil {
-		testHookDirRead(rel)
+	if wk.d.dirRead != nil {
+		wk.d.dirRead(rel)
 	}
 	return &dirFrame{f: f, rel: rel, dev: uint64(st.Dev), ino: st.Ino, names: names}, nil
 }
@@ -304,7 +304,7 @@ func (wk *diffWalk) subdir(dir *os.File, rel, name string) error {
 			return err
 		}
 	}
-	fr, err := readDir(f, rel)
+	fr, err := wk.readDir(f, rel)
 	if err != nil {
 		f.Close()
 		return err
