@@ -273,13 +273,18 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 	// before the record is committed leaves a pin no record names, which
 	// recovery removes (sweepNetNS); one after it, a pin the record names.
 	pinned := s.pinNetNSBeside(id, nsPath, userns)
+	if pinned != nil {
+		// Undone after the record (the undo runs in reverse): a crash in
+		// between leaves a pin no record names, as above.
+		u.add(func(context.Context) error {
+			if pinned() != nil {
+				return nil // CreateNetNS removed its own partial pin
+			}
+			return s.net.RemoveNetNS(nsPath)
+		})
+	}
 	// Record first: a crash from here on is found and cleaned up at recovery.
 	if err := s.saveSandbox(sb); err != nil {
-		if pinned != nil && pinned() == nil {
-			if rerr := s.net.RemoveNetNS(nsPath); rerr != nil {
-				log.Warn("remove the netns of a pod whose record failed", "error", rerr)
-			}
-		}
 		return "", fmt.Errorf("run pod sandbox: %w", err)
 	}
 	s.mu.Lock()
@@ -291,14 +296,6 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 		s.mu.Unlock()
 		return s.st.Delete(store.BucketSandboxes, id)
 	})
-	if pinned != nil {
-		u.add(func(context.Context) error {
-			if pinned() != nil {
-				return nil // CreateNetNS removed its own partial pin
-			}
-			return s.net.RemoveNetNS(nsPath)
-		})
-	}
 	tm.mark("record init")
 	if err := s.fault(ctx, "RunPodSandbox", "recorded"); err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
