@@ -694,13 +694,7 @@ func TestPullHang(t *testing.T) {
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Close()
 	c := faultCridWith(t, faultOpts{registry: lis.Addr().String(), imagesTOML: fmt.Sprintf("pull_progress_timeout = %q\n", boundTimeout)})
-	if err := c.start(); err != nil {
-		t.Fatal(err)
-	}
-	before, err := leakcheck.Take(ctxT(t), c.leakTarget())
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := startBaseline(t, c)
 	req := &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}
 	for _, tc := range []struct {
 		name     string

@@ -477,15 +477,9 @@ func TestPullFaults(t *testing.T) {
 			t.Run(strings.SplitN(action, ":", 2)[0]+"/"+point, func(t *testing.T) {
 				c := faultCrid(t)
 				c.env = []string{"CRID_FAULTS=" + point + "=" + action}
-				if err := c.start(); err != nil {
-					t.Fatal(err)
-				}
-				before, err := leakcheck.Take(ctxT(t), c.leakTarget())
-				if err != nil {
-					t.Fatal(err)
-				}
+				before := startBaseline(t, c)
 				req := &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}
-				_, err = c.img.PullImage(ctxT(t), req)
+				_, err := c.img.PullImage(ctxT(t), req)
 				if err == nil {
 					t.Fatalf("PullImage succeeded through the fault at %s", point)
 				}
@@ -512,4 +506,18 @@ func TestPullFaults(t *testing.T) {
 			})
 		}
 	}
+}
+
+// startBaseline starts c and takes what the leak checker finds before
+// the test makes anything: what must be all that is left at its end.
+func startBaseline(t *testing.T, c *harness) leakcheck.Snapshot {
+	t.Helper()
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := leakcheck.Take(ctxT(t), c.leakTarget())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return before
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crid-dev/crid/test/e2e/leakcheck"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -112,13 +111,7 @@ func stalledExit(t *testing.T, c *harness, env string, wedged bool) {
 
 // stalledPull: the write of a pulled image's record stalls.
 func stalledPull(t *testing.T, c *harness, env string, wedged bool) {
-	if err := c.start(); err != nil {
-		t.Fatal(err)
-	}
-	before, err := leakcheck.Take(ctxT(t), c.leakTarget())
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := startBaseline(t, c)
 	req := &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}
 	done := make(chan error, 1)
 	go func() {
@@ -143,7 +136,7 @@ func stalledPull(t *testing.T, c *harness, env string, wedged bool) {
 		t.Errorf("ImageFsInfo while the image's record is held: %v", err)
 	}
 	cancel()
-	err = <-done
+	err := <-done
 	t.Logf("PullImage answered: %v", err)
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("PullImage with its record held = %v, want DeadlineExceeded", err)
