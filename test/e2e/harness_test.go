@@ -383,10 +383,8 @@ func secondHarness(t *testing.T, name string) *harness {
 		// Containers outlive crid: one its pods' removal missed would run
 		// on, holding mounts under base, after the directory is gone.
 		for _, p := range processesRootedUnder(base) {
-			t.Errorf("cleanup: process %s still runs in a container of this crid after every pod was removed; killing it", p)
-			if pid, err := strconv.Atoi(strings.Fields(p)[0]); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
+			t.Errorf("cleanup: process %d (%s) still runs in a container of this crid after every pod was removed; killing it", p.pid, p.comm)
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
 		}
 		unmountUnder(base)
 		if os.Getenv("CRID_E2E_KEEP") == "" {
@@ -444,14 +442,21 @@ func (hh *harness) removeAllPods(t *testing.T) {
 	}
 }
 
-// processesRootedUnder lists ("pid (comm)") the processes whose root
-// filesystem is an overlay with its upper dir under dir: the containers
-// and pauses of a crid whose root is there.
-func processesRootedUnder(dir string) []string {
+// rootedProc is a process processesRootedUnder found.
+type rootedProc struct {
+	pid  int
+	comm string
+}
+
+// processesRootedUnder lists the processes whose root filesystem is an
+// overlay with its upper dir under dir: the containers and pauses of a
+// crid whose root is there.
+func processesRootedUnder(dir string) []rootedProc {
 	procs, _ := os.ReadDir("/proc")
-	var out []string
+	var out []rootedProc
 	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "mountinfo"))
@@ -461,7 +466,7 @@ func processesRootedUnder(dir string) []string {
 		for _, line := range strings.Split(string(b), "\n") {
 			if f := strings.Fields(line); len(f) > 4 && f[4] == "/" && strings.Contains(line, "upperdir="+dir+"/") {
 				comm, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "comm"))
-				out = append(out, fmt.Sprintf("%s (%s)", p.Name(), strings.TrimSpace(string(comm))))
+				out = append(out, rootedProc{pid: pid, comm: strings.TrimSpace(string(comm))})
 				break
 			}
 		}
