@@ -17,7 +17,6 @@ var lifecyclePhases = []string{"runp", "create", "start", "stop", "stopp", "rm",
 
 type cycleTimes [7]time.Duration
 
-// cycle runs one full pod lifecycle and times each call.
 // timedCycles runs n full pod cycles (pods named churn-1..churn-n),
 // reporting progress as what, and returns each cycle's total time. after,
 // if set, runs after cycle i (1-based), e.g. to sample the daemon.
@@ -44,6 +43,7 @@ func (b *Bench) timedCycles(ctx context.Context, what string, n int, after func(
 	return cycles, nil
 }
 
+// cycle runs one full pod lifecycle and times each call.
 func (b *Bench) cycle(ctx context.Context, name string) (cycleTimes, error) {
 	var t cycleTimes
 	var podID, ctrID string
