@@ -153,88 +153,35 @@ func (s *Service) fetchAndUnpack(ctx context.Context, w *watch, src *imageSource
 			src.cancel(err)
 		}
 	}
-	n := len(src.layers)
-	// fetched[i] is closed once layer i's blob is in, or is not needed.
-	fetched := make([]chan struct{}, n)
-	for i := range fetched {
-		fetched[i] = make(chan struct{})
-	}
-	var g errgroup.Group
-	g.SetLimit(s.settings().maxDownloads)
-	// g.Go blocks while maxDownloads run: a goroutine of its own queues
-	// the downloads, bottom-up, so that the layers unpacked first arrive
-	// first.
-	queued := make(chan struct{})
-	go func() {
-		defer close(queued)
-		for i, l := range src.layers {
-			if !l.remote || exists(s.snapshotFs(chains[i])) {
-				close(fetched[i])
-				continue
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			g.Go(func() error {
-				if err := s.fetchBlob(ctx, w, l); err != nil {
-					cancel(err)
-					return err
-				}
-				close(fetched[i])
-				return nil
-			})
-		}
-	}()
-	// wait returns once no download runs any more: all done, or, after a
-	// failure, the ones under way stopped. Once only (g.Wait).
-	waited := false
-	var fetchErr error
-	wait := func() error {
-		if !waited {
-			<-queued
-			fetchErr = g.Wait()
-			waited = true
-		}
-		return fetchErr
-	}
-	defer func() { _ = wait() }()
+	f := s.startFetches(ctx, w, src, chains, cancel)
+	defer func() { _ = f.wait() }()
 	// fail stops everything and returns the first failure: an unpack
 	// that only saw the cancellation by a failed download (or by the
 	// pull's own cancellation) reports that instead, as the download
 	// error it is (they were never wrapped).
 	fail := func(err error) error {
 		cancel(err)
-		_ = wait()
+		_ = f.wait()
 		if cause := context.Cause(ctx); cause != err {
 			return cause
 		}
 		return err
 	}
-	fault := func() error {
-		// Every layer in the content store (or already unpacked), the
-		// last not unpacked yet.
-		if err := s.faults.At(ctx, "PullImage/downloaded"); err != nil {
-			return fmt.Errorf("image %s: %w", src.name, err)
-		}
-		return nil
-	}
-	if n == 0 {
-		return fault()
-	}
+	n := len(src.layers)
 	for i, l := range src.layers {
 		if i == n-1 {
 			// The unpacks below needed every download but this layer's,
 			// which its unpack needs too: waiting for all of them here
 			// delays nothing, and gives PullImage/downloaded its meaning.
-			if err := wait(); err != nil {
+			if err := f.wait(); err != nil {
 				return err
 			}
-			if err := fault(); err != nil {
+			if err := s.downloadedFault(ctx, src); err != nil {
 				return err
 			}
 		}
 		select {
-		case <-fetched[i]:
+		case <-f.fetched[i]:
 		case <-ctx.Done():
 			return fail(context.Cause(ctx))
 		}
@@ -242,7 +189,75 @@ func (s *Service) fetchAndUnpack(ctx context.Context, w *watch, src *imageSource
 			return fail(fmt.Errorf("image %s: layer %d: %w", src.name, i, err))
 		}
 	}
+	if n == 0 {
+		return s.downloadedFault(ctx, src)
+	}
 	return nil
+}
+
+// downloadedFault is the fault point PullImage/downloaded: every layer is
+// in the content store (or already unpacked), the last not unpacked yet.
+func (s *Service) downloadedFault(ctx context.Context, src *imageSource) error {
+	if err := s.faults.At(ctx, "PullImage/downloaded"); err != nil {
+		return fmt.Errorf("image %s: %w", src.name, err)
+	}
+	return nil
+}
+
+// layerFetches are the downloads of one pull's missing layers.
+type layerFetches struct {
+	// fetched[i] is closed once layer i's blob is in, or is not needed.
+	fetched []chan struct{}
+	g       errgroup.Group
+	queued  chan struct{} // closed once every download is queued
+	waited  bool
+	err     error
+}
+
+// startFetches queues the downloads of src's missing layers, bottom-up so
+// that the layers unpacked first arrive first, at most maxDownloads at a
+// time. A failed download calls cancel with its error.
+func (s *Service) startFetches(ctx context.Context, w *watch, src *imageSource, chains []digest.Digest, cancel func(error)) *layerFetches {
+	f := &layerFetches{fetched: make([]chan struct{}, len(src.layers)), queued: make(chan struct{})}
+	for i := range f.fetched {
+		f.fetched[i] = make(chan struct{})
+	}
+	f.g.SetLimit(s.settings().maxDownloads)
+	// g.Go blocks while maxDownloads run: a goroutine of its own queues
+	// them, so that the unpacks can start meanwhile.
+	go func() {
+		defer close(f.queued)
+		for i, l := range src.layers {
+			if !l.remote || exists(s.snapshotFs(chains[i])) {
+				close(f.fetched[i])
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			f.g.Go(func() error {
+				if err := s.fetchBlob(ctx, w, l); err != nil {
+					cancel(err)
+					return err
+				}
+				close(f.fetched[i])
+				return nil
+			})
+		}
+	}()
+	return f
+}
+
+// wait returns once no download runs any more: all done, or, after a
+// failure, the ones under way stopped; with the first download error.
+// Called from the pull's goroutine only.
+func (f *layerFetches) wait() error {
+	if !f.waited {
+		<-f.queued
+		f.err = f.g.Wait()
+		f.waited = true
+	}
+	return f.err
 }
 
 func exists(p string) bool {
