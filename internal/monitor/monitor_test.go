@@ -880,3 +880,35 @@ func TestLaunchTouchesNoFile(t *testing.T) {
 		}
 	})
 }
+
+// TestLogNotThroughSymlink: a symlink in the place of the monitor's log
+// is not followed (the monitor runs as root): the create fails saying so,
+// and the file the link names is left as it was.
+func TestLogNotThroughSymlink(t *testing.T) {
+	o := prepare(t, []string{"true"}, nil)
+	os.MkdirAll(filepath.Dir(o.LogPath), 0o755)
+	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "host-file")
+	if err := os.WriteFile(target, []byte("untouched\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(o.StateDir, logName)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if p, err := Spawn(ctx, monitorBin, o); err == nil || !strings.Contains(err.Error(), "open the monitor's log") {
+		if err == nil {
+			runtimeFor().Delete(ctx, o.ID, true)
+		}
+		t.Fatalf("Spawn with a symlink for the monitor's log = %+v, %v; want a failure saying the log could not be opened", p, err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "untouched\n" {
+		t.Errorf("the symlink's target now holds %q", b)
+	}
+	if pids := monitorsFor(o.StateDir); len(pids) > 0 {
+		t.Errorf("monitor processes left: %v", pids)
+	}
+}

@@ -131,7 +131,9 @@ func Main(args []string) int {
 // openLog makes the state dir's log the monitor's stderr, where its own
 // diagnostics (and those of the processes it starts with its stderr) go.
 func openLog(stateDir string) error {
-	f, err := os.OpenFile(filepath.Join(stateDir, wire.LogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	// Never through a symlink planted in its place: the monitor runs as
+	// root, and its log is a file of its own.
+	f, err := os.OpenFile(filepath.Join(stateDir, wire.LogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return errors.New("open the monitor's log: " + err.Error())
 	}
