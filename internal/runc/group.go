@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"context"
 	"errors"
 	"os/exec"
 	"syscall"
@@ -27,6 +28,18 @@ func inOwnGroup(cmd *exec.Cmd) {
 		cmd.SysProcAttr.Setpgid = true
 	}
 	cmd.Cancel = func() error { return KillGroup(cmd.Process.Pid) }
+}
+
+// runGrouped runs cmd in a process group of its own (inOwnGroup). When ctx
+// ended it, the group's members left as the caller's children (the hooks,
+// adopted once the runtime died) are reaped before it returns.
+func runGrouped(ctx context.Context, cmd *exec.Cmd) error {
+	inOwnGroup(cmd)
+	err := cmd.Run()
+	if err != nil && ctx.Err() != nil && cmd.Process != nil {
+		ReapGroup(cmd.Process.Pid)
+	}
+	return err
 }
 
 // KillGroup SIGKILLs process group pgid (a runtime command and its

@@ -43,14 +43,10 @@ func (r *Runtime) Run(ctx context.Context, id, bundle, pidFile, logPath string) 
 	}
 	cmd.Env = []string{"PATH=" + path}
 	cmd.WaitDelay = 5 * time.Second
-	inOwnGroup(cmd) // its session is its group
-	err = cmd.Run()
+	err = runGrouped(ctx, cmd)
 	logText, _ := os.ReadFile(logPath)
 	if err != nil {
 		if ctx.Err() != nil {
-			if cmd.Process != nil {
-				ReapGroup(cmd.Process.Pid) // its hooks, killed with it
-			}
 			return 0, fmt.Errorf("run container %s: %w", id, context.Cause(ctx))
 		}
 		return 0, fmt.Errorf("run container %s: %w", id,

@@ -121,12 +121,8 @@ func (r *Runtime) run(ctx context.Context, stdin io.Reader, args ...string) (_ [
 	// A runtime command never leaves children behind on purpose, but do not
 	// hang forever should a hook keep our pipes open.
 	cmd.WaitDelay = 5 * time.Second
-	inOwnGroup(cmd)
-	if err := cmd.Run(); err != nil {
+	if err := runGrouped(ctx, cmd); err != nil {
 		if ctx.Err() != nil {
-			if cmd.Process != nil {
-				ReapGroup(cmd.Process.Pid) // its hooks, killed with it
-			}
 			return nil, fmt.Errorf("%s %s: %w", r.Path, strings.Join(args, " "), context.Cause(ctx))
 		}
 		return nil, &Error{Args: append([]string{r.Path}, args...), Message: ErrorMessage(stderr.Bytes()), Err: err}
